@@ -1,0 +1,536 @@
+"""Audio I/O and front end: decoding (soundfile, PyAV), resampling, the log-mel map, mixing helpers.
+
+Every waveform is mono float32 at ``SAMPLE_RATE`` unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TypeVar
+
+import av
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+from torch import nn
+
+from ier.errors import MediaError
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000  # Hz, the rate of every model input
+CLIP_SECONDS = 1.0  # one audio window
+N_FFT = 160  # samples (10 ms at 16 kHz)
+HOP_LENGTH = 80  # samples (5 ms at 16 kHz)
+N_MELS = 64
+F_MAX_HZ = 8_000.0
+TOP_DB = 80.0
+AMIN = 1e-10
+END_TOLERANCE_SECONDS = 0.1  # a window may overrun the stream end by this much (zero padded)
+
+# Extensions that libsndfile decodes; anything else (mp4, mkv, m4a, ...) goes through PyAV.
+_SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64"}
+
+Wave = TypeVar("Wave", np.ndarray, torch.Tensor)
+
+
+# --------------------------------------------------------------------------- containers (shared)
+
+
+def check_media_path(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as a Path, raising MediaError if it is missing or not a regular file."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: file not found")
+    if not path.is_file():
+        raise MediaError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: file is empty (0 bytes)")
+    return path
+
+
+@contextmanager
+def open_container(path: str | os.PathLike[str] | io.BytesIO, name: str) -> Iterator[Any]:
+    """Open a media file with PyAV, turning every FFmpeg failure inside the block into MediaError.
+
+    Args:
+        path: File path or in-memory buffer.
+        name: How messages refer to the media (usually the path).
+    """
+    try:
+        container = av.open(path if isinstance(path, io.BytesIO) else str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{name}: cannot open as audio/video ({_reason(exc)})") from exc
+    try:
+        yield container
+    except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
+        raise MediaError(f"{name}: corrupt or unreadable media ({_reason(exc)})") from exc
+    finally:
+        container.close()
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return str(text).splitlines()[0][:200]
+
+
+def time_origin_seconds(container: Any) -> float:
+    """Container start in seconds if positive (MPEG-TS style), else 0; media times count from it."""
+    start = container.start_time
+    return max(0.0, start / 1e6) if start is not None else 0.0
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    start_seconds: float = 0.0,
+    duration_seconds: float | None = None,
+    end_tolerance_seconds: float = END_TOLERANCE_SECONDS,
+) -> np.ndarray:
+    """Decode a window of a sound or video file as mono float32 at ``sample_rate``.
+
+    wav/flac/ogg/mp3 are read with soundfile (seeking to the window); other files, and sound files
+    that libsndfile rejects, are decoded by PyAV from the first audio stream, seeking to the window.
+    Channels are averaged.
+
+    Args:
+        path: Audio or video file.
+        sample_rate: Output rate in Hz.
+        start_seconds: Window start, seconds from the start of the stream.
+        duration_seconds: Window length in seconds; None reads to the end of the stream.
+        end_tolerance_seconds: How far a window may overrun the end of the stream; the overrun is
+            zero padded. A window that overruns by more, or starts past the end, is an error.
+
+    Returns:
+        float32 array (n,); with a duration, n == round(duration_seconds * sample_rate).
+
+    Raises:
+        MediaError: Missing/corrupt file, no audio stream, empty stream, or window out of range.
+    """
+    path = check_media_path(path)
+    _check_window(path, start_seconds, duration_seconds)
+    wave: np.ndarray | None = None
+    native_rate = 0
+    if path.suffix.lower() in _SOUNDFILE_EXTENSIONS:
+        try:
+            wave, native_rate, total = _read_soundfile(path, start_seconds, duration_seconds)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+            logger.debug("soundfile cannot read %s (%s); trying PyAV", path, exc)
+    if wave is None:
+        wave, native_rate, total = _read_av(path, start_seconds, duration_seconds)
+    return _finish_window(
+        path, wave, native_rate, total, sample_rate, start_seconds, duration_seconds,
+        end_tolerance_seconds,
+    )  # fmt: skip
+
+
+def _check_window(path: Path, start_seconds: float, duration_seconds: float | None) -> None:
+    if not math.isfinite(start_seconds) or start_seconds < 0:
+        raise MediaError(f"{path}: start_seconds must be a finite value >= 0, got {start_seconds}")
+    if duration_seconds is not None and not (
+        math.isfinite(duration_seconds) and duration_seconds > 0
+    ):
+        raise MediaError(f"{path}: duration_seconds must be > 0, got {duration_seconds}")
+
+
+def _read_soundfile(
+    path: Path, start_seconds: float, duration_seconds: float | None
+) -> tuple[np.ndarray, int, float]:
+    """Return (mono native-rate samples from the window start, native rate, stream seconds)."""
+    with sf.SoundFile(str(path)) as f:
+        rate, total_frames = f.samplerate, f.frames
+        first = int(math.floor(start_seconds * rate))
+        if first >= total_frames:
+            return np.zeros(0, np.float32), rate, total_frames / rate
+        count = -1 if duration_seconds is None else int(math.ceil(duration_seconds * rate)) + 1
+        if first > 0:
+            f.seek(first)
+        data = f.read(count, dtype="float32", always_2d=True)
+    return data.mean(axis=1, dtype=np.float32), rate, total_frames / rate
+
+
+def _read_av(
+    path: Path, start_seconds: float, duration_seconds: float | None
+) -> tuple[np.ndarray, int, float]:
+    """PyAV counterpart of ``_read_soundfile``: seek near the window, decode only what it needs."""
+    with open_container(path, str(path)) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: has no audio stream")
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate or stream.sample_rate
+        if not rate:
+            raise MediaError(f"{path}: audio stream has no sample rate")
+        origin = time_origin_seconds(container)
+        total = _stream_seconds(container, stream)
+        target = start_seconds + origin
+        if start_seconds > 0:
+            # Seek a little early: the demuxer lands on the packet at or before the offset.
+            offset = max(0.0, target - 0.2)
+            container.seek(int(offset / stream.time_base), stream=stream, backward=True)
+        need = None if duration_seconds is None else int(math.ceil(duration_seconds * rate)) + 1
+        wave, end_seconds = _decode_from(container, stream, rate, target, need)
+    if end_seconds is not None:  # reached the end of the stream: the true duration is known
+        total = end_seconds - origin
+    return wave, rate, total
+
+
+def _decode_from(
+    container: Any, stream: Any, rate: int, target_seconds: float, need: int | None
+) -> tuple[np.ndarray, float | None]:
+    """Decode from ``target_seconds``; return the samples and the stream end time (if reached)."""
+    resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
+    chunks: list[np.ndarray] = []
+    have = 0
+    cursor: float | None = None  # time of the next sample to decode
+    for frame in container.decode(stream):
+        for out in resampler.resample(frame):
+            samples = out.to_ndarray()[0]
+            t0 = cursor if out.time is None else float(out.time)
+            t0 = 0.0 if t0 is None else t0
+            cursor = t0 + len(samples) / rate
+            skip = int(round((target_seconds - t0) * rate))
+            if skip >= len(samples):
+                continue
+            if skip > 0:
+                samples = samples[skip:]
+            elif skip < 0 and not chunks:  # the stream starts after the window start
+                samples = np.concatenate([np.zeros(-skip, np.float32), samples])
+            chunks.append(samples)
+            have += len(samples)
+        if need is not None and have >= need:
+            wave = np.concatenate(chunks).astype(np.float32, copy=False)
+            return wave[:need], None
+    wave = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0)
+    if cursor is None:
+        return wave.astype(np.float32), 0.0
+    return wave.astype(np.float32), cursor
+
+
+def _stream_seconds(container: Any, stream: Any) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1e6
+    return math.inf
+
+
+def _finish_window(
+    path: Path,
+    wave: np.ndarray,
+    native_rate: int,
+    total_seconds: float,
+    sample_rate: int,
+    start_seconds: float,
+    duration_seconds: float | None,
+    end_tolerance_seconds: float,
+) -> np.ndarray:
+    """Resample, check the window against the stream length, and trim/pad to the exact size."""
+    if total_seconds <= 0 or (start_seconds == 0 and wave.size == 0):
+        raise MediaError(f"{path}: audio stream is empty (0 samples)")
+    if wave.size == 0 or start_seconds >= total_seconds:
+        raise MediaError(
+            f"{path}: window starts at {start_seconds:.3f} s, past the end of the audio "
+            f"({total_seconds:.3f} s long)"
+        )
+    wave = resample(wave, native_rate, sample_rate)
+    if duration_seconds is None:
+        return wave
+    n_out = int(round(duration_seconds * sample_rate))
+    if wave.size < n_out:
+        short_seconds = (n_out - wave.size) / sample_rate
+        if short_seconds > end_tolerance_seconds:
+            raise MediaError(
+                f"{path}: window {start_seconds:.3f}-{start_seconds + duration_seconds:.3f} s "
+                f"extends past the end of the audio ({total_seconds:.3f} s long)"
+            )
+        wave = np.pad(wave, (0, n_out - wave.size))
+    return np.ascontiguousarray(wave[:n_out], dtype=np.float32)
+
+
+def decode_audio_bytes(
+    data: bytes, *, sample_rate: int = SAMPLE_RATE, name: str = "<in-memory audio>"
+) -> np.ndarray:
+    """Decode a whole in-memory sound file (wav, ogg, flac, ...; e.g. an archive member).
+
+    Args:
+        data: The encoded file's bytes.
+        sample_rate: Output rate in Hz.
+        name: How error messages refer to the payload (e.g. ``"archive.cat:boom.wav"``).
+
+    Returns:
+        float32 array (n,), mono, at ``sample_rate``.
+
+    Raises:
+        MediaError: Empty, undecodable, or silent-length (0 samples) payloads.
+    """
+    if not data:
+        raise MediaError(f"{name}: empty audio payload (0 bytes)")
+    try:
+        raw, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        wave = raw.mean(axis=1, dtype=np.float32)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        with open_container(io.BytesIO(data), name) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{name}: has no audio stream") from None
+            stream = container.streams.audio[0]
+            rate = stream.codec_context.sample_rate
+            wave, _ = _decode_from(container, stream, rate, -math.inf, None)
+    if wave.size == 0:
+        raise MediaError(f"{name}: audio stream is empty (0 samples)")
+    return resample(wave, rate, sample_rate)
+
+
+def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Polyphase resampling (``scipy.signal.resample_poly``) along the last axis.
+
+    Args:
+        wave: Array (..., n) at ``orig_rate`` Hz.
+        orig_rate: Input rate in Hz.
+        target_rate: Output rate in Hz.
+
+    Returns:
+        float32 array (..., ceil(n * target_rate / orig_rate)).
+    """
+    if orig_rate <= 0 or target_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_rate} -> {target_rate}")
+    wave = np.asarray(wave, dtype=np.float32)
+    if orig_rate == target_rate or wave.shape[-1] == 0:
+        return wave
+    ratio = Fraction(int(target_rate), int(orig_rate))
+    out = resample_poly(wave, ratio.numerator, ratio.denominator, axis=-1)
+    return out.astype(np.float32, copy=False)
+
+
+def pad_or_trim(wave: Wave, n_samples: int) -> Wave:
+    """Zero-pad at the end or cut the last axis to exactly ``n_samples``."""
+    length = wave.shape[-1]
+    if length >= n_samples:
+        return wave[..., :n_samples]
+    if isinstance(wave, torch.Tensor):
+        return nn.functional.pad(wave, (0, n_samples - length))
+    pad = [(0, 0)] * (wave.ndim - 1) + [(0, n_samples - length)]
+    return np.pad(wave, pad)
+
+
+# --------------------------------------------------------------------------- log-mel front end
+
+
+def hz_to_mel(freq_hz: np.ndarray | float) -> np.ndarray:
+    """Slaney (Auditory Toolbox, librosa default) mel scale: linear below 1 kHz, log above."""
+    freq_hz = np.asarray(freq_hz, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    linear = freq_hz / f_sp
+    log = min_log_mel + np.log(np.maximum(freq_hz, min_log_hz) / min_log_hz) / logstep
+    return np.where(freq_hz >= min_log_hz, log, linear)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    """Inverse of ``hz_to_mel``."""
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    log = min_log_hz * np.exp(logstep * (mel - min_log_mel))
+    return np.where(mel >= min_log_mel, log, f_sp * mel)
+
+
+def mel_filterbank(
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    n_fft: int = N_FFT,
+    n_mels: int = N_MELS,
+    f_min_hz: float = 0.0,
+    f_max_hz: float | None = F_MAX_HZ,
+) -> np.ndarray:
+    """Triangular mel filters on the Slaney scale with Slaney area normalisation (librosa default).
+
+    With DSOL's n_fft=160 (100 Hz bins) a few of the narrow low filters fall between FFT bins and
+    are all zero, exactly as in ``librosa.filters.mel``; their dB output sits at the floor.
+
+    Returns:
+        float32 array (n_mels, n_fft // 2 + 1) mapping a linear spectrum to mel bands.
+    """
+    f_max_hz = sample_rate / 2 if f_max_hz is None else f_max_hz
+    if not 0 <= f_min_hz < f_max_hz <= sample_rate / 2:
+        raise ValueError(f"need 0 <= f_min_hz < f_max_hz <= {sample_rate / 2}")
+    fft_hz = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges_hz = mel_to_hz(np.linspace(hz_to_mel(f_min_hz), hz_to_mel(f_max_hz), n_mels + 2))
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def mel_center_hz(
+    *, n_mels: int = N_MELS, f_min_hz: float = 0.0, f_max_hz: float = F_MAX_HZ
+) -> np.ndarray:
+    """Centre frequency in Hz of each mel band of ``mel_filterbank``, shape (n_mels,)."""
+    return mel_to_hz(np.linspace(hz_to_mel(f_min_hz), hz_to_mel(f_max_hz), n_mels + 2))[1:-1]
+
+
+class LogMel(nn.Module):
+    """Log-mel map in dB, (B, n_samples) -> (B, 1, n_frames, n_mels) (time x mel).
+
+    Defaults reproduce DSOL (method.md §1.2/§2.7): 16 kHz, n_fft 160, hop 80, periodic Hann window,
+    centred frames (reflect padding), 64 Slaney mel bands 0-8 kHz applied to the STFT *magnitude*
+    (``power=1.0``), then ``10 * log10(max(x, amin) / ref)`` clipped to ``top_db`` below each
+    example's maximum (librosa ``power_to_db``). A 1 s window gives 201 x 64. ``power=2.0`` gives a
+    conventional power mel instead. The window and mel matrix are non-persistent buffers.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = SAMPLE_RATE,
+        n_fft: int = N_FFT,
+        hop_length: int = HOP_LENGTH,
+        n_mels: int = N_MELS,
+        f_min_hz: float = 0.0,
+        f_max_hz: float | None = F_MAX_HZ,
+        power: float = 1.0,
+        top_db: float | None = TOP_DB,
+        amin: float = AMIN,
+        ref: float = 1.0,
+        center: bool = True,
+        pad_mode: str = "reflect",
+    ) -> None:
+        super().__init__()
+        self.sample_rate, self.n_fft, self.hop_length = sample_rate, n_fft, hop_length
+        self.n_mels, self.power, self.top_db, self.amin, self.ref = n_mels, power, top_db, amin, ref
+        self.center, self.pad_mode = center, pad_mode
+        mel = mel_filterbank(
+            sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, f_min_hz=f_min_hz,
+            f_max_hz=f_max_hz,
+        )  # fmt: skip
+        self.register_buffer("mel_matrix", torch.from_numpy(mel), persistent=False)
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of STFT frames for a wave of ``n_samples``."""
+        if self.center:
+            return 1 + n_samples // self.hop_length
+        return 1 + (n_samples - self.n_fft) // self.hop_length
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """Args: waves (B, n_samples) float. Returns: (B, 1, n_frames, n_mels) float, dB."""
+        if waves.ndim != 2:
+            raise ValueError(f"LogMel expects waves (B, n_samples), got shape {tuple(waves.shape)}")
+        spec = torch.stft(
+            waves.float(), self.n_fft, hop_length=self.hop_length, window=self.window,
+            center=self.center, pad_mode=self.pad_mode, return_complex=True,
+        ).abs()  # (B, n_freqs, n_frames)  # fmt: skip
+        if self.power != 1.0:
+            spec = spec.pow(self.power)
+        mel = torch.matmul(self.mel_matrix, spec)  # (B, n_mels, n_frames)
+        db = 10.0 * torch.log10(mel.clamp_min(self.amin))
+        db = db - 10.0 * math.log10(max(self.amin, self.ref))
+        if self.top_db is not None:
+            floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
+            db = torch.maximum(db, floor)
+        return db.transpose(1, 2).unsqueeze(1)
+
+
+def log_mel(wave: np.ndarray | torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """Functional ``LogMel``: wave (..., n_samples) -> (..., n_frames, n_mels) dB tensor.
+
+    Keyword arguments are those of ``LogMel``. Builds the filterbank on each call; hold a
+    ``LogMel`` module in models.
+    """
+    tensor = torch.as_tensor(wave)
+    lead = tensor.shape[:-1]
+    module = LogMel(**kwargs).to(tensor.device)
+    out = module(tensor.reshape(-1, tensor.shape[-1]))[:, 0]
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+# --------------------------------------------------------------------------- mixing helpers
+
+
+def _power(wave: np.ndarray | torch.Tensor) -> float:
+    if isinstance(wave, torch.Tensor):
+        return float(wave.detach().double().pow(2).mean()) if wave.numel() else 0.0
+    wave = np.asarray(wave)
+    return float(np.mean(np.square(wave, dtype=np.float64))) if wave.size else 0.0
+
+
+def rms(wave: np.ndarray | torch.Tensor) -> float:
+    """Root-mean-square amplitude of all samples (0 for an empty wave)."""
+    return math.sqrt(_power(wave))
+
+
+def apply_gain_db(wave: Wave, gain_db: float) -> Wave:
+    """Scale by ``10 ** (gain_db / 20)`` (+6 dB is about x1.995). No clipping."""
+    return wave * (10.0 ** (gain_db / 20.0))
+
+
+def loop_to_length(wave: Wave, n_samples: int) -> Wave:
+    """Repeat (tile) or cut the last axis to exactly ``n_samples``."""
+    length = wave.shape[-1]
+    if length == 0:
+        raise ValueError("cannot loop an empty wave")
+    reps = -(-n_samples // length)
+    if reps > 1:
+        tile = [1] * (wave.ndim - 1) + [reps]
+        wave = wave.repeat(*tile) if isinstance(wave, torch.Tensor) else np.tile(wave, tile)
+    return wave[..., :n_samples]
+
+
+def scale_to_snr(signal: Wave, noise: Wave, snr_db: float) -> Wave:
+    """Loop/trim ``noise`` to the signal length and scale it to the requested SNR.
+
+    After scaling, ``10 * log10(P_signal / P_noise) == snr_db`` with P the mean square.
+    Returns the scaled noise.
+
+    A silent signal gives silent noise; silent noise is a ValueError.
+    """
+    noise = loop_to_length(noise, signal.shape[-1])
+    p_noise = _power(noise)
+    if p_noise == 0:
+        raise ValueError("noise is silent; cannot reach a finite SNR")
+    scale = math.sqrt(_power(signal) / (p_noise * 10.0 ** (snr_db / 10.0)))
+    return noise * scale
+
+
+def mix_at_snr(signal: Wave, noise: Wave, snr_db: float) -> Wave:
+    """``signal + scale_to_snr(signal, noise, snr_db)``; the mixture has the signal's shape.
+
+    The result is not peak-limited; follow with ``peak_normalize`` before writing to a file.
+    """
+    return signal + scale_to_snr(signal, noise, snr_db)
+
+
+def peak_normalize(wave: Wave, peak: float = 0.99) -> Wave:
+    """Scale down so that ``max|wave| <= peak``; waves already within ``peak`` come back unchanged.
+
+    Never amplifies and never clips (the whole wave is scaled by one factor).
+    """
+    if isinstance(wave, torch.Tensor):
+        top = float(wave.detach().abs().max()) if wave.numel() else 0.0
+    else:
+        top = float(np.max(np.abs(wave))) if np.size(wave) else 0.0
+    if top <= peak:
+        return wave
+    return wave * (peak / top)
+
+
+def normalize_rms(wave: Wave, target_dbfs: float) -> Wave:
+    """Scale so that ``20 * log10(rms) == target_dbfs`` (0 dBFS = RMS 1.0); silence is unchanged."""
+    current = rms(wave)
+    if current == 0:
+        return wave
+    return wave * (10.0 ** (target_dbfs / 20.0) / current)

@@ -1,0 +1,367 @@
+"""Video and image I/O with PyAV and Pillow: probing, frame decoding by seeking, mp4 writing.
+
+Frames are uint8 RGB arrays (H, W, 3); times are seconds from the start of the file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ier.audio import SAMPLE_RATE, check_media_path, open_container, time_origin_seconds
+from ier.errors import MediaError
+
+logger = logging.getLogger(__name__)
+
+SEEK_AHEAD_SECONDS = 2.0  # decode forward instead of seeking when the next time is this close
+_TIME_EPS = 1e-4  # seconds; absorbs float rounding of frame timestamps
+
+Size = int | tuple[int, int]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``probe`` learns from a media file's header (no full decode).
+
+    Attributes:
+        duration_seconds: Container duration (longest stream), seconds.
+        fps: Average video frame rate (0 without video).
+        width: Frame width in pixels (0 without video).
+        height: Frame height in pixels (0 without video).
+        n_frames: Frame count from the header, or ``round(duration * fps)`` as an estimate.
+        has_video: The file has a video stream.
+        has_audio: The file has an audio stream.
+        audio_sample_rate: Native audio rate in Hz (0 without audio).
+    """
+
+    duration_seconds: float
+    fps: float
+    width: int
+    height: int
+    n_frames: int
+    has_video: bool
+    has_audio: bool
+    audio_sample_rate: int
+
+
+def probe(path: str | os.PathLike[str]) -> VideoInfo:
+    """Read stream metadata of a video or audio file.
+
+    Raises:
+        MediaError: Missing or unreadable file.
+    """
+    path = check_media_path(path)
+    with open_container(path, str(path)) as container:
+        duration = container.duration / 1e6 if container.duration is not None else 0.0
+        fps, width, height, n_frames = 0.0, 0, 0, 0
+        if container.streams.video:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else 0.0
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if stream.duration is not None and stream.time_base is not None:
+                duration = max(duration, float(stream.duration * stream.time_base))
+            n_frames = stream.frames or int(round(duration * fps))
+        sample_rate = 0
+        if container.streams.audio:
+            sample_rate = container.streams.audio[0].codec_context.sample_rate or 0
+        return VideoInfo(
+            duration_seconds=duration, fps=fps, width=width, height=height, n_frames=n_frames,
+            has_video=bool(container.streams.video), has_audio=bool(container.streams.audio),
+            audio_sample_rate=sample_rate,
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- images and resizing
+
+
+def _size_hw(size: Size) -> tuple[int, int]:
+    height, width = (size, size) if isinstance(size, int) else size
+    if height <= 0 or width <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    return int(height), int(width)
+
+
+def resize_rgb(image: np.ndarray, size: Size) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 image to ``size`` (int S -> S x S, or (height, width)), bilinear.
+
+    Pillow's bilinear filter is antialiased when shrinking.
+    """
+    height, width = _size_hw(size)
+    if image.shape[:2] == (height, width):
+        return image
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized)
+
+
+def load_image(path: str | os.PathLike[str], *, size: Size | None = None) -> np.ndarray:
+    """Load an image as uint8 RGB (H, W, 3); transparency is composited onto black.
+
+    Args:
+        path: Any file Pillow reads (png, jpg, webp, gif first frame, ...).
+        size: Optional output size: int S for S x S, or (height, width).
+
+    Raises:
+        MediaError: Missing, unreadable or corrupt image.
+    """
+    path = check_media_path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+                rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)
+                array = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+            else:
+                array = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise MediaError(f"{path}: cannot read image ({exc})") from exc
+    return resize_rgb(array, size) if size is not None else np.ascontiguousarray(array)
+
+
+# --------------------------------------------------------------------------- frame decoding
+
+
+def _video_stream(container: Any, path: Path) -> Any:
+    if not container.streams.video:
+        raise MediaError(f"{path}: has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _frame_array(frame: Any, size: Size | None) -> np.ndarray:
+    array = frame.to_ndarray(format="rgb24")
+    return resize_rgb(array, size) if size is not None else array
+
+
+def _decode_after_seek(
+    container: Any, stream: Any, seconds: float, origin: float
+) -> Iterator[tuple[float, Any]]:
+    """Seek to the keyframe at or before ``seconds`` and yield (time, frame) from there on."""
+    if seconds > 0:
+        container.seek(int((seconds + origin) / stream.time_base), stream=stream, backward=True)
+    for frame in container.decode(stream):
+        if frame.time is None:
+            continue
+        yield float(frame.time) - origin, frame
+
+
+def load_frames(
+    path: str | os.PathLike[str],
+    times_seconds: Sequence[float],
+    *,
+    size: Size | None = None,
+) -> np.ndarray:
+    """Decode the frame displayed at each time (the last frame whose timestamp is <= the time).
+
+    Seeks to each time (decoding forward instead when the next time is within
+    ``SEEK_AHEAD_SECONDS``), so only the requested frames are ever held in memory.
+
+    Args:
+        path: Video file.
+        times_seconds: Times in seconds, any order, repeats allowed.
+        size: Optional output size: int S for S x S, or (height, width).
+
+    Returns:
+        uint8 array (T, H, W, 3), in the order of ``times_seconds``.
+
+    Raises:
+        MediaError: Missing/corrupt file, no video stream, no frames, or a time past the end.
+    """
+    path = check_media_path(path)
+    times = [float(t) for t in times_seconds]
+    if any(not math.isfinite(t) or t < 0 for t in times):
+        raise MediaError(f"{path}: frame times must be finite and >= 0, got {times}")
+    out: dict[int, np.ndarray] = {}
+    with open_container(path, str(path)) as container:
+        stream = _video_stream(container, path)
+        origin = time_origin_seconds(container)
+        last_time = None
+        decoder: Iterator[tuple[float, Any]] | None = None
+        current: tuple[float, Any] | None = None
+        upcoming: tuple[float, Any] | None = None
+        for index in sorted(range(len(times)), key=times.__getitem__):
+            t = times[index]
+            if decoder is None or t < current[0] - _TIME_EPS or t - current[0] > SEEK_AHEAD_SECONDS:
+                decoder = _decode_after_seek(container, stream, t, origin)
+                current, upcoming = next(decoder, None), None
+                if current is None:
+                    raise MediaError(f"{path}: video stream has no frames at or after {t:.3f} s")
+                upcoming = next(decoder, None)
+            while upcoming is not None and upcoming[0] <= t + _TIME_EPS:
+                current, upcoming = upcoming, next(decoder, None)
+            if upcoming is None:
+                _check_not_past_end(path, stream, current[0], t)
+            if last_time != current[0] or index not in out:
+                array = _frame_array(current[1], size)
+            out[index] = array
+            last_time = current[0]
+    if not out:
+        return np.zeros((0, *(_size_hw(size) if size else (0, 0)), 3), np.uint8)
+    return np.stack([out[i] for i in range(len(times))])
+
+
+def _check_not_past_end(path: Path, stream: Any, last_frame_time: float, t: float) -> None:
+    rate = stream.average_rate or stream.guessed_rate
+    frame_seconds = 1.0 / float(rate) if rate else 0.1
+    end = last_frame_time + frame_seconds
+    if t > end + _TIME_EPS:
+        raise MediaError(f"{path}: time {t:.3f} s is past the end of the video ({end:.3f} s long)")
+
+
+def iter_frames(
+    path: str | os.PathLike[str],
+    *,
+    start_seconds: float = 0.0,
+    end_seconds: float | None = None,
+    size: Size | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Stream (time_seconds, uint8 (H, W, 3)) for every frame with start <= time < end.
+
+    Seeks to ``start_seconds`` first; holds one frame at a time.
+
+    Raises:
+        MediaError: Missing/corrupt file or no video stream.
+    """
+    path = check_media_path(path)
+    with open_container(path, str(path)) as container:
+        stream = _video_stream(container, path)
+        origin = time_origin_seconds(container)
+        for t, frame in _decode_after_seek(container, stream, start_seconds, origin):
+            if t < start_seconds - _TIME_EPS:
+                continue
+            if end_seconds is not None and t >= end_seconds - _TIME_EPS:
+                break
+            yield t, _frame_array(frame, size)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _even_frame(frame: np.ndarray) -> np.ndarray:
+    """Pad odd heights/widths by one replicated row/column (yuv420p needs even sizes)."""
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frames must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
+    pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+    if pad_h or pad_w:
+        frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return frame
+
+
+def write_mp4(
+    path: str | os.PathLike[str],
+    frames: np.ndarray | Iterable[np.ndarray],
+    *,
+    fps: float,
+    audio: np.ndarray | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    crf: int = 23,
+) -> Path:
+    """Write an mp4 with H.264 video (yuv420p, libx264 veryfast) and optional mono AAC audio.
+
+    Odd frame sizes are padded to even by replicating the last row/column. Audio is interleaved
+    with video as frames arrive, so ``frames`` can be a generator for long videos. An existing
+    file at ``path`` is replaced (written to a temporary name first, then renamed).
+
+    Args:
+        path: Output file (``.mp4``).
+        frames: uint8 (T, H, W, 3) array or an iterable of uint8 (H, W, 3) frames, all one size.
+        fps: Frame rate in frames per second.
+        audio: Optional mono float wave (n,) in [-1, 1] at ``sample_rate``; values are clipped.
+        sample_rate: Audio rate in Hz.
+        crf: x264 constant rate factor (lower = better quality).
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    rate = Fraction(fps).limit_denominator(1001)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            n_frames = _mux(container, frames, rate, audio, sample_rate, crf)
+        if n_frames == 0:
+            raise ValueError("write_mp4 got no frames")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _mux(
+    container: Any,
+    frames: np.ndarray | Iterable[np.ndarray],
+    rate: Fraction,
+    audio: np.ndarray | None,
+    sample_rate: int,
+    crf: int,
+) -> int:
+    iterator = iter(frames)
+    first = next(iterator, None)
+    if first is None:
+        return 0
+    first = _even_frame(first)
+    video = container.add_stream("libx264", rate=rate)
+    video.height, video.width = first.shape[:2]
+    video.pix_fmt = "yuv420p"
+    video.options = {"crf": str(crf), "preset": "veryfast"}
+    audio_writer = None
+    if audio is not None:
+        audio_writer = _AudioWriter(container, np.asarray(audio, np.float32), sample_rate)
+    count = 0
+    for frame in itertools.chain([first], iterator):
+        frame = _even_frame(frame)
+        if frame.shape[:2] != (video.height, video.width):
+            raise ValueError(f"frame {count} has size {frame.shape[:2]}, expected the first's")
+        av_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        av_frame.pts, av_frame.time_base = count, 1 / rate
+        container.mux(video.encode(av_frame))
+        count += 1
+        if audio_writer is not None:
+            audio_writer.write_until(count / rate)
+    container.mux(video.encode(None))
+    if audio_writer is not None:
+        audio_writer.write_until(math.inf)
+        audio_writer.flush()
+    return count
+
+
+class _AudioWriter:
+    """Feeds a mono wave to an AAC stream in encoder-sized chunks, up to a given time."""
+
+    def __init__(self, container: Any, wave: np.ndarray, sample_rate: int) -> None:
+        if wave.ndim != 1:
+            raise ValueError(f"audio must be mono (n,), got shape {wave.shape}")
+        self.container, self.wave, self.sample_rate = container, np.clip(wave, -1, 1), sample_rate
+        self.stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        self.position = 0
+        self.chunk = 1024
+
+    def write_until(self, seconds: float) -> None:
+        total = len(self.wave)
+        stop = total if not math.isfinite(seconds) else min(total, int(seconds * self.sample_rate))
+        while self.position < stop and (self.position + self.chunk <= stop or stop == total):
+            piece = self.wave[self.position : self.position + self.chunk]
+            frame = av.AudioFrame.from_ndarray(piece[None], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = self.sample_rate, self.position
+            frame.time_base = Fraction(1, self.sample_rate)
+            self.container.mux(self.stream.encode(frame))
+            self.position += len(piece)
+
+    def flush(self) -> None:
+        self.container.mux(self.stream.encode(None))
