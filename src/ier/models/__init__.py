@@ -1,0 +1,76 @@
+"""Model registry: ``register_model`` names a builder; ``create_model`` builds from a config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+from ier.errors import ConfigError
+from ier.models.config import FrontendConfig, IERConfig, ModelConfig, model_config
+
+__all__ = [
+    "FrontendConfig",
+    "IERConfig",
+    "ModelConfig",
+    "create_model",
+    "list_models",
+    "model_config",
+    "register_model",
+]
+
+Builder = TypeVar("Builder", bound=Callable[[ModelConfig], nn.Module])
+
+_REGISTRY: dict[str, Callable[[ModelConfig], nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator registering a class or function ``builder(config: ModelConfig) -> nn.Module``.
+
+    Example::
+
+        @register_model("ots")
+        class OTSModel(TwoTowerModel): ...
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        if name in _REGISTRY and _REGISTRY[name] is not builder:
+            raise ValueError(f"model name {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Sorted names of every registered model."""
+    return sorted(_REGISTRY)
+
+
+def create_model(config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> nn.Module:
+    """Build the model named by ``config.name``.
+
+    Args:
+        config: A ``ModelConfig``, its ``to_dict()`` form, or None for defaults.
+        **overrides: Top-level ``ModelConfig`` fields replacing those of ``config``.
+
+    Raises:
+        ConfigError: Unknown model name or invalid config values.
+    """
+    try:
+        if config is None:
+            config = ModelConfig()
+        elif isinstance(config, dict):
+            config = ModelConfig.from_dict(config)
+        if overrides:
+            config = ModelConfig.from_dict({**config.to_dict(), **overrides})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid model config: {exc}") from exc
+    if config.name not in _REGISTRY:
+        raise ConfigError(f"unknown model {config.name!r}; registered: {', '.join(list_models())}")
+    return _REGISTRY[config.name](config)
+
+
+# Registration side effects: importing the modules adds their models to the registry.
+from ier.models import ier as _ier  # noqa: E402,F401

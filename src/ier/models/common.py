@@ -1,0 +1,250 @@
+"""Reusable model parts: output type, image normaliser, audio front end, the DSOL AV head and a
+two-tower base class (visual + audio encoders + AV head) that IEr and the baselines build on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ier.models.backbones import build_audio_backbone, build_visual_backbone
+from ier.models.config import FrontendConfig, ModelConfig
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+COSINE_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class LocalizationOutput:
+    """What ``model.localize`` returns.
+
+    Attributes:
+        maps: (B, C, h, w) float in [0, 1], one map per entry of ``model.classes``, at the model's
+            feature resolution (the evaluator resizes bilinearly).
+        scores: (B, C) float in [0, 1], confidence that the class is sounding and visible.
+    """
+
+    maps: torch.Tensor
+    scores: torch.Tensor
+
+
+class ImageNormalizer(nn.Module):
+    """(B, 3, H, W) float images in [0, 1] -> ImageNet mean/std normalised images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Args: images (B, 3, H, W) in [0, 1]. Returns: (B, 3, H, W) normalised."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            raise ValueError("images must be float in [0, 1], got uint8 (divide by 255 first)")
+        return (images - self.mean) / self.std
+
+
+class AudioFrontend(nn.Module):
+    """(B, n_samples) waves at ``sample_rate`` -> (B, 1, n_frames, n_mels) log-mel in dB."""
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__()
+        from ier.audio import LogMel
+
+        self.config = config
+        self.log_mel = LogMel(
+            sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+            n_mels=config.n_mels, f_max_hz=config.f_max_hz, power=config.power,
+        )  # fmt: skip
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """Args: waves (B, n_samples) float. Returns: (B, 1, n_frames, n_mels) dB."""
+        if waves.ndim != 2:
+            raise ValueError(f"waves must be (B, n_samples), got shape {tuple(waves.shape)}")
+        if waves.shape[1] < self.config.n_fft:
+            raise ValueError(f"waves need >= {self.config.n_fft} samples, got {waves.shape[1]}")
+        return self.log_mel(waves)
+
+
+def global_max_pool(maps: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C) spatial maximum."""
+    return maps.flatten(2).amax(dim=2)
+
+
+def global_avg_pool(maps: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C) spatial mean."""
+    return maps.flatten(2).mean(dim=2)
+
+
+def cosine_map(visual: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Per-position cosine between a feature map and one or K vectors per sample.
+
+    Args:
+        visual: (B, D, h, w) feature map.
+        vectors: (B, D) one vector per sample, or (B, K, D) K vectors per sample.
+
+    Returns:
+        (B, 1, h, w) for (B, D) vectors, (B, K, h, w) for (B, K, D); values in [-1, 1].
+    """
+    v = F.normalize(visual, dim=1, eps=COSINE_EPS)
+    u = F.normalize(vectors, dim=-1, eps=COSINE_EPS)
+    if vectors.ndim == 2:
+        return torch.einsum("bdhw,bd->bhw", v, u).unsqueeze(1)
+    if vectors.ndim == 3:
+        return torch.einsum("bdhw,bkd->bkhw", v, u)
+    raise ValueError(f"vectors must be (B, D) or (B, K, D), got shape {tuple(vectors.shape)}")
+
+
+def prototype_cosine_map(visual: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """Cosine of each position with each of K shared prototypes: (B,D,h,w), (K,D) -> (B,K,h,w)."""
+    v = F.normalize(visual, dim=1, eps=COSINE_EPS)
+    p = F.normalize(prototypes, dim=-1, eps=COSINE_EPS)
+    return torch.einsum("bdhw,kd->bkhw", v, p)
+
+
+class AVHead(nn.Module):
+    """DSOL's audio-visual head (method.md §2.2): project, cosine, learnable scale/bias, sigmoid.
+
+    Visual: 1x1 conv C_v->D, ReLU, 1x1 conv D->D. Audio: FC C_a->D, ReLU, FC D->D. With
+    ``projection=False`` both are identities (then C_v == C_a == D is required). The map is
+    sigma(beta * cos(f^v_xy, f^a) + b) with beta initialised to ``beta_init`` and b to 0.
+
+    Args:
+        visual_channels: Channels of the visual backbone map.
+        audio_channels: Channels of the pooled audio backbone vector.
+        embed_dim: D when projecting.
+        projection: Use the two-layer projections.
+        beta_init: Initial scale beta.
+    """
+
+    def __init__(
+        self,
+        *,
+        visual_channels: int,
+        audio_channels: int,
+        embed_dim: int = 128,
+        projection: bool = True,
+        beta_init: float = 5.0,
+    ) -> None:
+        super().__init__()
+        if projection:
+            self.visual_proj: nn.Module = nn.Sequential(
+                nn.Conv2d(visual_channels, embed_dim, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(embed_dim, embed_dim, 1),
+            )
+            self.audio_proj: nn.Module = nn.Sequential(
+                nn.Linear(audio_channels, embed_dim), nn.ReLU(inplace=True),
+                nn.Linear(embed_dim, embed_dim),
+            )  # fmt: skip
+        else:
+            if visual_channels != audio_channels:
+                raise ValueError(
+                    f"projection=False needs equal visual/audio channels, got {visual_channels} "
+                    f"and {audio_channels}"
+                )
+            embed_dim = visual_channels
+            self.visual_proj, self.audio_proj = nn.Identity(), nn.Identity()
+        self.embed_dim = embed_dim
+        self.beta = nn.Parameter(torch.tensor(float(beta_init)))
+        self.bias = nn.Parameter(torch.tensor(0.0))
+
+    def project_visual(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C_v, h, w) backbone map -> f^v (B, D, h, w)."""
+        return self.visual_proj(features)
+
+    def project_audio(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C_a) pooled backbone vector -> f^a (B, D)."""
+        return self.audio_proj(features)
+
+    def activate(self, cosine: torch.Tensor) -> torch.Tensor:
+        """Cosines of any shape -> sigma(beta * cos + b), same shape, in (0, 1)."""
+        return torch.sigmoid(self.beta * cosine + self.bias)
+
+    def forward(self, fv: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
+        """AV map: fv (B, D, h, w), fa (B, D) or (B, K, D) -> (B, 1 or K, h, w) in (0, 1)."""
+        return self.activate(cosine_map(fv, fa))
+
+
+class TwoTowerModel(nn.Module):
+    """Visual + audio encoders with a DSOL AV head: the stage-1 network (an AVOL/OTS model).
+
+    Subclasses add heads; this class already satisfies the model interface with one
+    class-agnostic map (``classes == ("*",)``), so it also serves as the OTS baseline.
+
+    Args:
+        config: Model architecture.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.image_normalizer = ImageNormalizer()
+        self.frontend = AudioFrontend(config.frontend)
+        self.visual_backbone = build_visual_backbone(
+            config.visual_backbone, width=config.width, pretrained=config.pretrained
+        )
+        self.audio_backbone = build_audio_backbone(width=config.width)
+        self.av_head = AVHead(
+            visual_channels=self.visual_backbone.out_channels,
+            audio_channels=self.audio_backbone.out_channels,
+            embed_dim=config.embed_dim, projection=config.projection,
+            beta_init=config.ier.beta_init,
+        )  # fmt: skip
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the width of f^v and f^a."""
+        return self.av_head.embed_dim
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Output categories of ``localize``; class-agnostic: ("*",)."""
+        return ("*",)
+
+    def encode_visual(self, images: torch.Tensor) -> torch.Tensor:
+        """Args: images (B, 3, S, S) in [0, 1]. Returns: f^v (B, D, S/16, S/16)."""
+        return self.av_head.project_visual(self.visual_backbone(self.image_normalizer(images)))
+
+    def encode_audio(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: waves (B, n_samples) at 16 kHz.
+
+        Returns:
+            f^a (B, D): projected global max-pool of layer4; mid (B, C3): global max-pool of the
+            layer3 map (the AII's mid-level feature, C3 = 4 * width).
+        """
+        mid_map, top_map = self.audio_backbone.forward_features(self.frontend(waves))
+        fa = self.av_head.project_audio(global_max_pool(top_map))
+        return fa, global_max_pool(mid_map)
+
+    def av_map(self, fv: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
+        """Stage-1 AV map sigma(beta cos(f^v, f^a) + b): (B,D,h,w), (B,D) -> (B,1,h,w) in [0,1]."""
+        return self.av_head(fv, fa)
+
+    def forward(self, images: torch.Tensor, waves: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Returns fv (B,D,h,w), fa (B,D), mid (B,C3), av_map (B,1,h,w), score (B,) = GMP(map)."""
+        fv = self.encode_visual(images)
+        fa, mid = self.encode_audio(waves)
+        av_map = self.av_map(fv, fa)
+        return {"fv": fv, "fa": fa, "mid": mid, "av_map": av_map,
+                "score": global_max_pool(av_map)[:, 0]}  # fmt: skip
+
+    @torch.no_grad()
+    def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
+        """Stage-1 AV map for the single-source metrics: (B, 1, h, w) in [0, 1]."""
+        fa, _ = self.encode_audio(waves)
+        return self.av_map(self.encode_visual(images), fa)
+
+    @torch.no_grad()
+    def localize(self, images: torch.Tensor, waves: torch.Tensor) -> LocalizationOutput:
+        """Class-agnostic output: the AV map as the single class "*", score = its peak."""
+        maps = self.localize_single(images, waves)
+        return LocalizationOutput(maps=maps, scores=global_max_pool(maps))

@@ -1,0 +1,205 @@
+"""Typed frozen model configs (front end, IEr switches, architecture); they round-trip via JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+VISUAL_BACKBONES = ("resnet18", "efficientnet_lite0")
+
+T = TypeVar("T")
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        out[f.name] = _to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a dict, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        sub = _NESTED.get((cls.__name__, name))
+        kwargs[name] = (
+            _from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
+        )
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Audio front end (DSOL log-mel, method.md §1.2): a 1 s window gives a 201 x 64 map.
+
+    Attributes:
+        sample_rate: Input wave rate in Hz.
+        clip_seconds: Length of one audio window in seconds.
+        n_fft: STFT size in samples (Hann window, centred frames).
+        hop_length: STFT hop in samples.
+        n_mels: Number of mel bands.
+        f_max_hz: Upper edge of the mel filterbank in Hz.
+        power: 1.0 = mel of the magnitude (DSOL parity, §2.7), 2.0 = power mel.
+    """
+
+    sample_rate: int = 16_000
+    clip_seconds: float = 1.0
+    n_fft: int = 160
+    hop_length: int = 80
+    n_mels: int = 64
+    f_max_hz: float = 8_000.0
+    power: float = 1.0
+
+    @property
+    def n_samples(self) -> int:
+        """Samples in one clip window."""
+        return int(round(self.sample_rate * self.clip_seconds))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrontendConfig:
+        """Inverse of ``to_dict``; unknown keys are an error."""
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class IERConfig:
+    """IEr-specific hyper-parameters and ablation switches (method.md §1.5-§1.8, §4).
+
+    Attributes:
+        tau_a: Temperature of p^a = softmax(s / tau_a) (Q5).
+        tau_v: Temperature of p^va = softmax(GAP(L^av) / tau_v) (Q8).
+        theta_rel: Object mask m_k = 1[L^v_k > theta_rel * max_xy L^v_k] (Q8).
+        theta_abs: Absolute floor on the mask threshold (cosine units); 0 = spec default.
+        beta_init: Initial AV-head scale beta (DSOL: 5).
+        use_aii: False = "single vector" ablation: F_k = f^a for every k.
+        silent_filter: False = L^av = L^v (no A_k gating).
+        offscreen_filter: False = p^av = p^a (no visual weighting).
+        aii_hidden: Hidden width of the Identify MLP.
+        aii_init_std: Std of the Identify MLP's last layer (near zero, Q4: F^a ~ f^a at start).
+        eps: Normaliser of p^av and numerical floor.
+        category_reduce: How clusters sharing a category combine at inference: "max" or "sum"
+            (sum clamped to [0, 1]).
+        test_sharpen: > 0 applies DSOL's class softmax at inference, softmax_k(test_sharpen *
+            L^av) (DSOL uses 3); 0 leaves L^av as is (already in [0, 1]).
+    """
+
+    tau_a: float = 0.1
+    tau_v: float = 0.1
+    theta_rel: float = 0.5
+    theta_abs: float = 0.0
+    beta_init: float = 5.0
+    use_aii: bool = True
+    silent_filter: bool = True
+    offscreen_filter: bool = True
+    aii_hidden: int = 512
+    aii_init_std: float = 1e-3
+    eps: float = 1e-6
+    category_reduce: str = "max"
+    test_sharpen: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tau_a <= 0 or self.tau_v <= 0:
+            raise ValueError(f"temperatures must be > 0, got tau_a={self.tau_a} tau_v={self.tau_v}")
+        if not 0.0 <= self.theta_rel <= 1.0:
+            raise ValueError(f"theta_rel must be in [0, 1], got {self.theta_rel}")
+        if self.category_reduce not in ("max", "sum"):
+            raise ValueError(
+                f"category_reduce must be 'max' or 'sum', got {self.category_reduce!r}"
+            )
+        if self.test_sharpen < 0:
+            raise ValueError(f"test_sharpen must be >= 0, got {self.test_sharpen}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IERConfig:
+        """Inverse of ``to_dict``; unknown keys are an error."""
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of any registered model (IEr and baselines share it).
+
+    Attributes:
+        name: Registry name (``ier.models.list_models()``).
+        visual_backbone: "resnet18" (hand-written, stride 16) or "efficientnet_lite0".
+        pretrained: Load packaged ImageNet weights (only efficientnet_lite0 has them).
+        width: ResNet base width (64 = ResNet-18; 32 = half; 8-16 = tiny). Used by the audio
+            ResNet always, and by the visual ResNet.
+        input_size: Image side S in pixels; the visual map is S/16 (14 at 224).
+        embed_dim: D, the shared embedding space of f^v, f^a, Delta, P^v, P^a (when projecting).
+        projection: True = DSOL's 2-layer projection to embed_dim; False = raw backbone features
+            (then D = backbone channels, which must match across modalities).
+        num_clusters: K, the number of prototypes / pseudo-classes.
+        frontend: Audio front end.
+        ier: IEr hyper-parameters and switches (ignored by baselines).
+    """
+
+    name: str = "ier"
+    visual_backbone: str = "resnet18"
+    pretrained: bool = False
+    width: int = 64
+    input_size: int = 224
+    embed_dim: int = 128
+    projection: bool = True
+    num_clusters: int = 11
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    ier: IERConfig = field(default_factory=IERConfig)
+
+    def __post_init__(self) -> None:
+        if self.visual_backbone not in VISUAL_BACKBONES:
+            raise ValueError(
+                f"visual_backbone must be one of {VISUAL_BACKBONES}, got {self.visual_backbone!r}"
+            )
+        if self.width < 1 or self.embed_dim < 1 or self.num_clusters < 1:
+            raise ValueError("width, embed_dim and num_clusters must be >= 1")
+        if self.input_size < 32 or self.input_size % 16:
+            raise ValueError(f"input_size must be a multiple of 16 >= 32, got {self.input_size}")
+
+    @property
+    def feature_size(self) -> int:
+        """Side of the visual feature map (input_size / 16)."""
+        return self.input_size // 16
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able nested dict."""
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of ``to_dict``; unknown keys are an error; missing keys take defaults."""
+        return _from_dict(cls, data)
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("ModelConfig", "frontend"): FrontendConfig,
+    ("ModelConfig", "ier"): IERConfig,
+}
+
+# Named sizes used in tests, smoke runs and the paper-scale setting (docs/method.md §sizes).
+MODEL_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"width": 8, "input_size": 64, "embed_dim": 32},
+    "quick": {"width": 32, "input_size": 128, "embed_dim": 64},
+    "paper": {"width": 64, "input_size": 224, "embed_dim": 128},
+}
+
+
+def model_config(size: str = "paper", **overrides: Any) -> ModelConfig:
+    """A ``ModelConfig`` at a named size ("tiny", "quick", "paper") with field overrides."""
+    if size not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_SIZES)}")
+    return ModelConfig(**{**MODEL_SIZES[size], **overrides})
