@@ -1,0 +1,348 @@
+"""The single evaluation path: predictions + manifest samples -> every metric (``docs/metrics.md``).
+
+Training-time validation and ``ier evaluate`` both call :func:`evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ier.data.manifest import SPLIT_KINDS, ObjectAnnotation, Sample
+from ier.errors import ConfigError
+from ier.metrics import (
+    DEFAULT_GRID,
+    MetricAccumulator,
+    SampleScores,
+    binarize,
+    box_mask,
+    box_pixels,
+    iou,
+    no_sound_area,
+    resize_maps,
+    top_fraction_confidence,
+)
+from ier.predictions import Predictions
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ALPHA_BY_KIND: dict[str, float] = {
+    "solo": 0.1,  # DSOL music-exp/tools.py
+    "synthetic": 0.5,  # DSOL music-exp/eval.py
+    "wild": 0.5,  # our unconstrained sets: as synthetic (method.md Q11)
+    "duet": 0.2,  # DSOL music-exp/eval_duet.py
+    "negative": 0.1,  # no boxes: alpha only affects ap/max_f1 through IoU, which needs boxes
+}
+MISSING_POLICIES = ("skip", "zero")
+_KIND_TOKENS = {
+    "solo": "solo",
+    "single": "solo",
+    "vggss": "solo",
+    "flickr": "solo",
+    "synthetic": "synthetic",
+    "syn": "synthetic",
+    "duet": "duet",
+    "wild": "wild",
+    "un": "wild",
+    "unconstrained": "wild",
+    "negative": "negative",
+    "negatives": "negative",
+}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Every threshold and policy of the metric suite; all are recorded in the results.
+
+    Attributes:
+        grid: maps and boxes are scored on a ``grid x grid`` raster.
+        alpha: relative binarisation threshold for ``iou``/``ciou``; None = by split kind.
+        alpha_by_kind: default alpha per split kind.
+        split_kind: force the split kind (else inferred from the samples' ``split`` names).
+        tau: absolute threshold for ``nsa``, ``silent_fp``, ``negative_fp`` and ``pia``.
+        iou_threshold: IoU success threshold of ``iou@T`` and of a hit in ``ap``/``max_f1``.
+        ciou_thresholds: thresholds of the ``ciou@T`` keys.
+        auc_step: spacing of the success-rate thresholds for ``auc`` and ``ciou_auc``.
+        top_fraction: fraction of pixels averaged into a sample's confidence (SLAVC: 0.25).
+        ap_full_curve: let ``ap`` cover recall from 0 (SLAVC's curve starts at its 2nd point).
+        consensus: score objects that carry ``annotators`` boxes against Senocak's consensus map.
+        consensus_agreement: annotators needed for full weight in the consensus map.
+        missing: ``"skip"`` samples without a prediction (counted in ``n_missing``) or score
+            them as all-zero maps (``"zero"``).
+        max_batch_values: bound on resized map values held at once (memory control).
+    """
+
+    grid: int = DEFAULT_GRID
+    alpha: float | None = None
+    alpha_by_kind: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_ALPHA_BY_KIND))
+    split_kind: str | None = None
+    tau: float = 0.5
+    iou_threshold: float = 0.5
+    ciou_thresholds: tuple[float, ...] = (0.3, 0.5)
+    auc_step: float = 0.05
+    top_fraction: float = 0.25
+    ap_full_curve: bool = False
+    consensus: bool = False
+    consensus_agreement: int = 2
+    missing: str = "skip"
+    max_batch_values: int = 1 << 24
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.grid < 1:
+            problems.append(f"grid must be >= 1, got {self.grid}")
+        for name in ("tau", "iou_threshold", "top_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
+            problems.append(f"alpha must lie in [0, 1], got {self.alpha}")
+        for kind, value in self.alpha_by_kind.items():
+            if not 0.0 <= value <= 1.0:
+                problems.append(f"alpha for {kind!r} must lie in [0, 1], got {value}")
+        if any(not 0.0 <= t <= 1.0 for t in self.ciou_thresholds):
+            problems.append(f"ciou thresholds must lie in [0, 1], got {self.ciou_thresholds}")
+        if not 0.0 < self.auc_step <= 1.0:
+            problems.append(f"auc_step must lie in (0, 1], got {self.auc_step}")
+        if self.split_kind is not None and self.split_kind not in SPLIT_KINDS:
+            problems.append(f"split_kind must be one of {SPLIT_KINDS}, got {self.split_kind!r}")
+        if self.missing not in MISSING_POLICIES:
+            problems.append(f"missing must be one of {MISSING_POLICIES}, got {self.missing!r}")
+        if self.consensus_agreement < 1:
+            problems.append("consensus_agreement must be >= 1")
+        if problems:
+            raise ConfigError("bad evaluation settings: " + "; ".join(problems))
+        object.__setattr__(self, "ciou_thresholds", tuple(float(t) for t in self.ciou_thresholds))
+        object.__setattr__(self, "alpha_by_kind", {**DEFAULT_ALPHA_BY_KIND, **self.alpha_by_kind})
+
+
+def split_kind(split: str) -> str:
+    """The split kind of a split name: itself if a kind, else the first token naming one.
+
+    Tokens are the lowercase alphanumeric runs of the name (``"test/duet"``, ``"music-duet"`` ->
+    ``duet``; ``"music_syn"`` -> ``synthetic``; ``"vgg-un"`` -> ``wild``); default ``solo``.
+    """
+    if split in SPLIT_KINDS:
+        return split
+    for token in re.findall(r"[a-z0-9]+", split.lower()):
+        if token in _KIND_TOKENS:
+            return _KIND_TOKENS[token]
+    return "solo"
+
+
+def _resolve_kind(samples: Sequence[Sample], settings: EvalSettings) -> str:
+    if settings.split_kind is not None:
+        return settings.split_kind
+    kinds = {split_kind(s.split) for s in samples} or {"solo"}
+    if len(kinds) > 1:
+        kinds.discard("negative")  # negatives mixed into a split do not need an alpha
+    if len(kinds) > 1 and settings.alpha is None:
+        raise ConfigError(
+            f"the samples come from splits of different kinds {sorted(kinds)}; "
+            "evaluate each split separately, or pass alpha (or split_kind) explicitly"
+        )
+    return sorted(kinds)[0]
+
+
+def _object_mask(obj: ObjectAnnotation, settings: EvalSettings) -> np.ndarray:
+    if settings.consensus and obj.annotators:
+        return box_mask(
+            obj.annotators,
+            settings.grid,
+            consensus=True,
+            agreement=settings.consensus_agreement,
+        )
+    return box_mask([obj.box], settings.grid)
+
+
+def _union(masks: list[np.ndarray], grid: int) -> np.ndarray:
+    return np.maximum.reduce(masks) if masks else np.zeros((grid, grid), np.float32)
+
+
+def score_sample(
+    maps: np.ndarray,
+    classes: Sequence[str],
+    sample: Sample,
+    *,
+    alpha: float,
+    settings: EvalSettings,
+    labels_without_map: set[str] | None = None,
+) -> SampleScores:
+    """Score one sample's maps (already resized to the grid).
+
+    Args:
+        maps: float ``(C, G, G)`` in [0, 1], one map per entry of ``classes``.
+        classes: the prediction's categories; ``("*",)`` for a class-agnostic map.
+        sample: the annotated sample.
+        alpha: relative binarisation threshold.
+        settings: the other thresholds and policies.
+        labels_without_map: if given, labels the sample needs but ``classes`` lacks are added.
+    """
+    grid, tau = settings.grid, settings.tau
+    agnostic = tuple(classes) == ("*",)
+    index = {name: i for i, name in enumerate(classes)}
+    zero = np.zeros((grid, grid), np.float32)
+
+    def category_map(label: str) -> np.ndarray:
+        if agnostic:
+            return maps[0]
+        if label not in index:
+            if labels_without_map is not None:
+                labels_without_map.add(label)
+            return zero
+        return maps[index[label]]
+
+    sound_map = maps.max(axis=0)
+    positive = not sample.is_negative
+    sample_iou = sample_ciou = None
+    if positive:
+        sounding = [o for o in sample.objects if o.sounding]
+        gt = _union([_object_mask(o, settings) for o in sounding], grid)
+        sample_iou = float(iou(binarize(sound_map, alpha), gt))
+        per_class = []
+        for label in sample.sounding_labels:
+            masks = [_object_mask(o, settings) for o in sounding if o.label == label]
+            per_class.append(float(iou(binarize(category_map(label), alpha), _union(masks, grid))))
+        sample_ciou = float(np.mean(per_class))
+    if agnostic:
+        silent_maps = maps[:1] if not positive else maps[:0]
+    else:
+        keep = [i for i, name in enumerate(classes) if name not in set(sample.sounding_labels)]
+        silent_maps = maps[keep]
+    nsa = no_sound_area(silent_maps, tau)
+    silent = [o for o in sample.objects if not o.sounding]
+    hits = 0
+    for obj in silent:
+        r0, r1, c0, c1 = box_pixels(obj.box, grid)
+        hits += bool((category_map(obj.label)[r0:r1, c0:c1] > tau).any())
+    return SampleScores(
+        id=sample.id,
+        positive=positive,
+        iou=sample_iou,
+        ciou=sample_ciou,
+        confidence=top_fraction_confidence(sound_map, settings.top_fraction),
+        nsa=None if math.isnan(nsa) else nsa,
+        silent_objects=len(silent),
+        silent_hits=hits,
+        any_above_tau=bool((sound_map > tau).any()),
+        area_above_tau=float((sound_map > tau).mean()),
+    )
+
+
+def _batches(count: int, per_sample: int, budget: int) -> list[slice]:
+    size = max(1, budget // max(per_sample, 1))
+    return [slice(i, i + size) for i in range(0, count, size)]
+
+
+def evaluate(
+    predictions: Predictions,
+    samples: Sequence[Sample],
+    settings: EvalSettings | None = None,
+) -> dict[str, Any]:
+    """Compute the whole metric suite for one split.
+
+    Args:
+        predictions: maps for (some of) the samples; extra ids are ignored.
+        samples: the split's manifest samples.
+        settings: thresholds and policies; defaults as documented in ``docs/metrics.md``.
+
+    Returns:
+        ``{"iou@0.5", "auc", "ciou@0.3", "ciou@0.5", "ciou_auc", "nsa", "silent_fp",
+        "negative_fp", "pia", "ap", "max_f1", "n", "n_missing", "split", "settings"}``: metric
+        values are fractions in [0, 1] or None where the split lacks the samples they need;
+        ``settings`` records every threshold and policy used.
+    """
+    settings = settings or EvalSettings()
+    kind = _resolve_kind(samples, settings)
+    alpha = settings.alpha if settings.alpha is not None else settings.alpha_by_kind[kind]
+    rows = [predictions.index_of(s.id) for s in samples]
+    missing = [s.id for s, r in zip(samples, rows) if r is None]
+    if missing:
+        logger.warning(
+            "%d of %d samples have no prediction (%s), e.g. %s",
+            len(missing),
+            len(samples),
+            "skipped" if settings.missing == "skip" else "scored as all-zero maps",
+            missing[:3],
+        )
+    extra = len(predictions) - (len(samples) - len(missing))
+    if extra > 0:
+        logger.info("%d predictions have no sample in the manifest; ignored", extra)
+    accumulator = MetricAccumulator()
+    labels_without_map: set[str] = set()
+    channels, grid = len(predictions.classes), settings.grid
+    for batch in _batches(len(rows), channels * grid * grid, settings.max_batch_values):
+        batch_rows = rows[batch]
+        batch_samples = samples[batch]
+        present = [r for r in batch_rows if r is not None]
+        resized = resize_maps(predictions.maps[present], grid) if present else None
+        position = 0
+        for sample, row in zip(batch_samples, batch_rows):
+            if row is None:
+                if settings.missing == "skip":
+                    continue
+                maps = np.zeros((channels, grid, grid), np.float32)
+            else:
+                maps, position = resized[position], position + 1
+            accumulator.update(
+                score_sample(
+                    maps,
+                    predictions.classes,
+                    sample,
+                    alpha=alpha,
+                    settings=settings,
+                    labels_without_map=labels_without_map,
+                )
+            )
+    if labels_without_map:
+        logger.warning(
+            "labels without a predicted map were scored as all-zero maps: %s",
+            sorted(labels_without_map),
+        )
+    results: dict[str, Any] = accumulator.compute(
+        iou_threshold=settings.iou_threshold,
+        ciou_thresholds=settings.ciou_thresholds,
+        auc_step=settings.auc_step,
+        ap_full_curve=settings.ap_full_curve,
+    )
+    splits = list(dict.fromkeys(s.split for s in samples))
+    recorded = dataclasses.asdict(settings)
+    recorded.update(
+        alpha=alpha,
+        split_kind=kind,
+        classes=list(predictions.classes),
+        labels_without_map=sorted(labels_without_map),
+        resize="bilinear, half-pixel centres (cv2.resize INTER_LINEAR)",
+        binarize="map > alpha * max(map), per sample and class",
+    )
+    recorded["ciou_thresholds"] = list(settings.ciou_thresholds)
+    del recorded["max_batch_values"]
+    results.update(
+        n=len(samples), n_missing=len(missing), split="+".join(splits), settings=recorded
+    )
+    return results
+
+
+def format_table(results: Mapping[str, Any]) -> str:
+    """A readable table of a results dict: metric values as percentages, then counts."""
+    settings = results.get("settings", {})
+    header = (
+        f"split {results.get('split', '?')} ({settings.get('split_kind', '?')}): "
+        f"n={results.get('n')}, missing={results.get('n_missing')}, "
+        f"alpha={settings.get('alpha')}, tau={settings.get('tau')}, grid={settings.get('grid')}"
+    )
+    lines = [header, f"{'metric':<12} {'value':>8}"]
+    for key, value in results.items():
+        if key in ("n", "n_missing", "split", "settings"):
+            continue
+        shown = "-" if value is None else f"{100.0 * value:7.2f}%"
+        lines.append(f"{key:<12} {shown:>8}")
+    if settings.get("labels_without_map"):
+        lines.append(f"labels without a map (scored as zero): {settings['labels_without_map']}")
+    return "\n".join(lines)
