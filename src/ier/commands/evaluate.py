@@ -1,0 +1,188 @@
+"""``ier evaluate``: score predictions against a manifest, or a checkpoint on benchmark splits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ier.data.manifest import SPLIT_KINDS
+from ier.errors import ConfigError
+
+_FILE_MODE = ("predictions", "manifest")
+_CHECKPOINT_MODE = ("checkpoint", "data", "splits")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` sub-parser."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compute every localization metric (IoU, AUC, CIoU, NSA, false positives, AP)",
+        description=(
+            "Score predictions against a manifest (--predictions P.npz --manifest M.jsonl), or "
+            "run a checkpoint over benchmark splits (--checkpoint CKPT --data DIR). Metrics are "
+            "defined in docs/metrics.md; every threshold used is written to the JSON."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    files = parser.add_argument_group("predictions mode")
+    files.add_argument("--predictions", type=Path, help="predictions .npz (docs/formats.md)")
+    files.add_argument("--manifest", type=Path, help="manifest .jsonl of the split")
+    ckpt = parser.add_argument_group("checkpoint mode")
+    ckpt.add_argument("--checkpoint", type=Path, help="model checkpoint to run")
+    ckpt.add_argument("--data", type=Path, help="benchmark directory (DIR/<split>/manifest.jsonl)")
+    ckpt.add_argument(
+        "--splits", nargs="+", metavar="SPLIT", help="splits to evaluate (default: all test splits)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="metrics .json (predictions mode) or output folder (checkpoint mode)",
+    )
+    thresholds = parser.add_argument_group("metric settings")
+    thresholds.add_argument(
+        "--alpha",
+        type=float,
+        help="relative binarisation threshold for every split kind (default: by split kind)",
+    )
+    thresholds.add_argument(
+        "--alpha-for",
+        action="append",
+        default=[],
+        metavar="KIND=A",
+        help=f"override the alpha of one split kind ({', '.join(SPLIT_KINDS)})",
+    )
+    thresholds.add_argument("--split-kind", choices=SPLIT_KINDS, help="force the split kind")
+    thresholds.add_argument(
+        "--tau",
+        type=float,
+        default=0.5,
+        help="absolute threshold for nsa/silent_fp/negative_fp/pia",
+    )
+    thresholds.add_argument("--grid", type=int, default=224, help="scoring grid side in pixels")
+    thresholds.add_argument(
+        "--iou-threshold", type=float, default=0.5, help="IoU success threshold (iou@T, AP hits)"
+    )
+    thresholds.add_argument(
+        "--ciou-thresholds",
+        type=float,
+        nargs="+",
+        default=[0.3, 0.5],
+        help="CIoU success thresholds",
+    )
+    thresholds.add_argument(
+        "--top-fraction",
+        type=float,
+        default=0.25,
+        help="top pixel fraction averaged into a confidence",
+    )
+    thresholds.add_argument(
+        "--ap-full-curve",
+        action="store_true",
+        help="AP from recall 0 (SLAVC skips its first point)",
+    )
+    thresholds.add_argument(
+        "--consensus",
+        action="store_true",
+        help="score objects with annotator boxes on Senocak's consensus map",
+    )
+    thresholds.add_argument(
+        "--missing",
+        choices=("skip", "zero"),
+        default="skip",
+        help="samples without a prediction: skip (counted in n_missing) or score as all-zero maps",
+    )
+    parser.set_defaults(handler=_run, _evaluate_parser=parser)
+
+
+def _settings(args: argparse.Namespace):
+    from ier.evaluate import EvalSettings
+
+    alpha_by_kind: dict[str, float] = {}
+    for item in args.alpha_for:
+        kind, sep, value = item.partition("=")
+        if not sep or kind not in SPLIT_KINDS:
+            raise ConfigError(
+                f"--alpha-for expects KIND=A with KIND in {SPLIT_KINDS}, got {item!r}"
+            )
+        try:
+            alpha_by_kind[kind] = float(value)
+        except ValueError:
+            raise ConfigError(f"--alpha-for {item!r}: {value!r} is not a number") from None
+    return EvalSettings(
+        grid=args.grid,
+        alpha=args.alpha,
+        alpha_by_kind=alpha_by_kind,
+        split_kind=args.split_kind,
+        tau=args.tau,
+        iou_threshold=args.iou_threshold,
+        ciou_thresholds=tuple(args.ciou_thresholds),
+        top_fraction=args.top_fraction,
+        ap_full_curve=args.ap_full_curve,
+        consensus=args.consensus,
+        missing=args.missing,
+    )
+
+
+def _check_mode(args: argparse.Namespace) -> str:
+    """``"files"`` or ``"checkpoint"``; exits through ``parser.error`` on a bad combination."""
+    parser: argparse.ArgumentParser = args._evaluate_parser
+    given_files = [n for n in _FILE_MODE if getattr(args, n) is not None]
+    given_ckpt = [n for n in _CHECKPOINT_MODE if getattr(args, n) is not None]
+    flags = ", ".join(f"--{n}" for n in given_files + given_ckpt)
+    if given_files and given_ckpt:
+        parser.error(
+            "use either --predictions/--manifest or --checkpoint/--data/--splits, "
+            f"not both (got {flags})"
+        )
+    if given_files:
+        if len(given_files) < 2:
+            parser.error("--predictions and --manifest must be given together")
+        return "files"
+    if given_ckpt:
+        if args.checkpoint is None or args.data is None:
+            parser.error("--checkpoint and --data must be given together")
+        return "checkpoint"
+    parser.error("give --predictions P.npz --manifest M.jsonl, or --checkpoint CKPT --data DIR")
+    raise AssertionError("unreachable")
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ier.evaluate import evaluate, format_table
+
+    mode = _check_mode(args)
+    settings = _settings(args)
+    if mode == "checkpoint":
+        from ier.predict import evaluate_checkpoint
+
+        results = evaluate_checkpoint(
+            args.checkpoint, args.data, splits=args.splits, out_dir=args.out, settings=settings
+        )
+        for split_results in (results or {}).values():
+            print(format_table(split_results), end="\n\n")
+        return 0
+    from ier.data.manifest import read_manifest
+    from ier.predictions import load_predictions
+
+    results = evaluate(load_predictions(args.predictions), read_manifest(args.manifest), settings)
+    print(format_table(results))
+    if args.out is not None:
+        _write_json(args.out, results)
+        print(f"wrote {args.out}")
+    return 0
