@@ -149,6 +149,13 @@ def _read_soundfile(
     path: Path, start_seconds: float, duration_seconds: float | None
 ) -> tuple[np.ndarray, int, float]:
     """Return (mono native-rate samples from the window start, native rate, stream seconds)."""
+    if path.suffix.lower() == ".mp3":
+        # libsndfile 1.2 returns misaligned samples after an mp3 seek or a partial read, so
+        # decode the whole file in one call and slice (mp3 assets are short sound effects).
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        first = int(math.floor(start_seconds * rate))
+        stop = None if duration_seconds is None else first + math.ceil(duration_seconds * rate) + 1
+        return data[first:stop].mean(axis=1, dtype=np.float32), rate, len(data) / rate
     with sf.SoundFile(str(path)) as f:
         rate, total_frames = f.samplerate, f.frames
         first = int(math.floor(start_seconds * rate))
@@ -175,47 +182,72 @@ def _read_av(
         origin = time_origin_seconds(container)
         total = _stream_seconds(container, stream)
         target = start_seconds + origin
-        if start_seconds > 0:
-            # Seek a little early: the demuxer lands on the packet at or before the offset.
-            offset = max(0.0, target - 0.2)
-            container.seek(int(offset / stream.time_base), stream=stream, backward=True)
         need = None if duration_seconds is None else int(math.ceil(duration_seconds * rate)) + 1
-        wave, end_seconds = _decode_from(container, stream, rate, target, need)
+        wave, end_seconds = None, None
+        if start_seconds > 0.2:
+            # Seek a little early: the demuxer lands on the packet at or before the offset.
+            container.seek(int((target - 0.2) / stream.time_base), stream=stream, backward=True)
+            try:
+                wave, end_seconds = _decode_from(
+                    container, stream, rate, target, need, lead_in=False
+                )
+            except _SeekOvershoot:
+                logger.debug(
+                    "%s: audio seek overshot %.3f s; decoding from the start", path, target
+                )
+                container.seek(0)
+        if wave is None:
+            wave, end_seconds = _decode_from(container, stream, rate, target, need)
     if end_seconds is not None:  # reached the end of the stream: the true duration is known
         total = end_seconds - origin
     return wave, rate, total
 
 
+class _SeekOvershoot(Exception):
+    """A seek landed after the window start (inexact index); the caller decodes from 0."""
+
+
 def _decode_from(
-    container: Any, stream: Any, rate: int, target_seconds: float, need: int | None
+    container: Any,
+    stream: Any,
+    rate: int,
+    target_seconds: float,
+    need: int | None,
+    *,
+    lead_in: bool = True,
 ) -> tuple[np.ndarray, float | None]:
-    """Decode from ``target_seconds``; return the samples and the stream end time (if reached)."""
+    """Decode mono samples from ``target_seconds`` on (``need`` of them, or all).
+
+    Returns the samples and, when the stream ended before ``need`` was met, the time at which
+    it ended (None otherwise, or when nothing was decoded). If the first frame starts after
+    ``target_seconds``, the gap is zero-filled when ``lead_in`` (the stream starts late), else
+    ``_SeekOvershoot`` is raised.
+    """
+    # Same-rate conversion to planar float mono keeps each frame's sample count and timing.
     resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
     chunks: list[np.ndarray] = []
     have = 0
-    cursor: float | None = None  # time of the next sample to decode
+    cursor: float | None = None  # time just after the last decoded sample
     for frame in container.decode(stream):
-        for out in resampler.resample(frame):
-            samples = out.to_ndarray()[0]
-            t0 = cursor if out.time is None else float(out.time)
-            t0 = 0.0 if t0 is None else t0
-            cursor = t0 + len(samples) / rate
-            skip = int(round((target_seconds - t0) * rate))
-            if skip >= len(samples):
-                continue
-            if skip > 0:
-                samples = samples[skip:]
-            elif skip < 0 and not chunks:  # the stream starts after the window start
-                samples = np.concatenate([np.zeros(-skip, np.float32), samples])
-            chunks.append(samples)
-            have += len(samples)
+        outs = [out.to_ndarray()[0] for out in resampler.resample(frame)]
+        samples = np.concatenate(outs) if outs else np.zeros(0, np.float32)
+        t0 = float(frame.time) if frame.time is not None else (cursor or 0.0)
+        cursor = t0 + len(samples) / rate
+        skip = int(round((target_seconds - t0) * rate)) if math.isfinite(target_seconds) else 0
+        if skip >= len(samples):
+            continue
+        if skip > 0:
+            samples = samples[skip:]
+        elif skip < 0 and not chunks:
+            if not lead_in:
+                raise _SeekOvershoot
+            samples = np.concatenate([np.zeros(-skip, np.float32), samples])
+        chunks.append(samples)
+        have += len(samples)
         if need is not None and have >= need:
-            wave = np.concatenate(chunks).astype(np.float32, copy=False)
-            return wave[:need], None
-    wave = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0)
-    if cursor is None:
-        return wave.astype(np.float32), 0.0
-    return wave.astype(np.float32), cursor
+            return np.concatenate(chunks)[:need].astype(np.float32, copy=False), None
+    wave = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return wave.astype(np.float32, copy=False), cursor
 
 
 def _stream_seconds(container: Any, stream: Any) -> float:
@@ -237,7 +269,7 @@ def _finish_window(
     end_tolerance_seconds: float,
 ) -> np.ndarray:
     """Resample, check the window against the stream length, and trim/pad to the exact size."""
-    if total_seconds <= 0 or (start_seconds == 0 and wave.size == 0):
+    if total_seconds <= 0 or (start_seconds == 0 and wave.size == 0) or native_rate <= 0:
         raise MediaError(f"{path}: audio stream is empty (0 samples)")
     if wave.size == 0 or start_seconds >= total_seconds:
         raise MediaError(
