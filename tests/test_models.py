@@ -1,0 +1,367 @@
+"""Model registry, backbones, the AV head and the IEr model: shapes, gradients, state, and the
+hand-computed Cross-modal Referrer distributions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from ier.errors import ConfigError
+from ier.models import create_model, list_models, model_config
+from ier.models.backbones import EfficientNetLite0, ResNet18, efficientnet_lite0_weights_path
+from ier.models.common import AVHead, LocalizationOutput, cosine_map
+from ier.models.config import FrontendConfig, IERConfig, ModelConfig
+
+BATCH = 2
+N_SAMPLES = 4000  # 0.25 s at 16 kHz keeps the audio tower cheap
+
+
+def tiny(**overrides) -> ModelConfig:
+    return model_config("tiny", **overrides)
+
+
+def inputs(
+    cfg: ModelConfig, batch: int = BATCH, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 3, cfg.input_size, cfg.input_size, generator=gen)
+    waves = 0.1 * torch.randn(batch, N_SAMPLES, generator=gen)
+    return images, waves
+
+
+def with_prototypes(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    if hasattr(model, "set_prototypes"):
+        gen = torch.Generator().manual_seed(seed)
+        k, d = model.num_clusters, model.embed_dim
+        model.set_prototypes(torch.randn(k, d, generator=gen), torch.randn(k, d, generator=gen))
+    return model
+
+
+# --------------------------------------------------------------------------- every registered model
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_forward_localize_shapes(name: str) -> None:
+    cfg = tiny(name=name)
+    model = with_prototypes(create_model(cfg)).eval()
+    images, waves = inputs(cfg)
+    out = model(images, waves)
+    assert isinstance(out, dict) and out
+    assert all(isinstance(v, torch.Tensor) and v.shape[0] == BATCH for v in out.values())
+    result = model.localize(images, waves)
+    assert isinstance(result, LocalizationOutput)
+    n_classes = len(model.classes)
+    side = cfg.feature_size
+    assert result.maps.shape == (BATCH, n_classes, side, side)
+    assert result.scores.shape == (BATCH, n_classes)
+    for tensor in (result.maps, result.scores):
+        assert torch.isfinite(tensor).all() and tensor.min() >= 0 and tensor.max() <= 1
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_backward_has_finite_gradients(name: str) -> None:
+    cfg = tiny(name=name)
+    model = with_prototypes(create_model(cfg)).train()
+    images, waves = inputs(cfg, batch=3)
+    out = model(images, waves)
+    loss = sum(v.float().mean() for v in out.values() if v.requires_grad)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads, "no parameter received a gradient"
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_state_dict_round_trip(name: str) -> None:
+    cfg = tiny(name=name)
+    model = with_prototypes(create_model(cfg)).eval()
+    images, waves = inputs(cfg)
+    clone = create_model(cfg).eval()
+    clone.load_state_dict(model.state_dict())
+    expected, got = model.localize(images, waves), clone.localize(images, waves)
+    assert clone.classes == model.classes
+    torch.testing.assert_close(got.maps, expected.maps)
+    torch.testing.assert_close(got.scores, expected.scores)
+
+
+def test_registry_errors_and_overrides() -> None:
+    assert "ier" in list_models()
+    with pytest.raises(ConfigError, match="unknown model"):
+        create_model(tiny(name="no-such-model"))
+    model = create_model(tiny().to_dict(), num_clusters=5)
+    assert model.num_clusters == 5
+    with pytest.raises(ConfigError):
+        create_model(tiny(), no_such_field=1)
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def test_model_config_json_round_trip_and_validation() -> None:
+    cfg = ModelConfig(width=16, ier=IERConfig(use_aii=False, tau_v=0.05), frontend=FrontendConfig())
+    again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and isinstance(again.ier, IERConfig)
+    assert cfg.frontend.n_samples == 16_000
+    with pytest.raises(ValueError, match="unknown field"):
+        ModelConfig.from_dict({"wdith": 3})
+    with pytest.raises(ValueError, match="visual_backbone"):
+        ModelConfig(visual_backbone="vgg")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        ModelConfig(input_size=100)
+    with pytest.raises(ValueError, match="temperatures"):
+        IERConfig(tau_a=0.0)
+
+
+# --------------------------------------------------------------------------- backbones and head
+
+
+@pytest.mark.parametrize(("size", "side"), [(64, 4), (128, 8), (224, 14)])
+def test_visual_resnet_has_output_stride_16(size: int, side: int) -> None:
+    net = ResNet18(in_channels=3, width=4).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, size, size))
+    assert out.shape == (1, 32, side, side) and net.out_channels == 32
+
+
+def test_audio_resnet_matches_dsol_shapes() -> None:
+    net = ResNet18(in_channels=1, width=4).eval()
+    with torch.no_grad():
+        mid, top = net.forward_features(torch.randn(1, 1, 201, 64))
+    assert mid.shape == (1, 16, 13, 4)  # DSOL: 256 x 13 x 4 at width 64
+    assert top.shape == (1, 32, 13, 4)  # DSOL: 512 x 13 x 4 at width 64
+
+
+def test_model_computes_dsol_log_mel_from_one_second() -> None:
+    model = create_model(tiny())
+    assert model.frontend(torch.zeros(1, 16_000)).shape == (1, 1, 201, 64)
+
+
+def test_av_head_map_is_sigmoid_of_scaled_cosine() -> None:
+    head = AVHead(visual_channels=3, audio_channels=3, projection=False, beta_init=5.0)
+    fv = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]).T.reshape(1, 3, 1, 2)
+    fa = torch.tensor([[3.0, 0.0, 0.0]])
+    expected = torch.tensor([1 / (1 + math.exp(-5.0)), 0.5]).reshape(1, 1, 1, 2)
+    torch.testing.assert_close(head(fv, fa), expected)
+    assert cosine_map(fv, fa.unsqueeze(1).expand(1, 4, 3)).shape == (1, 4, 1, 2)
+    with pytest.raises(ValueError, match="equal visual/audio channels"):
+        AVHead(visual_channels=3, audio_channels=4, projection=False)
+
+
+def test_images_are_checked_and_normalized() -> None:
+    model = create_model(tiny())
+    white = torch.ones(1, 3, 64, 64)
+    normalized = model.image_normalizer(white)
+    torch.testing.assert_close(
+        normalized[0, :, 0, 0], torch.tensor([2.2489, 2.4286, 2.64]), atol=1e-3, rtol=0
+    )
+    with pytest.raises(ValueError, match="uint8"):
+        model.image_normalizer(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        model.encode_visual(torch.zeros(3, 64, 64))
+
+
+def test_efficientnet_lite0_loads_packaged_weights_at_stride_16() -> None:
+    state = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    net = EfficientNetLite0(pretrained=True).eval()
+    torch.testing.assert_close(net.stem[0].weight, state["_conv_stem.weight"])
+    torch.testing.assert_close(net.head[0].weight, state["_conv_head.weight"])
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 224, 224)).shape == (1, 1280, 14, 14)
+        assert net(torch.rand(1, 3, 64, 64)).shape == (1, 1280, 4, 4)
+
+
+def test_pretrained_false_reads_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args, **kwargs):
+        raise AssertionError("pretrained=False must not read weights")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    model = create_model(tiny(visual_backbone="efficientnet_lite0"))
+    assert model.visual_backbone.out_channels == 1280
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        create_model(tiny(pretrained=True))
+
+
+# --------------------------------------------------------------------------- IEr specifics
+
+
+def test_ier_outputs_before_and_after_prototypes() -> None:
+    cfg = tiny(num_clusters=5)
+    model = create_model(cfg).eval()
+    images, waves = inputs(cfg)
+    out = model(images, waves)
+    assert not model.has_prototypes and model.classes == ("*",)
+    assert "p_va" not in out and out["v_logits"].shape == (BATCH, 5)
+    single = model.localize(images, waves)
+    torch.testing.assert_close(single.maps, model.localize_single(images, waves))
+    torch.testing.assert_close(single.maps, out["av_map"])
+    with_prototypes(model)
+    out = model(images, waves)
+    k, d, side = 5, model.embed_dim, cfg.feature_size
+    assert out["F"].shape == (BATCH, k, d)
+    for key in ("visual_maps", "class_av_maps", "cmr_maps", "masks"):
+        assert out[key].shape == (BATCH, k, side, side)
+    for key in ("p_va", "p_a", "p_av"):
+        torch.testing.assert_close(out[key].sum(dim=1), torch.ones(BATCH))
+    audio_only = model(None, waves)
+    assert "fv" not in audio_only and audio_only["scores"].shape == (BATCH, k)
+    assert model.classes == tuple(f"cluster_{i}" for i in range(k))
+
+
+def test_classifier_heads_reset_to_small_gaussian() -> None:
+    model = create_model(tiny(num_clusters=7, embed_dim=64))
+    torch.nn.init.constant_(model.visual_classifier.weight, 3.0)
+    torch.nn.init.constant_(model.audio_classifier.bias, 3.0)
+    model.reset_classifier_heads()
+    for head in (model.visual_classifier, model.audio_classifier):
+        assert head.bias.abs().max() == 0
+        assert 0.005 < head.weight.std() < 0.02
+    fv = torch.randn(2, 64, 4, 4)
+    expected = model.visual_classifier(fv.mean(dim=(2, 3)))
+    torch.testing.assert_close(model.visual_logits(fv), expected)
+
+
+def test_aii_offsets_start_near_zero_and_ablation_gives_one_vector() -> None:
+    cfg = tiny(num_clusters=4)
+    images, waves = inputs(cfg)
+    model = create_model(cfg).eval()
+    fa, mid = model.encode_audio(waves)
+    expanded = model.expand_audio(fa, mid)
+    delta = expanded - fa.unsqueeze(1)
+    assert 0 < delta.abs().max() < 0.05 * fa.abs().max()
+    single = create_model(tiny(num_clusters=4, ier=IERConfig(use_aii=False))).eval()
+    assert single.identify is None
+    fa, mid = single.encode_audio(waves)
+    expanded = single.expand_audio(fa, mid)
+    assert expanded.shape == (BATCH, 4, single.embed_dim)
+    for k in range(4):
+        torch.testing.assert_close(expanded[:, k], fa)
+
+
+def test_silent_and_offscreen_filter_switches() -> None:
+    base = tiny(num_clusters=4)
+    images, waves = inputs(base)
+    outs = {}
+    for name, ier_cfg in {
+        "full": IERConfig(),
+        "no_silent": IERConfig(silent_filter=False),
+        "no_offscreen": IERConfig(offscreen_filter=False),
+    }.items():
+        torch.manual_seed(0)
+        model = with_prototypes(create_model(tiny(num_clusters=4, ier=ier_cfg))).eval()
+        outs[name] = model(images, waves)
+    full, no_silent, no_off = outs["full"], outs["no_silent"], outs["no_offscreen"]
+    torch.testing.assert_close(no_silent["cmr_maps"], no_silent["visual_maps"])
+    torch.testing.assert_close(full["cmr_maps"], full["visual_maps"] * full["class_av_maps"])
+    assert not torch.allclose(full["cmr_maps"], full["visual_maps"])
+    torch.testing.assert_close(no_off["p_av"], no_off["p_a"])
+    torch.testing.assert_close(no_silent["p_av"], full["p_av"])  # only the silent filter changed
+    torch.testing.assert_close(no_off["p_va"], full["p_va"])  # only the off-screen filter changed
+
+
+def _hand_built_cmr_model(**ier_kwargs) -> torch.nn.Module:
+    """K=3 prototypes e0, e1, e2 in D=4; beta=5, b=0; tau_v=0.1, tau_a=0.1, theta_rel=0.5."""
+    model = create_model(tiny(num_clusters=3, embed_dim=4, ier=IERConfig(**ier_kwargs)))
+    eye = torch.eye(4)[:3]
+    model.set_prototypes(eye, eye)
+    return model
+
+
+def _hand_built_features() -> tuple[torch.Tensor, torch.Tensor]:
+    e = torch.eye(4)
+    # cells (row-major 2x2): e0, 2*e0, e1, e3  -> L^v_0 = [1,1,0,0], L^v_1 = [0,0,1,0], L^v_2 = 0
+    fv = torch.stack([e[0], 2 * e[0], e[1], e[3]], dim=1).reshape(1, 4, 2, 2)
+    expanded = torch.stack([e[0], e[0], e[2]]).unsqueeze(0)  # F_0 = e0, F_1 = e0, F_2 = e2
+    return fv, expanded
+
+
+def test_cmr_distributions_match_hand_computation() -> None:
+    model = _hand_built_cmr_model()
+    fv, expanded = _hand_built_features()
+    out = model.cmr(fv, expanded)
+    sig5 = 1 / (1 + math.exp(-5))
+    torch.testing.assert_close(
+        out["visual_maps"][0].flatten(1), torch.tensor([[1.0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    )
+    # A_0 = A_1 = sigma(5 cos(e0, cells)) = [s5, s5, .5, .5]; F_2 = e2 is orthogonal: A_2 = .5
+    torch.testing.assert_close(
+        out["class_av_maps"][0, 1].flatten(), torch.tensor([sig5, sig5, 0.5, 0.5])
+    )
+    gap = [2 * sig5 / 4, 0.5 / 4, 0.0]
+    exps = [math.exp(g / 0.1) for g in gap]
+    torch.testing.assert_close(out["p_va"][0], torch.tensor([x / sum(exps) for x in exps]))
+    torch.testing.assert_close(
+        out["masks"][0].flatten(1), torch.tensor([[1.0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    )
+    torch.testing.assert_close(out["weights"][0], torch.tensor([0.5, 0.25, 0.0]))
+    torch.testing.assert_close(out["scores"][0], torch.tensor([1.0, 0.0, 1.0]))
+    exps_a = [math.exp(10.0), 1.0, math.exp(10.0)]
+    p_a = [x / sum(exps_a) for x in exps_a]
+    torch.testing.assert_close(out["p_a"][0], torch.tensor(p_a))
+    weighted = [p_a[0] * 0.5, p_a[1] * 0.25, 0.0]
+    expected_av = torch.tensor([x / (sum(weighted) + 1e-6) for x in weighted])
+    torch.testing.assert_close(out["p_av"][0], expected_av)
+    assert out["p_av"][0, 2].item() == 0.0  # heard (s_2 = 1) but nowhere visible: erased exactly
+
+
+def test_cmr_absolute_mask_floor_and_no_mask_gradient() -> None:
+    model = _hand_built_cmr_model(theta_abs=0.9)
+    fv, expanded = _hand_built_features()
+    fv = fv.clone()
+    fv[0, :, 1, 0] = torch.tensor([0.0, 1.0, 0.0, 1.0])  # L^v_1 peak is now cos = 0.707 < 0.9
+    fv.requires_grad_(True)
+    out = model.cmr(fv, expanded)
+    torch.testing.assert_close(out["weights"][0], torch.tensor([0.5, 0.0, 0.0]))
+    assert not out["masks"].requires_grad and not out["weights"].requires_grad
+    out["p_va"][0, 0].backward()
+    assert fv.grad is not None and torch.isfinite(fv.grad).all()
+
+
+def test_localize_maps_categories_through_cluster_mapping() -> None:
+    model = _hand_built_cmr_model()
+    fv, expanded = _hand_built_features()
+    cluster_maps = model.cmr(fv, expanded)["cmr_maps"]
+    model.set_class_mapping(["drum", "flute", "horn"], [1, 1, -1])
+    assert model.classes == ("drum", "flute", "horn")
+    category = model._to_categories(cluster_maps)
+    assert category[0, 0].abs().sum() == 0 and category[0, 2].abs().sum() == 0
+    torch.testing.assert_close(category[0, 1], cluster_maps[0, :2].amax(dim=0))
+    with pytest.raises(ValueError, match="cluster_to_class values"):
+        model.set_class_mapping(["a", "b"], [0, 1, 2])
+    with pytest.raises(ValueError, match="unique"):
+        model.set_class_mapping(["a", "a"], [0, 1, 1])
+    with pytest.raises(ValueError, match="prototypes must be"):
+        model.set_prototypes(torch.zeros(2, 4), torch.zeros(3, 4))
+
+
+def test_localize_sum_reduction_and_sharpening_stay_in_unit_range() -> None:
+    cfg = tiny(num_clusters=4, ier=IERConfig(category_reduce="sum", test_sharpen=3.0))
+    model = with_prototypes(create_model(cfg)).eval()
+    model.set_class_mapping(["a", "b"], [0, 0, 1, 1])
+    images, waves = inputs(cfg)
+    result = model.localize(images, waves)
+    assert result.maps.shape == (BATCH, 2, cfg.feature_size, cfg.feature_size)
+    # class softmax over 4 clusters, summed per category over all clusters: totals are exactly 1
+    torch.testing.assert_close(
+        result.maps.sum(dim=1), torch.ones(BATCH, cfg.feature_size, cfg.feature_size)
+    )
+    assert result.scores.min() >= 0 and result.scores.max() <= 1
+
+
+def test_state_dict_round_trip_through_safetensors(tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    cfg = tiny(num_clusters=3)
+    for named in (False, True):
+        model = with_prototypes(create_model(cfg)).eval()
+        if named:
+            model.set_class_mapping(["violín", "cello"], [0, 1, 1])
+        path = tmp_path / f"m{int(named)}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        clone = create_model(cfg).eval()
+        clone.load_state_dict(load_file(str(path)))
+        assert clone.classes == model.classes
+        assert torch.equal(clone.cluster_to_class, model.cluster_to_class)
