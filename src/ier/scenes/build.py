@@ -1,0 +1,248 @@
+"""Build the benchmark folder: every split's clips (in parallel, resumable) and manifests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ier.audio import SAMPLE_RATE
+from ier.errors import ConfigError
+from ier.scenes import assets, catalog
+from ier.scenes.recipes import RECIPES
+from ier.scenes.render import ClipFormat, render_clip
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+BENCHMARK_FILE = "benchmark.json"
+RECORDS_DIR = ".records"
+
+SPLITS: dict[str, tuple[str, str]] = {
+    "train/solo": ("solo", "train"),
+    "train/unconstrained": ("wild", "train"),
+    "test/solo": ("solo", "test"),
+    "test/synthetic": ("synthetic", "test"),
+    "test/duet": ("duet", "test"),
+    "test/wild": ("wild", "test"),
+    "test/negative": ("negative", "test"),
+}
+"""Split folder -> (split kind written in the manifest, asset side)."""
+
+_TEST_SPLITS = [s for s in SPLITS if s.startswith("test/")]
+PRESETS: dict[str, dict[str, int]] = {
+    "small": {"train/solo": 192, "train/unconstrained": 96, **dict.fromkeys(_TEST_SPLITS, 32)},
+    "default": {
+        "train/solo": 3200,
+        "train/unconstrained": 2400,
+        **dict.fromkeys(_TEST_SPLITS, 512),
+    },
+    "large": {
+        "train/solo": 12800,
+        "train/unconstrained": 9600,
+        **dict.fromkeys(_TEST_SPLITS, 2048),
+    },
+}
+REQUIRED_SOURCES = ("tuxpaint", "gcompris", "opensfx", "lincity", "freedesktop", "soundfont")
+DEBIAN_PACKAGES = (
+    "tuxpaint-stamps-default", "gcompris-qt-data", "openttd-opensfx", "lincity-ng-data",
+    "sound-theme-freedesktop", "fluid-soundfont-gm", "librsvg2-2",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What a build depends on; two builds with equal settings and assets are identical."""
+
+    preset: str
+    seed: int
+    size: int
+    fmt: ClipFormat
+
+    def identity(self) -> dict[str, Any]:
+        return {"preset": self.preset, "seed": self.seed, "size": self.size}
+
+
+def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The RNG of one clip: a function of (seed, split, index) only, not of the worker count."""
+    return np.random.default_rng([seed, zlib.crc32(split.encode()), index])
+
+
+def clip_id(split: str, index: int) -> str:
+    """The sample id: ``<split with '-' for '/'>-<index:05d>``, unique across the benchmark."""
+    return f"{split.replace('/', '-')}-{index:05d}"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build_one(task: tuple[str, int, str, BuildSettings]) -> dict[str, Any]:
+    """Render one clip (unless both its mp4 and its record exist) and return its record."""
+    from ier.video import write_mp4
+
+    split, index, out_dir, settings = task
+    split_dir = Path(out_dir) / split
+    cid = clip_id(split, index)
+    record_path = split_dir / RECORDS_DIR / f"{cid}.json"
+    video = f"clips/{cid}.mp4"
+    if record_path.is_file() and (split_dir / video).is_file():
+        try:
+            return json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            logger.warning("re-rendering %s: unreadable record", cid)
+    kind, side = SPLITS[split]
+    rng = clip_rng(settings.seed, split, index)
+    plan = RECIPES[kind](rng, index, side)
+    frames, audio, record = render_clip(plan, rng, settings.fmt, clip_id=cid, video=video)
+    (split_dir / "clips").mkdir(parents=True, exist_ok=True)
+    write_mp4(split_dir / video, frames, fps=settings.fmt.fps, audio=audio, sample_rate=SAMPLE_RATE)
+    _atomic_write_text(record_path, json.dumps(record))
+    return record
+
+
+def _init_worker() -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _check_existing(out_dir: Path, settings: BuildSettings) -> None:
+    info_path = out_dir / BENCHMARK_FILE
+    if not info_path.exists():
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise ConfigError(
+                f"{out_dir} is not empty and holds no {BENCHMARK_FILE}; "
+                "build into a new or empty folder"
+            )
+        return
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{info_path} is unreadable ({err}); build into a new folder") from err
+    theirs = {k: info.get(k) for k in settings.identity()}
+    if theirs != settings.identity():
+        raise ConfigError(
+            f"{out_dir} holds a benchmark built with {theirs}, not {settings.identity()}; "
+            "use another folder (builds with different settings are never mixed)"
+        )
+
+
+def _info(settings: BuildSettings, counts: dict[str, int], *, complete: bool) -> dict[str, Any]:
+    fmt = settings.fmt
+    return {
+        "name": "ier-scenes",
+        "format_version": FORMAT_VERSION,
+        **settings.identity(),
+        "fps": fmt.fps,
+        "clip_seconds": fmt.seconds,
+        "window_seconds": fmt.window_seconds,
+        "sample_rate": SAMPLE_RATE,
+        "classes": list(catalog.class_names()),
+        "offscreen_classes": [p.name for p in catalog.offscreen_pools()],
+        "noise_kinds": [p.name for p in catalog.NOISES],
+        "splits": {s: {"kind": SPLITS[s][0], "count": counts[s]} for s in counts},
+        "asset_versions": assets.package_versions(DEBIAN_PACKAGES),
+        "complete": complete,
+    }
+
+
+def _tasks(out_dir: Path, settings: BuildSettings, counts: dict[str, int]):
+    return [(s, i, str(out_dir), settings) for s, n in counts.items() for i in range(n)]
+
+
+def _run(tasks: list, workers: int, progress: bool) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc="ier scenes", unit="clip", disable=not progress)
+    results: list[dict[str, Any]] = []
+    try:
+        if workers <= 1:
+            for task in tasks:
+                results.append(_build_one(task))
+                bar.update()
+        else:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(workers, initializer=_init_worker) as pool:
+                for record in pool.imap(_build_one, tasks, chunksize=4):
+                    results.append(record)
+                    bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+def build_benchmark(
+    out_dir: str | os.PathLike[str],
+    *,
+    preset: str = "default",
+    seed: int = 0,
+    size: int = 224,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Build (or finish building) the built-in benchmark in ``out_dir``.
+
+    Layout: ``OUT/benchmark.json``, ``OUT/<split>/manifest.jsonl``, ``OUT/<split>/clips/<id>.mp4``
+    for every split in ``SPLITS``. Finished clips are skipped, so an interrupted build resumes.
+
+    Args:
+        out_dir: target folder (new, empty, or a partial build with the same settings).
+        preset: ``small`` (tests), ``default`` or ``large``.
+        seed: base seed; each clip's RNG depends on (seed, split, index) only.
+        size: frame side in pixels.
+        workers: processes rendering clips in parallel.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        ConfigError: unknown preset, bad size, or a folder holding another build.
+        AssetError: a required asset source is not installed (names the package).
+    """
+    from ier.data.manifest import write_manifest
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if size < 32:
+        raise ConfigError(f"size must be at least 32 px, got {size}")
+    out = Path(out_dir)
+    settings = BuildSettings(preset, int(seed), int(size), ClipFormat(size=int(size)))
+    _check_existing(out, settings)
+    assets.require_sources(REQUIRED_SOURCES)
+    counts = PRESETS[preset]
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(out / BENCHMARK_FILE, json.dumps(_info(settings, counts, complete=False)))
+    started = time.perf_counter()
+    records = _run(_tasks(out, settings, counts), max(1, int(workers)), progress)
+    by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in counts}
+    for (split, _, _, _), record in zip(_tasks(out, settings, counts), records, strict=True):
+        by_split[split].append(record)
+    for split, split_records in by_split.items():
+        write_manifest(out / split / "manifest.jsonl", split_records)
+    info = _info(settings, counts, complete=True)
+    info["build_seconds"] = round(time.perf_counter() - started, 1)
+    _atomic_write_text(out / BENCHMARK_FILE, json.dumps(info, indent=2) + "\n")
+    logger.info("built %d clips in %s (%.1f s)", len(records), out, info["build_seconds"])
+    return out
