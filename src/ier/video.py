@@ -19,7 +19,13 @@ import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ier.audio import SAMPLE_RATE, check_media_path, open_container, time_origin_seconds
+from ier.audio import (
+    END_TOLERANCE_SECONDS,
+    SAMPLE_RATE,
+    check_media_path,
+    open_container,
+    time_origin_seconds,
+)
 from ier.errors import MediaError
 
 logger = logging.getLogger(__name__)
@@ -149,13 +155,55 @@ def _frame_array(frame: Any, size: Size | None) -> np.ndarray:
 def _decode_after_seek(
     container: Any, stream: Any, seconds: float, origin: float
 ) -> Iterator[tuple[float, Any]]:
-    """Seek to the keyframe at or before ``seconds`` and yield (time, frame) from there on."""
-    if seconds > 0:
-        container.seek(int((seconds + origin) / stream.time_base), stream=stream, backward=True)
-    for frame in container.decode(stream):
-        if frame.time is None:
-            continue
-        yield float(frame.time) - origin, frame
+    """Yield (time, frame) from the keyframe at or before ``seconds`` onwards.
+
+    If a seek lands after ``seconds`` (an inexact index), it retries further back, then from 0.
+    """
+    for back_seconds in (0.0, 1.0, 10.0, math.inf):
+        offset = seconds - back_seconds
+        if offset > 0:
+            container.seek(int((offset + origin) / stream.time_base), stream=stream, backward=True)
+        else:
+            container.seek(0)
+        frames = (
+            (float(frame.time) - origin, frame)
+            for frame in container.decode(stream)
+            if frame.time is not None
+        )
+        first = next(frames, None)
+        if first is None:
+            return
+        if first[0] <= seconds + _TIME_EPS or offset <= 0:
+            yield first
+            yield from frames
+            return
+        logger.debug("seek to %.3f s landed at %.3f s; seeking further back", seconds, first[0])
+
+
+class _FrameCursor:
+    """Walks a video forward, holding the current frame and the one after it."""
+
+    def __init__(self, container: Any, stream: Any, path: Path) -> None:
+        self.container, self.stream, self.path = container, stream, path
+        self.origin = time_origin_seconds(container)
+        self.decoder: Iterator[tuple[float, Any]] | None = None
+        self.current: tuple[float, Any] | None = None
+        self.upcoming: tuple[float, Any] | None = None
+
+    def frame_at(self, t: float) -> tuple[float, Any]:
+        """The (time, frame) displayed at ``t``; seeks only when ``t`` is behind or far ahead."""
+        current = self.current
+        if current is None or t < current[0] - _TIME_EPS or t - current[0] > SEEK_AHEAD_SECONDS:
+            self.decoder = _decode_after_seek(self.container, self.stream, t, self.origin)
+            self.current = next(self.decoder, None)
+            if self.current is None:
+                raise MediaError(f"{self.path}: video stream has no frames at or before {t:.3f} s")
+            self.upcoming = next(self.decoder, None)
+        while self.upcoming is not None and self.upcoming[0] <= t + _TIME_EPS:
+            self.current, self.upcoming = self.upcoming, next(self.decoder, None)
+        if self.upcoming is None:
+            _check_not_past_end(self.path, self.stream, self.current[0], t)
+        return self.current
 
 
 def load_frames(
@@ -166,8 +214,10 @@ def load_frames(
 ) -> np.ndarray:
     """Decode the frame displayed at each time (the last frame whose timestamp is <= the time).
 
-    Seeks to each time (decoding forward instead when the next time is within
-    ``SEEK_AHEAD_SECONDS``), so only the requested frames are ever held in memory.
+    Times are visited in sorted order; the decoder seeks to the keyframe before a time and
+    decodes forward (without seeking when the next time is within ``SEEK_AHEAD_SECONDS``), so
+    memory holds only the requested frames. A time before the first frame gets the first frame;
+    a time up to ``END_TOLERANCE_SECONDS`` past the end of the video gets the last frame.
 
     Args:
         path: Video file.
@@ -184,40 +234,26 @@ def load_frames(
     times = [float(t) for t in times_seconds]
     if any(not math.isfinite(t) or t < 0 for t in times):
         raise MediaError(f"{path}: frame times must be finite and >= 0, got {times}")
-    out: dict[int, np.ndarray] = {}
+    out: list[np.ndarray | None] = [None] * len(times)
     with open_container(path, str(path)) as container:
-        stream = _video_stream(container, path)
-        origin = time_origin_seconds(container)
-        last_time = None
-        decoder: Iterator[tuple[float, Any]] | None = None
-        current: tuple[float, Any] | None = None
-        upcoming: tuple[float, Any] | None = None
+        cursor = _FrameCursor(container, _video_stream(container, path), path)
+        previous: tuple[float, np.ndarray] | None = None
         for index in sorted(range(len(times)), key=times.__getitem__):
-            t = times[index]
-            if decoder is None or t < current[0] - _TIME_EPS or t - current[0] > SEEK_AHEAD_SECONDS:
-                decoder = _decode_after_seek(container, stream, t, origin)
-                current, upcoming = next(decoder, None), None
-                if current is None:
-                    raise MediaError(f"{path}: video stream has no frames at or after {t:.3f} s")
-                upcoming = next(decoder, None)
-            while upcoming is not None and upcoming[0] <= t + _TIME_EPS:
-                current, upcoming = upcoming, next(decoder, None)
-            if upcoming is None:
-                _check_not_past_end(path, stream, current[0], t)
-            if last_time != current[0] or index not in out:
-                array = _frame_array(current[1], size)
-            out[index] = array
-            last_time = current[0]
-    if not out:
-        return np.zeros((0, *(_size_hw(size) if size else (0, 0)), 3), np.uint8)
-    return np.stack([out[i] for i in range(len(times))])
+            frame_time, frame = cursor.frame_at(times[index])
+            if previous is None or previous[0] != frame_time:
+                previous = frame_time, _frame_array(frame, size)
+            out[index] = previous[1]
+    if not times:
+        height, width = _size_hw(size) if size is not None else (0, 0)
+        return np.zeros((0, height, width, 3), np.uint8)
+    return np.stack(out)
 
 
 def _check_not_past_end(path: Path, stream: Any, last_frame_time: float, t: float) -> None:
     rate = stream.average_rate or stream.guessed_rate
-    frame_seconds = 1.0 / float(rate) if rate else 0.1
+    frame_seconds = 1.0 / float(rate) if rate else 0.0
     end = last_frame_time + frame_seconds
-    if t > end + _TIME_EPS:
+    if t > end + END_TOLERANCE_SECONDS + _TIME_EPS:
         raise MediaError(f"{path}: time {t:.3f} s is past the end of the video ({end:.3f} s long)")
 
 
@@ -239,7 +275,7 @@ def iter_frames(
     with open_container(path, str(path)) as container:
         stream = _video_stream(container, path)
         origin = time_origin_seconds(container)
-        for t, frame in _decode_after_seek(container, stream, start_seconds, origin):
+        for t, frame in _decode_after_seek(container, stream, max(0.0, start_seconds), origin):
             if t < start_seconds - _TIME_EPS:
                 continue
             if end_seconds is not None and t >= end_seconds - _TIME_EPS:
@@ -288,6 +324,7 @@ def write_mp4(
         The written path.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     rate = Fraction(fps).limit_denominator(1001)
