@@ -1,0 +1,320 @@
+"""The evaluation path: per-sample scoring on tiny grids, policies, and the ``ier evaluate`` CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ier.cli import main
+from ier.data.manifest import Sample, write_manifest
+from ier.errors import ConfigError
+from ier.evaluate import EvalSettings, evaluate, format_table, score_sample, split_kind
+from ier.predictions import Predictions, save_predictions
+
+RESULT_KEYS = {
+    "iou@0.5",
+    "auc",
+    "ciou@0.3",
+    "ciou@0.5",
+    "ciou_auc",
+    "nsa",
+    "silent_fp",
+    "negative_fp",
+    "pia",
+    "ap",
+    "max_f1",
+    "n",
+    "n_missing",
+    "split",
+    "settings",
+}
+TOP_LEFT = [0.0, 0.0, 0.5, 0.5]  # rows 0-1, columns 0-1 on a 4 x 4 grid
+BOTTOM_RIGHT = [0.5, 0.5, 1.0, 1.0]
+
+
+def _record(sample_id: str, objects: list[dict], split: str = "synthetic") -> dict:
+    return {
+        "id": sample_id,
+        "split": split,
+        "video": f"{sample_id}.mp4",
+        "time": 0.5,
+        "window": [0.0, 1.0],
+        "objects": objects,
+        "offscreen": [],
+        "noise": None,
+    }
+
+
+def _sample(sample_id: str, objects: list[dict], split: str = "synthetic") -> Sample:
+    return Sample.from_dict(_record(sample_id, objects, split))
+
+
+def _obj(label: str, box: list[float], sounding: bool, **extra) -> dict:
+    return {"label": label, "box": box, "sounding": sounding, **extra}
+
+
+def _class_aware_maps() -> np.ndarray:
+    maps = np.zeros((3, 4, 4), np.float32)  # classes: cello, violin, dog
+    maps[1, 0:2, 0:3] = 1.0  # violin: 6 pixels, 4 of them in its box
+    maps[0, 3, 3] = 0.6  # cello: one pixel inside the silent cello's box
+    maps[2] = 0.2  # dog: uniform and low
+    return maps
+
+
+CLASSES = ("cello", "violin", "dog")
+
+
+def test_score_sample_class_aware_hand_computed() -> None:
+    sample = _sample("a", [_obj("violin", TOP_LEFT, True), _obj("cello", BOTTOM_RIGHT, False)])
+    scores = score_sample(
+        _class_aware_maps(), CLASSES, sample, alpha=0.5, settings=EvalSettings(grid=4)
+    )
+    assert scores.positive
+    assert scores.ciou == pytest.approx(4 / 6)  # violin map vs violin box
+    # Sound map = max over classes: violin's 6 pixels and cello's 0.6 pixel exceed 0.5.
+    assert scores.iou == pytest.approx(4 / 7)
+    assert scores.nsa == pytest.approx((15 / 16 + 16 / 16) / 2)  # cello and dog maps
+    assert (scores.silent_objects, scores.silent_hits) == (1, 1)
+    assert scores.confidence == pytest.approx(1.0)
+    assert scores.any_above_tau and scores.area_above_tau == pytest.approx(7 / 16)
+
+
+def test_score_sample_class_agnostic_on_positive_and_negative_samples() -> None:
+    settings = EvalSettings(grid=4)
+    agnostic = np.full((1, 4, 4), 0.3, np.float32)
+    positive = _sample("p", [_obj("violin", TOP_LEFT, True)])
+    scores = score_sample(agnostic, ("*",), positive, alpha=0.5, settings=settings)
+    assert scores.iou == pytest.approx(4 / 16)  # uniform map: everything is on
+    assert scores.ciou == pytest.approx(4 / 16)
+    assert scores.nsa is None  # "*" is sounding on a sample with a sounding object
+    negative = _sample("n", [_obj("violin", TOP_LEFT, False)], split="negative")
+    scores = score_sample(agnostic, ("*",), negative, alpha=0.5, settings=settings)
+    assert not scores.positive and scores.iou is None and scores.ciou is None
+    assert scores.nsa == 1.0 and scores.silent_hits == 0
+    assert not scores.any_above_tau and scores.area_above_tau == 0.0
+
+
+def test_empty_map_scores_zero_and_missing_class_is_recorded() -> None:
+    sample = _sample("a", [_obj("trumpet", TOP_LEFT, True), _obj("violin", BOTTOM_RIGHT, True)])
+    maps = np.zeros((3, 4, 4), np.float32)
+    maps[1, 2:, 2:] = 0.9  # violin perfect; trumpet has no map at all
+    missing: set[str] = set()
+    scores = score_sample(
+        maps, CLASSES, sample, alpha=0.5, settings=EvalSettings(grid=4), labels_without_map=missing
+    )
+    assert scores.ciou == pytest.approx((0.0 + 1.0) / 2)
+    assert missing == {"trumpet"}
+    empty = score_sample(
+        np.zeros((3, 4, 4), np.float32), CLASSES, sample, alpha=0.1, settings=EvalSettings(grid=4)
+    )
+    assert empty.iou == 0.0 and empty.ciou == 0.0 and empty.confidence == 0.0
+
+
+def test_ciou_uses_only_the_sounding_instances_of_a_category() -> None:
+    sample = _sample("a", [_obj("violin", TOP_LEFT, True), _obj("violin", BOTTOM_RIGHT, False)])
+    maps = np.zeros((3, 4, 4), np.float32)
+    maps[1, :2, :2] = 1.0
+    scores = score_sample(maps, CLASSES, sample, alpha=0.5, settings=EvalSettings(grid=4))
+    assert scores.ciou == 1.0 and (scores.silent_objects, scores.silent_hits) == (1, 0)
+
+
+def _preds(ids: list[str], maps: np.ndarray, classes=CLASSES) -> Predictions:
+    return Predictions(ids=ids, classes=classes, maps=maps)
+
+
+def _box_map(value_outside: float) -> np.ndarray:
+    maps = np.full((1, 4, 4), value_outside, np.float32)
+    maps[0, :2, :2] = 1.0
+    return maps
+
+
+def test_alpha_defaults_follow_the_split_kind_and_can_be_overridden() -> None:
+    preds = _preds(["a"], _box_map(0.3)[None], classes=("*",))
+    objects = [_obj("violin", TOP_LEFT, True)]
+    synthetic = evaluate(preds, [_sample("a", objects, "synthetic")], EvalSettings(grid=4))
+    duet = evaluate(preds, [_sample("a", objects, "test/duet")], EvalSettings(grid=4))
+    assert synthetic["settings"]["alpha"] == 0.5 and synthetic["iou@0.5"] == 1.0
+    # alpha 0.2: 0.3 > 0.2 everywhere, so the whole image is on: IoU 4/16.
+    assert duet["settings"]["alpha"] == 0.2 and duet["settings"]["split_kind"] == "duet"
+    assert duet["iou@0.5"] == 0.0 and duet["ciou@0.3"] == 0.0
+    forced = evaluate(preds, [_sample("a", objects, "duet")], EvalSettings(grid=4, alpha=0.5))
+    assert forced["iou@0.5"] == 1.0 and forced["settings"]["alpha"] == 0.5
+    by_kind = evaluate(
+        preds, [_sample("a", objects, "duet")], EvalSettings(grid=4, alpha_by_kind={"duet": 0.4})
+    )
+    assert by_kind["iou@0.5"] == 1.0 and by_kind["settings"]["alpha_by_kind"]["solo"] == 0.1
+
+
+def test_missing_predictions_are_counted_skipped_or_zeroed() -> None:
+    samples = [_sample(i, [_obj("violin", TOP_LEFT, True)]) for i in ("a", "b")]
+    preds = _preds(["a", "zz"], np.stack([_box_map(0.0), _box_map(0.0)]), classes=("*",))
+    skipped = evaluate(preds, samples, EvalSettings(grid=4))
+    assert (skipped["n"], skipped["n_missing"], skipped["iou@0.5"]) == (2, 1, 1.0)
+    zeroed = evaluate(preds, samples, EvalSettings(grid=4, missing="zero"))
+    assert (zeroed["n"], zeroed["n_missing"], zeroed["iou@0.5"]) == (2, 1, 0.5)
+    assert zeroed["settings"]["missing"] == "zero"
+
+
+def test_results_have_exactly_the_documented_keys_and_settings() -> None:
+    samples = [
+        _sample("a", [_obj("violin", TOP_LEFT, True), _obj("cello", BOTTOM_RIGHT, False)]),
+        _sample("n", [_obj("cello", BOTTOM_RIGHT, False)], split="negative"),
+    ]
+    maps = np.stack([_class_aware_maps(), np.zeros((3, 4, 4), np.float32)])
+    results = evaluate(_preds(["a", "n"], maps), samples, EvalSettings(grid=4))
+    assert set(results) == RESULT_KEYS
+    assert results["split"] == "synthetic+negative"
+    assert results["settings"]["split_kind"] == "synthetic"
+    for key in ("grid", "alpha", "tau", "iou_threshold", "ciou_thresholds", "top_fraction"):
+        assert key in results["settings"]
+    assert results["negative_fp"] == 0.0 and results["pia"] == 0.0
+    assert results["silent_fp"] == pytest.approx(1 / 2)
+    assert results["ap"] is not None and results["max_f1"] == 1.0
+    json.dumps(results)  # JSON-serialisable as is
+    table = format_table(results)
+    assert "ciou@0.3" in table and "n=2" in table
+
+
+def test_low_resolution_maps_and_batching_give_the_same_results() -> None:
+    rng = np.random.default_rng(0)
+    samples = [
+        _sample(f"s{i}", [_obj("violin", TOP_LEFT, True), _obj("dog", BOTTOM_RIGHT, i % 2 == 0)])
+        for i in range(7)
+    ]
+    low = rng.random((7, 3, 3, 3)).astype(np.float32)
+    preds = _preds([s.id for s in samples], low)
+    whole = evaluate(preds, samples, EvalSettings(grid=16))
+    batched = evaluate(preds, samples, EvalSettings(grid=16, max_batch_values=2 * 3 * 16 * 16))
+    from ier.metrics import resize_maps
+
+    pre = _preds([s.id for s in samples], resize_maps(low, 16))
+    assert whole == batched
+    assert {k: v for k, v in whole.items() if k != "settings"} == {
+        k: v for k, v in evaluate(pre, samples, EvalSettings(grid=16)).items() if k != "settings"
+    }
+
+
+def test_consensus_option_uses_annotator_boxes() -> None:
+    annotators = [[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5, 1.0]]
+    sample = _sample("f", [_obj("*", [0.0, 0.0, 1.0, 1.0], True, annotators=annotators)], "flickr")
+    maps = np.zeros((1, 1, 4, 4), np.float32)
+    maps[0, 0, :2, :2] = 1.0
+    preds = _preds(["f"], maps, classes=("*",))
+    plain = evaluate(preds, [sample], EvalSettings(grid=4))
+    consensus = evaluate(preds, [sample], EvalSettings(grid=4, consensus=True))
+    assert plain["settings"]["split_kind"] == "solo"
+    assert plain["auc"] == pytest.approx(5 * 0.05 + 0.05 / 2)  # r(t) = 1 up to t = 0.25
+    # IoU 4/16 with the reference box, 4/12 against the soft consensus map.
+    assert plain["ciou@0.3"] == 0.0 and consensus["ciou@0.3"] == 1.0
+
+
+def test_mixed_split_kinds_need_an_explicit_alpha() -> None:
+    preds = _preds(["a", "b"], np.zeros((2, 1, 4, 4), np.float32), classes=("*",))
+    samples = [
+        _sample("a", [_obj("x", TOP_LEFT, True)], "duet"),
+        _sample("b", [_obj("x", TOP_LEFT, True)], "synthetic"),
+    ]
+    with pytest.raises(ConfigError, match="different kinds"):
+        evaluate(preds, samples, EvalSettings(grid=4))
+    assert evaluate(preds, samples, EvalSettings(grid=4, alpha=0.3))["n"] == 2
+
+
+def test_split_kind_names_and_bad_settings() -> None:
+    assert split_kind("duet") == "duet"
+    assert split_kind("test/solo") == "solo"
+    assert split_kind("music_syn") == "synthetic"
+    assert split_kind("vgg-un") == "wild"
+    assert split_kind("Extended-VGGSS") == "solo"
+    assert split_kind("something") == "solo"
+    for bad in ({"tau": 1.5}, {"alpha": -0.1}, {"missing": "drop"}, {"split_kind": "x"}):
+        with pytest.raises(ConfigError):
+            EvalSettings(**bad)
+
+
+def test_empty_sample_list_gives_none_metrics() -> None:
+    results = evaluate(_preds(["a"], np.zeros((1, 1, 2, 2), np.float32), ("*",)), [])
+    assert results["n"] == 0 and results["iou@0.5"] is None and results["ap"] is None
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def tiny_split(tmp_path: Path) -> tuple[Path, Path]:
+    records = [
+        _record("a", [_obj("violin", TOP_LEFT, True), _obj("cello", BOTTOM_RIGHT, False)]),
+        _record("b", [_obj("cello", TOP_LEFT, True)]),
+        _record("c", [_obj("violin", TOP_LEFT, True)]),
+    ]
+    manifest = write_manifest(tmp_path / "split" / "manifest.jsonl", records)
+    maps = np.zeros((2, 3, 4, 4), np.float32)
+    maps[0] = _class_aware_maps()
+    maps[1, 0, :2, :2] = 0.8
+    preds = save_predictions(tmp_path / "preds.npz", _preds(["a", "b"], maps))
+    return manifest, preds
+
+
+def test_cli_writes_json_with_exactly_the_documented_keys(tiny_split, tmp_path, capsys) -> None:
+    manifest, preds = tiny_split
+    out = tmp_path / "metrics" / "metrics.json"
+    argv = ["evaluate", "--predictions", str(preds), "--manifest", str(manifest), "--out", str(out)]
+    assert main([*argv, "--grid", "4", "--tau", "0.4", "--alpha-for", "synthetic=0.5"]) == 0
+    results = json.loads(out.read_text())
+    assert set(results) == RESULT_KEYS
+    assert (results["n"], results["n_missing"]) == (3, 1)
+    assert results["settings"]["tau"] == 0.4 and results["settings"]["grid"] == 4
+    assert results["ciou@0.5"] == 1.0 and results["silent_fp"] == 1.0
+    printed = capsys.readouterr().out
+    assert "iou@0.5" in printed and "missing=1" in printed and str(out) in printed
+
+
+def test_cli_rejects_mixed_or_incomplete_modes(tiny_split, capsys) -> None:
+    manifest, preds = tiny_split
+    for argv in (
+        ["--predictions", str(preds), "--data", "somewhere"],
+        ["--manifest", str(manifest), "--checkpoint", "c.safetensors"],
+        ["--predictions", str(preds)],
+        ["--checkpoint", "c.safetensors"],
+        [],
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(["evaluate", *argv])
+        assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "not both" in err and "must be given together" in err
+
+
+def test_cli_bad_alpha_for_is_a_clean_error(tiny_split, capsys) -> None:
+    manifest, preds = tiny_split
+    argv = ["evaluate", "--predictions", str(preds), "--manifest", str(manifest)]
+    assert main([*argv, "--alpha-for", "mosaic=0.3"]) == 2
+    assert "--alpha-for" in capsys.readouterr().err
+
+
+def test_cli_checkpoint_mode_calls_predict_evaluate_checkpoint(
+    monkeypatch, tmp_path, capsys
+) -> None:
+    calls = {}
+
+    def fake_evaluate_checkpoint(checkpoint, data_dir, *, splits, out_dir, settings):
+        calls.update(
+            checkpoint=checkpoint, data=data_dir, splits=splits, out=out_dir, settings=settings
+        )
+        preds = _preds(["a"], _box_map(0.0)[None], classes=("*",))
+        return {
+            "test/solo": evaluate(preds, [_sample("a", [_obj("x", TOP_LEFT, True)], "test/solo")])
+        }
+
+    module = types.ModuleType("ier.predict")
+    module.evaluate_checkpoint = fake_evaluate_checkpoint
+    monkeypatch.setitem(sys.modules, "ier.predict", module)
+    argv = ["evaluate", "--checkpoint", "c.st", "--data", str(tmp_path), "--splits", "test/solo"]
+    assert main([*argv, "--out", str(tmp_path / "eval"), "--tau", "0.3"]) == 0
+    assert calls["checkpoint"] == Path("c.st") and calls["splits"] == ["test/solo"]
+    assert calls["out"] == tmp_path / "eval" and calls["settings"].tau == 0.3
+    assert "test/solo" in capsys.readouterr().out
