@@ -127,7 +127,7 @@ class IERModel(TwoTowerModel):
             cluster_to_class: (K,) integer category index per cluster, in [-1, C).
         """
         classes = tuple(str(c) for c in classes)
-        mapping = torch.as_tensor(np.asarray(cluster_to_class), dtype=torch.long).reshape(-1)
+        mapping = torch.as_tensor(cluster_to_class).detach().cpu().long().reshape(-1)
         if not classes or len(set(classes)) != len(classes):
             raise ValueError(f"classes must be non-empty and unique, got {classes}")
         if mapping.numel() != self.num_clusters:
@@ -140,11 +140,11 @@ class IERModel(TwoTowerModel):
             )
         encoded = json.dumps(list(classes)).encode("utf-8")
         self.class_names_utf8 = torch.tensor(
-            list(encoded), dtype=torch.uint8, device=mapping.device
+            list(encoded), dtype=torch.uint8, device=self.cluster_to_class.device
         )
         self.cluster_to_class.copy_(mapping)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The class-name buffer has a data-dependent length: resize before the strict copy.
         key = prefix + "class_names_utf8"
         if key in state_dict:
