@@ -1,0 +1,57 @@
+"""``ier prepare DATASET --root RAW --out DIR``: a standard dataset on disk -> ier manifests."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``prepare`` sub-parser."""
+    from ier.datasets import list_datasets
+
+    parser = subparsers.add_parser(
+        "prepare",
+        help="convert MUSIC, MUSIC-Synthetic, VGGSound/VGG-SS, Flickr-SoundNet or the Extended "
+        "sets on disk into manifests (see docs/datasets.md)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("dataset", choices=list_datasets(), help="which dataset the root holds")
+    parser.add_argument("--root", type=Path, required=True, help="the dataset as distributed")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for the manifests")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="write each annotated frame (jpg) and its audio window (16 kHz wav) next to the "
+        "manifest, for fast training",
+    )
+    parser.add_argument(
+        "--check",
+        choices=("decode", "probe"),
+        default="decode",
+        help="decode every frame and audio window now, or only read file headers",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from ier.datasets import prepare
+
+    if args.workers < 1:
+        raise SystemExit("ier prepare: error: --workers must be >= 1")
+    report = prepare(
+        args.dataset,
+        args.root,
+        args.out,
+        workers=args.workers,
+        cache=args.cache,
+        check=args.check,
+        progress=not args.no_progress,
+    )
+    for split, counts in report.counts.items():
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items())
+        print(f"{split}: {shown}")
+    print(f"{report.n_missing} item(s) missing or unreadable; details in {report.path}")
+    return 0
