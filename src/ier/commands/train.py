@@ -1,0 +1,70 @@
+"""``ier train``: train a method's stages on a benchmark directory (progress bar + JSONL log)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ier.config import PRESETS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-parser."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a method (all of its stages) on a benchmark directory",
+        description=(
+            "Train every stage of a method's recipe on DIR and write the run to RUN_DIR "
+            "(config.json, log.jsonl, checkpoints/, model.safetensors, eval/). An existing run "
+            "directory is never overwritten: pass --resume to continue it after an interruption. "
+            "Multi-GPU: torchrun --nproc_per_node=N -m ier train ... (see docs/training.md)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--method", default="ier", help="method recipe (ier, or a baseline)")
+    parser.add_argument("--data", type=Path, required=True, help="benchmark directory")
+    parser.add_argument("--out", type=Path, required=True, help="run directory (must be new)")
+    parser.add_argument("--preset", choices=PRESETS, default="quick", help="scale of the run")
+    parser.add_argument(
+        "--config", type=Path, help="TOML experiment file (configs/*.toml); replaces --preset"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set stages.0.epochs=2 --set model.width=16",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    parser.add_argument("--device", help="torch device (default: this rank's GPU, else cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(handler=_run, _train_parser=parser)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ier.config import apply_overrides, load_config, preset
+    from ier.train import fit
+
+    cfg = None
+    explicit = args.config is not None or args.overrides
+    if args.resume and explicit:
+        args._train_parser.error(
+            "--resume continues with the run's saved config; drop --config/--set"
+        )
+    if not (args.resume and (args.out / "config.json").is_file()):
+        cfg = load_config(args.config) if args.config else preset(args.method, args.preset)
+        cfg = apply_overrides(cfg, args.overrides)
+    result = fit(
+        cfg, args.data, args.out, resume=args.resume, device=args.device,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(f"model: {result.model_path}")
+    if result.metrics:
+        from ier.evaluate import format_table
+
+        for values in result.metrics.values():
+            print(format_table(values), end="\n\n")
+    return 0

@@ -1,0 +1,241 @@
+"""Run a model over manifest samples → ``Predictions``; evaluate a checkpoint on every test split.
+
+``evaluate_checkpoint`` is what ``ier evaluate --checkpoint`` and the end of ``ier train`` call; it
+scores maps through ``ier.evaluate.evaluate`` (the same code path as ``ier evaluate
+--predictions``) and, for models with an Audio-Instance-Identifier, adds the AII metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score
+
+from ier.checkpoint import load_model
+from ier.clustering import nmi
+from ier.data.datasets import (
+    AVDataset,
+    DecodeSpec,
+    decode_sample,
+    eval_batches,
+    list_splits,
+    load_split,
+    read_classes,
+)
+from ier.data.manifest import Sample
+from ier.errors import DatasetError
+from ier.predictions import Predictions, save_predictions
+
+logger = logging.getLogger(__name__)
+
+AII_RELATIVE_THRESHOLD = 0.5
+"""A category is predicted audible when its probability is >= this fraction of the top one."""
+
+
+def _dataset_from_samples(samples: Sequence[Sample], model: torch.nn.Module) -> AVDataset:
+    cfg = model.config
+    spec = DecodeSpec(cfg.input_size, 1, cfg.frontend.sample_rate, cfg.frontend.n_samples)
+    decoded = [decode_sample(s, spec) for s in samples]
+    frames = np.stack([f for f, _ in decoded])
+    waves = np.stack([w for _, w in decoded])
+    return AVDataset(samples, (), frames, waves, image_size=cfg.input_size, train=False)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    samples: AVDataset | Sequence[Sample],
+    *,
+    batch_size: int = 32,
+    single_source: bool = False,
+) -> Predictions:
+    """Localization maps of ``model`` for every sample.
+
+    Args:
+        model: Any registered model (eval mode is set here).
+        samples: An evaluation ``AVDataset`` (decoded, cached) or manifest samples (decoded now).
+        batch_size: Clips per forward pass.
+        single_source: Use ``localize_single`` (the stage-1 AV map, class ``"*"``; method.md §1.8)
+            instead of the class-aware ``localize``.
+
+    Returns:
+        ``Predictions`` with maps (N, C, h, w) at feature resolution and scores (N, C).
+    """
+    dataset = samples if isinstance(samples, AVDataset) else _dataset_from_samples(samples, model)
+    model.eval()
+    device = _device_of(model)
+    maps, scores = [], []
+    for batch in eval_batches(dataset, batch_size):
+        images, waves = batch["image"].to(device), batch["wave"].to(device)
+        if single_source:
+            m = model.localize_single(images, waves)
+            s = m.flatten(1).amax(dim=1, keepdim=True)
+        else:
+            out = model.localize(images, waves)
+            m, s = out.maps, out.scores
+        maps.append(m.float().cpu().numpy())
+        scores.append(s.float().cpu().numpy())
+    classes = ("*",) if single_source else tuple(model.classes)
+    return Predictions(
+        ids=tuple(s.id for s in dataset.samples),
+        classes=classes,
+        maps=np.concatenate(maps).clip(0.0, 1.0),
+        scores=np.concatenate(scores).clip(0.0, 1.0),
+    )
+
+
+# --- AII metrics ---------------------------------------------------------------------------------
+
+
+def _has_aii(model: torch.nn.Module) -> bool:
+    return hasattr(model, "identity_scores") and bool(getattr(model, "has_prototypes", False))
+
+
+@torch.no_grad()
+def identity_scores(model: torch.nn.Module, dataset: AVDataset, batch_size: int) -> torch.Tensor:
+    """s_k = cos(F^a_k, P^a_k) for every clip's audio: (N, K)."""
+    model.eval()
+    device = _device_of(model)
+    out = []
+    for batch in eval_batches(dataset, batch_size):
+        fa, mid = model.encode_audio(batch["wave"].to(device))
+        out.append(model.identity_scores(model.expand_audio(fa, mid)).cpu())
+    return torch.cat(out)
+
+
+def category_probabilities(model: torch.nn.Module, scores: torch.Tensor) -> np.ndarray:
+    """q = softmax_k(s_k / tau_a) summed over each category's clusters: (N, K) → (N, C)."""
+    q = torch.softmax(scores / model.config.ier.tau_a, dim=1).numpy()
+    mapping = model.cluster_to_class.cpu().numpy()
+    out = np.zeros((len(q), len(model.classes)), np.float64)
+    for k, c in enumerate(mapping):
+        if c >= 0:
+            out[:, c] += q[:, k]
+    return out
+
+
+def aii_metrics(
+    model: torch.nn.Module, dataset: AVDataset, *, batch_size: int = 32, mixture: bool
+) -> dict[str, float | None]:
+    """Audio-Instance-Identifier metrics (method.md §1.5 "AII evaluation").
+
+    Solo splits: ``aii_nmi``, NMI between argmax_k s_k and the ground-truth category. Mixture
+    splits: the categories heard (sounding + off-screen labels) against the predicted set
+    {c : q_c >= 0.5 max q}: micro ``aii_precision`` and ``aii_recall``; ``aii_map`` = mean over
+    categories (with positives and negatives) of the average precision of q_c.
+    """
+    scores = identity_scores(model, dataset, batch_size)
+    if not mixture:
+        gt = dataset.annotations["label"]
+        keep = gt >= 0
+        return {"aii_nmi": nmi(scores.argmax(1)[keep], gt[keep]) if bool(keep.any()) else None}
+    index = {c: i for i, c in enumerate(model.classes)}
+    gt = np.zeros((len(dataset), len(model.classes)), bool)
+    for i, sample in enumerate(dataset.samples):
+        for label in (*sample.sounding_labels, *sample.offscreen):
+            if label in index:
+                gt[i, index[label]] = True
+    q = category_probabilities(model, scores)
+    predicted = q >= AII_RELATIVE_THRESHOLD * q.max(axis=1, keepdims=True)
+    hits = float((predicted & gt).sum())
+    aps = [
+        average_precision_score(gt[:, c], q[:, c])
+        for c in range(gt.shape[1])
+        if 0 < gt[:, c].sum() < len(gt)
+    ]
+    return {
+        "aii_precision": hits / max(float(predicted.sum()), 1.0),
+        "aii_recall": hits / float(gt.sum()) if gt.sum() else None,
+        "aii_map": float(np.mean(aps)) if aps else None,
+    }
+
+
+# --- whole checkpoint ----------------------------------------------------------------------------
+
+
+def _write_json(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    *,
+    splits: Sequence[str] | None = None,
+    out_dir: str | os.PathLike[str] | None,
+    settings: Any = None,
+    single_source_checkpoint: str | os.PathLike[str] | None = None,
+    batch_size: int = 32,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Predict and score every test split; write ``predictions_<split>.npz`` and ``metrics.json``.
+
+    Args:
+        checkpoint: Any ier checkpoint (``model.safetensors`` of a run).
+        data_dir: Benchmark/prepared dataset folder.
+        splits: Splits to evaluate (default: every ``test/*`` split).
+        out_dir: Where predictions and ``metrics.json`` go (created); None writes no files.
+        settings: ``ier.evaluate.EvalSettings`` (default settings if None).
+        single_source_checkpoint: Model for the maps of solo splits (method.md §1.8: the stage-1
+            model); default ``checkpoint``. Solo splits are scored on its class-agnostic map.
+        batch_size: Clips per forward pass.
+        cache_dir: Decoded-data cache folder (default ``<data_dir>/.ier-cache``).
+
+    Returns:
+        ``{split: metrics}``, each from ``ier.evaluate.evaluate`` plus the AII metrics.
+    """
+    from ier.evaluate import evaluate, split_kind
+
+    data_dir = Path(data_dir)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    model = load_model(checkpoint)
+    single_model = load_model(single_source_checkpoint) if single_source_checkpoint else model
+    splits = list(splits) if splits else list_splits(data_dir, "test/")
+    if not splits:
+        raise DatasetError(f"{data_dir}: no test splits (test/*/manifest.jsonl) to evaluate")
+    classes = read_classes(data_dir)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for split in splits:
+        kind = split_kind(split)
+        solo = kind == "solo"
+        used = single_model if solo else model
+        cfg = used.config
+        dataset = load_split(
+            data_dir, split, classes=classes, input_size=cfg.input_size,
+            sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples,
+            train=False, cache_dir=cache_dir,
+        )  # fmt: skip
+        preds = predict(used, dataset, batch_size=batch_size, single_source=solo)
+        if out_dir is not None:
+            save_predictions(out_dir / f"predictions_{split.split('/')[-1]}.npz", preds)
+        metrics = evaluate(preds, dataset.samples, settings)
+        if _has_aii(model) and kind != "negative":
+            metrics.update(aii_metrics(model, dataset, batch_size=batch_size, mixture=not solo))
+        results[split] = metrics
+        logger.info("%s: %s", split, _brief(metrics))
+    if out_dir is not None:
+        _write_json(out_dir / "metrics.json", results)
+    return results
+
+
+def _brief(metrics: dict[str, Any]) -> str:
+    keys = ("iou@0.5", "auc", "ciou@0.3", "ciou_auc", "aii_nmi", "aii_map")
+    return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), float))

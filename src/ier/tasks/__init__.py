@@ -1,0 +1,23 @@
+"""Training tasks, one object per stage (``base``: protocol, registry; ``ier``: IEr stages)."""
+
+from __future__ import annotations
+
+from ier.tasks.base import (
+    BaseTask,
+    StageData,
+    Task,
+    TaskRunner,
+    create_task,
+    list_tasks,
+    register_task,
+)
+
+__all__ = [
+    "BaseTask",
+    "StageData",
+    "Task",
+    "TaskRunner",
+    "create_task",
+    "list_tasks",
+    "register_task",
+]

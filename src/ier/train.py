@@ -1,0 +1,364 @@
+"""One explicit training loop over stages, with a task per stage; checkpoint/resume; DDP.
+
+``fit`` builds the model once and runs ``cfg.stages`` in order. Each epoch ends with an atomic
+training checkpoint (model, optimizer, task state, position), so ``resume=True`` continues a
+killed run and reaches the same final weights as an uninterrupted run (CPU, fixed seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ier.checkpoint import (
+    load_checkpoint,
+    model_meta,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    save_checkpoint,
+    save_model,
+)
+from ier.config import ExperimentConfig, StageConfig, load_config, save_config
+from ier.data.datasets import AVDataset, load_split, num_train_batches, read_classes, train_batches
+from ier.distributed import WorldInfo, barrier, init_distributed, wrap_ddp
+from ier.errors import ConfigError
+from ier.tasks import StageData, Task, TaskRunner, create_task
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoints/last.safetensors"
+MODEL_NAME = "model.safetensors"
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by ``fit(crash_after_steps=N)``: a test hook that stops a run like a kill would."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a finished run produced.
+
+    Attributes:
+        run_dir: The run directory.
+        model_path: The final model (``RUN_DIR/model.safetensors``).
+        history: One record per epoch (mean of every logged scalar) and per stage end.
+        metrics: End-of-run evaluation (``{split: metrics}``), or None.
+    """
+
+    run_dir: Path
+    model_path: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] | None = None
+
+
+@dataclass
+class _Position:
+    stage: int = 0
+    next_epoch: int = 0
+    stage_done: bool = False
+    global_step: int = 0
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across processes and Python versions)."""
+    digest = hashlib.sha256(json.dumps(list(parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class RunLog:
+    """JSON Lines log (rank 0 only), appended across resumes."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+
+def _prepare_run_dir(run_dir: Path, *, resume: bool, world: WorldInfo) -> None:
+    if resume:
+        if not run_dir.is_dir():
+            raise ConfigError(f"cannot resume: run directory {run_dir} does not exist")
+        return
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError(
+            f"run directory {run_dir} already exists; pass --resume to continue it, "
+            "or choose a new --out"
+        )
+    barrier()  # every rank checks before rank 0 creates it
+    if world.is_main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+
+def _resolve_config(
+    cfg: ExperimentConfig | None, run_dir: Path, data_dir: Path, resume: bool
+) -> ExperimentConfig:
+    saved = run_dir / "config.json"
+    if resume and saved.is_file():
+        stored = load_config(saved)
+        if cfg is not None and _with_clusters(cfg, stored.num_clusters) != stored:
+            logger.warning("resuming with the run's saved config.json (the given config differs)")
+        return stored
+    if cfg is None:
+        raise ConfigError(f"no config given and no {saved} to resume from")
+    classes = read_classes(data_dir)
+    return _with_clusters(cfg, cfg.num_clusters or len(classes))
+
+
+def _with_clusters(cfg: ExperimentConfig, k: int) -> ExperimentConfig:
+    model = dataclasses.replace(cfg.model, num_clusters=k)
+    return dataclasses.replace(cfg, num_clusters=k, model=model)
+
+
+def _load_train_split(
+    cfg: ExperimentConfig, stage: StageConfig, data_dir: Path, classes: tuple[str, ...],
+    world: WorldInfo,
+) -> AVDataset:  # fmt: skip
+    model = cfg.model
+    kwargs = dict(
+        classes=classes, input_size=model.input_size, sample_rate=model.frontend.sample_rate,
+        num_samples=model.frontend.n_samples, train=True, num_frames=cfg.data.train_frames,
+        augment=cfg.data.augment, cache_dir=cfg.data.cache_dir or None,
+        max_samples=cfg.data.max_train_samples, seed=cfg.seed, workers=cfg.data.decode_workers,
+    )  # fmt: skip
+    if world.is_main:
+        dataset = load_split(data_dir, stage.split, **kwargs)
+    barrier()
+    if not world.is_main:
+        dataset = load_split(data_dir, stage.split, build=False, **kwargs)
+    return dataset
+
+
+def _checkpoint_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, cfg: ExperimentConfig,
+    pos: _Position,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:  # fmt: skip
+    optim_tensors, optim_meta = optimizer_to_flat(optimizer)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"optim.{k[len('optim.') :]}": v for k, v in optim_tensors.items()})
+    tensors.update({f"task.{k}": v for k, v in task.extra_state().items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        "model_config": cfg.model.to_dict(),
+        "experiment": cfg.to_dict(),
+        "training": dataclasses.asdict(pos),
+        "optimizer": optim_meta,
+        **model_meta(model),
+    }
+    return tensors, meta
+
+
+def _train_epoch(
+    runner: torch.nn.Module, task: Task, optimizer: torch.optim.Optimizer, batches: Any, *,
+    stage: StageConfig, pos: _Position, log: RunLog, bar: tqdm, crash_after_steps: int | None,
+    log_every: int, device: torch.device,
+) -> dict[str, float]:  # fmt: skip
+    sums: dict[str, float] = {}
+    steps, clips, started = 0, 0, time.monotonic()
+    for batch in batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        out = runner(batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise RuntimeError(
+                f"stage {stage.name!r}: loss is {loss.item()} at step {pos.global_step}; "
+                "lower the learning rate (--set stages.N.lr=...)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if stage.grad_clip > 0:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
+        optimizer.step()
+        scalars = {k: float(v.detach()) for k, v in out.items()}
+        for k, v in scalars.items():
+            sums[k] = sums.get(k, 0.0) + v
+        steps, clips, pos.global_step = steps + 1, clips + len(batch["index"]), pos.global_step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+        if pos.global_step % log_every == 0:
+            log.write({"event": "step", "stage": stage.name, "step": pos.global_step, **scalars})
+        if crash_after_steps is not None and pos.global_step >= crash_after_steps:
+            raise SimulatedCrash(f"simulated crash after {pos.global_step} steps")
+        if stage.max_steps and steps >= stage.max_steps:
+            break
+    means = {k: v / max(steps, 1) for k, v in sums.items()}
+    means["clips_per_second"] = clips / max(time.monotonic() - started, 1e-9)
+    return means
+
+
+def _run_stage(
+    index: int, cfg: ExperimentConfig, model: torch.nn.Module, data: StageData, *,
+    pos: _Position, resume_state: Any, run_dir: Path, world: WorldInfo, log: RunLog,
+    history: list[dict[str, Any]], progress: bool, crash_after_steps: int | None,
+) -> None:  # fmt: skip
+    stage = cfg.stages[index]
+    task = create_task(model, stage, seed=derive_seed(cfg.seed, index) % (1 << 31) + world.rank)
+    optimizer = torch.optim.Adam(task.param_groups(), weight_decay=stage.weight_decay)
+    if resume_state is not None:
+        optimizer_from_flat(
+            optimizer, resume_state.section("optim"), resume_state.meta["optimizer"]
+        )
+        task.load_extra_state(resume_state.section("task"))
+    runner = wrap_ddp(TaskRunner(model, task), data.device)
+    for epoch in range(pos.next_epoch, stage.epochs):
+        torch.manual_seed(derive_seed(cfg.seed, index, epoch))
+        model.train()
+        prep = task.begin_epoch(epoch, stage.epochs, data)
+        total = min(data.steps_per_epoch, stage.max_steps or data.steps_per_epoch)
+        desc = f"{stage.name} {epoch + 1}/{stage.epochs}"
+        with tqdm(total=total, desc=desc, disable=not (progress and world.is_main)) as bar:
+            batches = train_batches(
+                data.dataset, batch_size=stage.batch_size, epoch=epoch, seed=cfg.seed,
+                rank=world.rank, world_size=world.world_size,
+            )  # fmt: skip
+            means = _train_epoch(
+                runner, task, optimizer, batches, stage=stage, pos=pos, log=log, bar=bar,
+                crash_after_steps=crash_after_steps, log_every=max(cfg.log_every, 1),
+                device=data.device,
+            )  # fmt: skip
+        record = {"event": "epoch", "stage": stage.name, "epoch": epoch + 1, **prep, **means}
+        last = epoch + 1 == stage.epochs
+        if last:
+            record["end"] = task.end_stage(data)
+        history.append(record)
+        log.write(record)
+        logger.info("%s", _summary(record))
+        pos.next_epoch, pos.stage_done = epoch + 1, last
+        if world.is_main:
+            if last:
+                save_model(
+                    run_dir / "stages" / f"{index}-{stage.name}.safetensors", model,
+                    model_config=cfg.model, extra_meta={"experiment": cfg.to_dict()},
+                )  # fmt: skip
+            tensors, meta = _checkpoint_state(model, optimizer, task, cfg, pos)
+            save_checkpoint(run_dir / CHECKPOINT_NAME, tensors, meta)
+        barrier()
+
+
+def _summary(record: dict[str, Any]) -> str:
+    parts = [f"{record['stage']} epoch {record['epoch']}"]
+    for key, value in record.items():
+        if isinstance(value, float) and math.isfinite(value):
+            parts.append(f"{key}={value:.4g}")
+    if "end" in record:
+        parts.append(f"end={record['end']}")
+    return " ".join(parts)
+
+
+def fit(
+    cfg: ExperimentConfig | None,
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    crash_after_steps: int | None = None,
+) -> FitResult:
+    """Train every stage of ``cfg`` on ``data_dir``; write the run to ``out_dir``.
+
+    Args:
+        cfg: The experiment; None with ``resume`` uses the run's ``config.json``.
+        data_dir: Benchmark or prepared dataset folder (``<split>/manifest.jsonl``).
+        out_dir: Run directory: ``config.json``, ``log.jsonl``, ``checkpoints/last.safetensors``,
+            ``stages/<i>-<name>.safetensors``, ``model.safetensors``, ``eval/``.
+        resume: Continue the run in ``out_dir`` from its last checkpoint. Without it an existing
+            non-empty ``out_dir`` is an error (runs are never overwritten).
+        device: Default: this process's GPU under torchrun if CUDA is available, else CPU.
+        progress: Show a progress bar (rank 0).
+        crash_after_steps: Test hook: raise ``SimulatedCrash`` after this many optimizer steps.
+
+    Returns:
+        The run's ``FitResult``.
+    """
+    world = init_distributed()
+    run_dir, data_dir = Path(out_dir), Path(data_dir)
+    _prepare_run_dir(run_dir, resume=resume, world=world)
+    cfg = _resolve_config(cfg, run_dir, data_dir, resume)
+    if device is None:
+        use_cuda = torch.cuda.is_available()
+        device = torch.device("cuda", world.local_rank) if use_cuda else torch.device("cpu")
+    device = torch.device(device)
+    classes = read_classes(data_dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    if world.is_main and ckpt is None:
+        save_config(cfg, run_dir / "config.json")
+    from ier.models import create_model
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model)
+    pos = _Position()
+    if ckpt is not None:
+        model.load_state_dict(ckpt.section("model"))
+        pos = _Position(**ckpt.meta["training"])
+        logger.info("resuming from %s at %s", ckpt_path, pos)
+    model.to(device)
+    log = RunLog(run_dir / "log.jsonl", enabled=world.is_main)
+    log.write({"event": "start", "resume": ckpt is not None, "world_size": world.world_size})
+    history: list[dict[str, Any]] = []
+    for index, stage in enumerate(cfg.stages):
+        if index < pos.stage or (index == pos.stage and pos.stage_done):
+            continue
+        resume_state = ckpt if (ckpt is not None and index == pos.stage) else None
+        if index != pos.stage:
+            pos = _Position(stage=index, global_step=pos.global_step)
+        dataset = _load_train_split(cfg, stage, data_dir, classes, world)
+        steps = num_train_batches(dataset, stage.batch_size, world.world_size)
+        data = StageData(dataset, classes, cfg.data.eval_batch_size, steps, device)
+        _run_stage(
+            index, cfg, model, data, pos=pos, resume_state=resume_state, run_dir=run_dir,
+            world=world, log=log, history=history, progress=progress,
+            crash_after_steps=crash_after_steps,
+        )  # fmt: skip
+    return _finish(cfg, model, run_dir, data_dir, world, log, history)
+
+
+def _finish(
+    cfg: ExperimentConfig, model: torch.nn.Module, run_dir: Path, data_dir: Path,
+    world: WorldInfo, log: RunLog, history: list[dict[str, Any]],
+) -> FitResult:  # fmt: skip
+    model_path = run_dir / MODEL_NAME
+    metrics = None
+    if world.is_main:
+        save_model(model_path, model.cpu(), model_config=cfg.model,
+                   extra_meta={"experiment": cfg.to_dict()})  # fmt: skip
+        if cfg.eval.at_end:
+            from ier.predict import evaluate_checkpoint
+
+            single = None
+            if cfg.eval.single_source_stage >= 0:
+                i = cfg.eval.single_source_stage
+                single = run_dir / "stages" / f"{i}-{cfg.stages[i].name}.safetensors"
+            metrics = evaluate_checkpoint(
+                model_path, data_dir, splits=cfg.eval.splits or None, out_dir=run_dir / "eval",
+                single_source_checkpoint=single, batch_size=cfg.data.eval_batch_size,
+                cache_dir=cfg.data.cache_dir or None,
+            )  # fmt: skip
+            log.write({"event": "eval", "metrics": _strip_settings(metrics)})
+        log.write({"event": "done", "model": str(model_path)})
+    barrier()
+    return FitResult(run_dir=run_dir, model_path=model_path, history=history, metrics=metrics)
+
+
+def _strip_settings(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        split: {k: v for k, v in values.items() if k != "settings"}
+        if isinstance(values, dict)
+        else values
+        for split, values in metrics.items()
+    }
