@@ -122,6 +122,15 @@ def test_parameters_change_the_shape(kwargs, n_samples, shape):
     assert module.n_frames(n_samples) == shape[0]
 
 
+def test_log_mel_runs_in_float32_under_autocast():
+    waves = 0.1 * torch.randn(2, SR)
+    module = audio.LogMel()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        inside = module(waves)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, module(waves))
+
+
 def test_buffers_are_not_persistent_and_functional_matches_module():
     module = audio.LogMel()
     assert dict(module.state_dict()) == {}

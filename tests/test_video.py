@@ -148,6 +148,20 @@ def test_write_mp4_pads_odd_sizes_and_accepts_a_generator(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["odd.mp4"]  # no partial file left
 
 
+def test_write_mp4_int16_audio_fast_preset_and_ntsc_rate(tmp_path):
+    pcm = (tone(500.0, 1.0, amplitude=0.5) * 32768).astype(np.int16)
+    frames = np.stack([solid(PALETTE[i % 4]) for i in range(30)])
+    path = video.write_mp4(
+        tmp_path / "pcm.mp4", frames, fps=30000 / 1001, audio=pcm, preset="ultrafast"
+    )
+    info = video.probe(path)
+    assert info.fps == pytest.approx(29.97, abs=0.01) and info.n_frames == 30
+    back = audio.load_audio(path, start_seconds=0.2, duration_seconds=0.5)
+    assert audio.rms(back) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
+    third = video.load_frames(path, [2 * 1001 / 30000])[0]
+    np.testing.assert_allclose(mean_colour(third), PALETTE[2], atol=10)
+
+
 def test_write_mp4_rejects_bad_frames_and_leaves_nothing(tmp_path):
     target = tmp_path / "bad.mp4"
     with pytest.raises(ValueError, match="uint8"):

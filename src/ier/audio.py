@@ -462,8 +462,13 @@ class LogMel(nn.Module):
         """Args: waves (B, n_samples) float. Returns: (B, 1, n_frames, n_mels) float, dB."""
         if waves.ndim != 2:
             raise ValueError(f"LogMel expects waves (B, n_samples), got shape {tuple(waves.shape)}")
+        # The STFT and the log need float32 even inside a reduced-precision autocast region.
+        with torch.autocast(device_type=waves.device.type, enabled=False):
+            return self._forward_fp32(waves.float())
+
+    def _forward_fp32(self, waves: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(
-            waves.float(), self.n_fft, hop_length=self.hop_length, window=self.window,
+            waves, self.n_fft, hop_length=self.hop_length, window=self.window,
             center=self.center, pad_mode=self.pad_mode, return_complex=True,
         ).abs()  # (B, n_freqs, n_frames)  # fmt: skip
         if self.power != 1.0:

@@ -305,8 +305,9 @@ def write_mp4(
     audio: np.ndarray | None = None,
     sample_rate: int = SAMPLE_RATE,
     crf: int = 23,
+    preset: str = "veryfast",
 ) -> Path:
-    """Write an mp4 with H.264 video (yuv420p, libx264 veryfast) and optional mono AAC audio.
+    """Write an mp4 with H.264 video (yuv420p, libx264) and optional mono AAC audio.
 
     Odd frame sizes are padded to even by replicating the last row/column. Audio is interleaved
     with video as frames arrive, so ``frames`` can be a generator for long videos. An existing
@@ -316,22 +317,26 @@ def write_mp4(
         path: Output file (``.mp4``).
         frames: uint8 (T, H, W, 3) array or an iterable of uint8 (H, W, 3) frames, all one size.
         fps: Frame rate in frames per second.
-        audio: Optional mono float wave (n,) in [-1, 1] at ``sample_rate``; values are clipped.
+        audio: Optional mono wave (n,) at ``sample_rate``: float in [-1, 1] (clipped) or
+            integer PCM (scaled by its full range). It may be longer or shorter than the video.
         sample_rate: Audio rate in Hz.
         crf: x264 constant rate factor (lower = better quality).
+        preset: x264 speed preset (``"ultrafast"`` ... ``"veryslow"``).
 
     Returns:
         The written path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            n_frames = _mux(container, frames, rate, audio, sample_rate, crf)
+            n_frames = _mux(
+                container, frames, rate, audio, sample_rate, {"crf": str(crf), "preset": preset}
+            )
         if n_frames == 0:
             raise ValueError("write_mp4 got no frames")
         os.replace(tmp, path)
@@ -346,7 +351,7 @@ def _mux(
     rate: Fraction,
     audio: np.ndarray | None,
     sample_rate: int,
-    crf: int,
+    options: dict[str, str],
 ) -> int:
     iterator = iter(frames)
     first = next(iterator, None)
@@ -356,10 +361,10 @@ def _mux(
     video = container.add_stream("libx264", rate=rate)
     video.height, video.width = first.shape[:2]
     video.pix_fmt = "yuv420p"
-    video.options = {"crf": str(crf), "preset": "veryfast"}
+    video.options = options
     audio_writer = None
     if audio is not None:
-        audio_writer = _AudioWriter(container, np.asarray(audio, np.float32), sample_rate)
+        audio_writer = _AudioWriter(container, _float_wave(audio), sample_rate)
     count = 0
     for frame in itertools.chain([first], iterator):
         frame = _even_frame(frame)
@@ -376,6 +381,14 @@ def _mux(
         audio_writer.write_until(math.inf)
         audio_writer.flush()
     return count
+
+
+def _float_wave(audio: Any) -> np.ndarray:
+    """float32 samples in [-1, 1]; integer PCM (e.g. int16) is scaled by its full range."""
+    wave = np.asarray(audio)
+    if np.issubdtype(wave.dtype, np.integer):
+        return (wave / float(np.iinfo(wave.dtype).max + 1)).astype(np.float32)
+    return wave.astype(np.float32, copy=False)
 
 
 class _AudioWriter:
