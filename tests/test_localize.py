@@ -1,0 +1,371 @@
+"""ier.localize and `ier localize`: sliding windows over a generated clip with a deterministic fake
+model whose maps peak on coloured squares and whose scores follow tones in the audio."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ier.cli import main
+from ier.errors import CheckpointError, IerError, MediaError
+from ier.localize import (
+    STATES,
+    DecisionRule,
+    LocalizeSettings,
+    decide,
+    load_model,
+    localize,
+    peak_and_box,
+    window_times,
+)
+from ier.models.common import LocalizationOutput
+from ier.report import validate_localization
+from ier.video import probe, write_mp4
+
+SAMPLE_RATE = 16_000
+FPS = 10
+WIDTH, HEIGHT = 128, 96
+SQUARE = 32  # px
+TONES_HZ = {"red": 440.0, "green": 1500.0, "blue": 3000.0}
+RGB = {"red": (230, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 230)}
+
+
+class ColourToneModel(nn.Module):
+    """Class k is colour k: its map is how much each pixel looks like the colour, times how much of
+    the audio's energy lies near tone k; the score is that audio share; ``visual_presence`` is the
+    colour map's peak. So "red square + 440 Hz" is red sounding-on-screen, a green square with no
+    1500 Hz tone is green visible-silent, and a 3000 Hz tone with no blue is blue heard-off-screen.
+    """
+
+    classes = tuple(TONES_HZ)
+
+    def __init__(self, *, with_visual: bool = True, map_size: int = 16) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(
+            name="colour-tone", input_size=64,
+            frontend=SimpleNamespace(sample_rate=SAMPLE_RATE, clip_seconds=1.0),
+        )  # fmt: skip
+        self.map_size = map_size
+        if with_visual:
+            self.visual_presence = self._visual_presence
+        self.calls = 0
+
+    def _colour_maps(self, images: torch.Tensor) -> torch.Tensor:
+        target = torch.tensor([RGB[c] for c in self.classes], dtype=images.dtype) / 255  # (C, 3)
+        distance = (images[:, None] - target[None, :, :, None, None]).abs().mean(2)  # (B, C, S, S)
+        likeness = (1 - 3 * distance).clamp(0, 1)
+        return F.adaptive_avg_pool2d(likeness, self.map_size)
+
+    def _heard(self, waves: torch.Tensor) -> torch.Tensor:
+        power = torch.fft.rfft(waves).abs() ** 2  # (B, n // 2 + 1)
+        freqs = torch.fft.rfftfreq(waves.shape[-1], 1 / SAMPLE_RATE)
+        total = power.sum(-1, keepdim=True).clamp_min(1e-8)
+        bands = [(freqs - TONES_HZ[c]).abs() < 100 for c in self.classes]
+        share = torch.stack([power[:, band].sum(-1) for band in bands], 1) / total
+        return (2.5 * share).clamp(0, 1)  # two equal tones -> 0.5 share each -> 1
+
+    def _visual_presence(self, images: torch.Tensor) -> torch.Tensor:
+        return self._colour_maps(images).amax((2, 3))
+
+    def localize(self, images: torch.Tensor, waves: torch.Tensor) -> LocalizationOutput:
+        assert images.shape[1:] == (3, 64, 64) and waves.shape == (images.shape[0], SAMPLE_RATE)
+        self.calls += 1
+        heard = self._heard(waves)
+        return LocalizationOutput(self._colour_maps(images) * heard[:, :, None, None], heard)
+
+
+def square_x(frame_index: int) -> int:
+    """Left edge of the moving red square in frame ``frame_index``, pixels."""
+    return 4 + 3 * frame_index
+
+
+def make_clip(
+    path: Path,
+    *,
+    seconds: float = 3.0,
+    tones: tuple[str, ...] = ("red", "blue"),
+    audio: bool = True,
+) -> Path:
+    """A red square moving right, a static green square, and a sum of tones."""
+    frames = []
+    for i in range(int(seconds * FPS)):
+        frame = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+        x = square_x(i)
+        frame[8 : 8 + SQUARE, x : x + SQUARE] = RGB["red"]
+        frame[HEIGHT - 28 : HEIGHT - 4, WIDTH - 28 : WIDTH - 4] = RGB["green"]
+        frames.append(frame)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    wave = sum(0.3 * np.sin(2 * np.pi * TONES_HZ[c] * t) for c in tones)
+    return write_mp4(
+        path, np.stack(frames), fps=FPS, audio=wave.astype(np.float32) if audio else None,
+        sample_rate=SAMPLE_RATE,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+# --------------------------------------------------------------------------- pure pieces
+
+
+def test_decide_follows_the_documented_rule() -> None:
+    rule = DecisionRule()
+    state, confidence = decide(0.81, 0.64, rule)
+    assert state == "sounding-on-screen" and confidence == pytest.approx(np.sqrt(0.81 * 0.64))
+    state, confidence = decide(0.9, 0.1, rule)
+    assert state == "heard-off-screen" and confidence == pytest.approx(np.sqrt(0.9 * 0.9))
+    assert decide(0.2, 0.1, rule, visual=0.8) == (
+        "visible-silent",
+        pytest.approx(np.sqrt(0.8 * 0.8)),
+    )
+    assert decide(0.2, 0.1, rule, visual=0.3) == ("absent", pytest.approx(np.sqrt(0.8 * 0.7)))
+    assert decide(0.2, 0.9, rule) == ("absent", pytest.approx(0.8))  # no visual cue: never silent
+    # An audio-only cue replaces the score as "heard".
+    assert decide(0.9, 0.9, rule, audio=0.1)[0] == "absent"
+    assert decide(0.1, 0.9, rule, audio=0.9)[0] == "sounding-on-screen"
+
+
+def test_peak_and_box_on_a_hand_made_map() -> None:
+    fine = np.zeros((10, 20), np.float32)
+    fine[2:5, 4:9] = 0.6
+    fine[3, 6] = 1.0
+    fine[8, 15] = 0.9  # a separate blob: not part of the peak's region
+    peak, box = peak_and_box(fine, 0.5)
+    assert peak == pytest.approx((6.5 / 20, 3.5 / 10))
+    assert box == pytest.approx((4 / 20, 2 / 10, 9 / 20, 5 / 10))
+
+
+def test_window_times() -> None:
+    assert window_times(3.0, 1.0, 0.5).tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert window_times(2.9, 1.0, 0.5).tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert window_times(1.0, 1.0, 0.5).tolist() == [0.0]
+
+
+def test_settings_reject_bad_values() -> None:
+    with pytest.raises(IerError, match="smoothing"):
+        LocalizeSettings(smoothing=1.0)
+    with pytest.raises(IerError, match="window and hop"):
+        LocalizeSettings(hop_seconds=0)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_localize_states_and_peak_inside_the_box(clip: Path) -> None:
+    result = localize(clip, model=ColourToneModel())
+    assert [w.start_seconds for w in result.windows] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert result.classes == ("red", "green", "blue") and result.model_name == "colour-tone"
+    for window in result.windows:
+        red, green, blue = window.classes
+        assert (red.state, green.state, blue.state) == (
+            "sounding-on-screen", "visible-silent", "heard-off-screen",
+        )  # fmt: skip
+        frame_index = int(np.floor(window.time_seconds * FPS + 1e-6))
+        x0, y0 = square_x(frame_index), 8
+        px, py = red.peak[0] * WIDTH, red.peak[1] * HEIGHT
+        assert x0 <= px <= x0 + SQUARE and y0 <= py <= y0 + SQUARE, (window.index, px, py, x0)
+        bx0, by0, bx1, by1 = (v * s for v, s in zip(red.box, (WIDTH, HEIGHT, WIDTH, HEIGHT)))
+        inter = max(0, min(bx1, x0 + SQUARE) - max(bx0, x0)) * max(
+            0, min(by1, y0 + SQUARE) - max(by0, y0)
+        )
+        union = (bx1 - bx0) * (by1 - by0) + SQUARE**2 - inter
+        assert inter / union > 0.3
+    assert result.track("green")[0][1] == "visible-silent"
+    assert set(result.timings) == {"total", "decode", "model", "render"}
+
+
+def test_without_a_visual_cue_silent_objects_are_absent(clip: Path) -> None:
+    result = localize(clip, model=ColourToneModel(with_visual=False))
+    assert {w.classes[1].state for w in result.windows} == {"absent"}
+    assert result.cues == {"visual_presence": False, "audio_presence": False}
+
+
+def test_smoothing_is_an_ema_over_windows(clip: Path) -> None:
+    raw = localize(clip, model=ColourToneModel(), smoothing=0.0)
+    smooth = localize(clip, model=ColourToneModel(), smoothing=0.5)
+    scores_raw = [w.classes[0].peak_value for w in raw.windows]
+    scores_smooth = [w.classes[0].peak_value for w in smooth.windows]
+    assert scores_smooth[0] == pytest.approx(scores_raw[0], abs=1e-6)
+    # Peak of an average is at most the average of peaks (the square moves, so strictly less).
+    assert scores_smooth[1] <= 0.5 * scores_raw[1] + 0.5 * scores_smooth[0] + 1e-6
+
+
+def test_outputs_json_overlay_and_maps(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = localize(clip, model=ColourToneModel(), out_dir=out, save_maps=True)
+    assert {p.name for p in out.iterdir()} == {
+        "overlay.mp4", "localization.json", "report.html", "maps.npz",
+    }  # fmt: skip
+    document = json.loads((out / "localization.json").read_text())
+    assert validate_localization(document) == []
+    assert document["schema_version"] == 1 and document["states"] == list(STATES)
+    assert document["video"]["width"] == WIDTH and document["model"]["classes"] == [
+        "red",
+        "green",
+        "blue",
+    ]
+    assert document["windows"][0]["classes"][0]["state"] == "sounding-on-screen"
+    assert len(document["windows"]) == len(result.windows)
+    # The overlay keeps the input's duration and its audio at the original rate.
+    source, overlay = probe(clip), probe(out / "overlay.mp4")
+    assert overlay.has_audio and overlay.audio_sample_rate == source.audio_sample_rate
+    assert overlay.duration_seconds == pytest.approx(source.duration_seconds, abs=0.15)
+    assert (overlay.width, overlay.height) == (320, 240)  # enlarged to min_display_side
+    with np.load(out / "maps.npz") as maps:
+        assert maps["maps"].shape == (5, 3, 16, 16) and maps["maps"].dtype == np.float16
+        assert maps["times"].tolist() == [0.5, 1.0, 1.5, 2.0, 2.5]
+        assert maps["classes"].tolist() == ["red", "green", "blue"]
+
+
+def test_overlay_carries_a_non_mp4_audio_codec(tmp_path: Path) -> None:
+    import av
+
+    source = tmp_path / "pcm.mkv"
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("mpeg4", rate=FPS)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=22_050, layout="stereo")
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(
+                np.full((64, 64, 3), 10 * i, np.uint8), format="rgb24"
+            )
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        t = np.arange(44_100) / 22_050
+        wave = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(
+            np.stack([wave, wave]).T.reshape(1, -1), format="s16", layout="stereo"
+        )
+        frame.sample_rate, frame.pts = 22_050, 0
+        container.mux(audio.encode(frame))
+        container.mux(audio.encode(None))
+    localize(source, model=ColourToneModel(), out_dir=tmp_path / "out", write_report=False)
+    overlay = probe(tmp_path / "out" / "overlay.mp4")
+    assert overlay.has_audio and overlay.audio_sample_rate == 22_050
+    assert overlay.duration_seconds == pytest.approx(2.0, abs=0.15)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_raise_clear_media_errors(tmp_path: Path, clip: Path) -> None:
+    model = ColourToneModel()
+    with pytest.raises(MediaError, match="not found"):
+        localize(tmp_path / "missing.mp4", model=model)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(MediaError, match="cannot open"):
+        localize(garbage, model=model)
+    truncated = tmp_path / "truncated.mp4"
+    data = clip.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError):
+        localize(truncated, model=model)
+    streamable = _faststart_copy(clip, tmp_path / "faststart.mp4")  # index first, data cut
+    data = streamable.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError, match="truncated or corrupt"):
+        localize(truncated, model=model)
+    silent = make_clip(tmp_path / "silent.mp4", audio=False)
+    with pytest.raises(MediaError, match="no audio stream"):
+        localize(silent, model=model)
+    wav = tmp_path / "sound.wav"
+    import soundfile
+
+    soundfile.write(wav, np.zeros(SAMPLE_RATE * 2, np.float32), SAMPLE_RATE)
+    with pytest.raises(MediaError, match="no video stream"):
+        localize(wav, model=model)
+    with pytest.raises(MediaError, match="shorter than one 4 s window"):
+        localize(clip, model=model, window_seconds=4.0)
+
+
+def test_output_folder_is_never_overwritten_silently(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(IerError, match="--overwrite"):
+        localize(clip, model=ColourToneModel(), out_dir=out)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    localize(clip, model=ColourToneModel(), out_dir=out, overwrite=True, write_report=False)
+    assert (out / "mine.txt").read_text() == "keep me" and (out / "overlay.mp4").exists()
+
+
+def _faststart_copy(source: Path, target: Path) -> Path:
+    import av
+
+    with (
+        av.open(str(source)) as src,
+        av.open(str(target), "w", options={"movflags": "faststart"}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return target
+
+
+def test_output_path_that_cannot_be_a_folder(clip: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(IerError, match="exists and is not a folder"):
+        localize(clip, model=ColourToneModel(), out_dir=blocker)
+    with pytest.raises(IerError, match="cannot write"):
+        localize(clip, model=ColourToneModel(), out_dir=blocker / "out")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores modes")
+def test_read_only_output_folder(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        with pytest.raises(IerError, match="cannot write"):
+            localize(clip, model=ColourToneModel(), out_dir=out, overwrite=True)
+    finally:
+        out.chmod(0o700)
+
+
+def test_unknown_model_name_and_missing_bundled_weights(clip: Path) -> None:
+    with pytest.raises(CheckpointError, match="neither a bundled model"):
+        load_model("no-such-model")
+    with pytest.raises(CheckpointError, match="no weights"):
+        load_model("ier-wild-small") if not _bundled_present() else pytest.skip("weights present")
+
+
+def _bundled_present() -> bool:
+    from ier.localize import WEIGHTS_DIR
+
+    return (WEIGHTS_DIR / "ier-wild-small.safetensors").exists()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_localize_writes_outputs_and_reports_errors(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import ier.localize as localize_module
+
+    monkeypatch.setattr(localize_module, "load_model", lambda name: ColourToneModel())
+    out = tmp_path / "cli"
+    assert main(["localize", str(clip), "--model", "fake", "-o", str(out), "--hop", "1.0"]) == 0
+    document = json.loads((out / "localization.json").read_text())
+    assert [w["start_seconds"] for w in document["windows"]] == [0.0, 1.0, 2.0]
+    assert "report.html" in capsys.readouterr().out
+    assert main(["localize", str(clip), "--model", "fake", "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["localize", str(clip), "--model", "fake", "-o", str(out), "--overwrite"]) == 0
+    assert main(["localize", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "x")]) == 2
+    assert "not found" in capsys.readouterr().err
