@@ -259,6 +259,7 @@ def evaluate(
         ``settings`` records every threshold and policy used.
     """
     settings = settings or EvalSettings()
+    samples = list(samples)
     kind = _resolve_kind(samples, settings)
     alpha = settings.alpha if settings.alpha is not None else settings.alpha_by_kind[kind]
     rows = [predictions.index_of(s.id) for s in samples]

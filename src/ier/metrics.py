@@ -37,6 +37,8 @@ def resize_maps(maps: np.ndarray | torch.Tensor, grid: int = DEFAULT_GRID) -> np
     Returns:
         float32 array ``(..., G, G)``; the input itself (as float32) when already G x G.
     """
+    if isinstance(maps, np.ndarray) and not maps.flags.writeable:
+        maps = np.array(maps)  # torch cannot wrap read-only memory
     tensor = torch.as_tensor(maps).float()
     *lead, height, width = tensor.shape
     if (height, width) != (grid, grid):
