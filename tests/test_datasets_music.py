@@ -86,6 +86,7 @@ def test_music_reports_missing_corrupt_unknown_category_and_bad_lines(music) -> 
     assert "cannot open" in test["FAKEsolo005_0_1000/frame_000/00000"]
     assert "broken.flac other.mp4" in _problems(music, "solo_val")["solo_validation.txt:2"]
     assert music.counts["solo_test"]["skipped_no_box"] == 1
+    assert music.counts["duet_all"]["excluded_test_videos"] == 1  # no duet lists: test kept out
     report = json.loads(music.path.read_text())
     assert report["annotation_format"]["files"]["MUSIC_solo_videos.json"]["version"] == 1.0
     assert report["presets"]["solo"]["alpha"] == 0.1 and report["presets"]["duet"]["alpha"] == 0.2

@@ -352,14 +352,27 @@ def build_music(root: Path, *, skip: tuple[Path, ...] = ()) -> AdapterOutput:
     duet_lists = _lists(root, DUET_LISTS, out) if duet else {}
     if duet and not duet_lists:
         duet_lists = {"duet_all": [f"{y}_0_1000" for y in duet]}
-    for field, labels, split_lists in (("solo", solo, lists), ("duet", duet, duet_lists)):
-        for split, clips in split_lists.items():
-            _add_training(out, split, field, clips, labels, media)
     all_labels = {**solo, **duet}
+    test_clips: set[str] = set()
     for split, path, field in (("solo_test", solo_test, "solo"), ("duet_test", duet_test, "duet")):
         if path is not None:
             data = read_box_json(path, out, split)
+            test_clips |= {k.split("/")[0] for k in data}
             test_specs(data, media, out, split=split, field=field, labels=all_labels)
+    for field, labels, split_lists in (("solo", solo, lists), ("duet", duet, duet_lists)):
+        for split, clips in split_lists.items():
+            if split.endswith("_all"):  # no official list: keep the annotated test videos out
+                out.count(split, "excluded_test_videos", sum(c in test_clips for c in clips))
+                clips = [c for c in clips if c not in test_clips]
+            elif test_clips & set(clips):
+                out.problem(
+                    split,
+                    split,
+                    f"{len(test_clips & set(clips))} video(s) of this "
+                    "training list are annotated test videos",
+                    kind="warning",
+                )
+            _add_training(out, split, field, clips, labels, media)
     _check_test_list(root, out)
     return out
 
