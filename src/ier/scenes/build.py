@@ -18,6 +18,7 @@ import numpy as np
 from ier.audio import SAMPLE_RATE
 from ier.errors import ConfigError
 from ier.scenes import assets, catalog
+from ier.scenes.mp4 import write_clip
 from ier.scenes.recipes import RECIPES
 from ier.scenes.render import ClipFormat, render_clip
 
@@ -96,8 +97,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def _build_one(task: tuple[str, int, str, BuildSettings]) -> dict[str, Any]:
     """Render one clip (unless both its mp4 and its record exist) and return its record."""
-    from ier.video import write_mp4
-
     split, index, out_dir, settings = task
     split_dir = Path(out_dir) / split
     cid = clip_id(split, index)
@@ -113,7 +112,9 @@ def _build_one(task: tuple[str, int, str, BuildSettings]) -> dict[str, Any]:
     plan = RECIPES[kind](rng, index, side)
     frames, audio, record = render_clip(plan, rng, settings.fmt, clip_id=cid, video=video)
     (split_dir / "clips").mkdir(parents=True, exist_ok=True)
-    write_mp4(split_dir / video, frames, fps=settings.fmt.fps, audio=audio, sample_rate=SAMPLE_RATE)
+    write_clip(
+        split_dir / video, frames, fps=settings.fmt.fps, audio=audio, sample_rate=SAMPLE_RATE
+    )
     _atomic_write_text(record_path, json.dumps(record))
     return record
 

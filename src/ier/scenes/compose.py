@@ -144,25 +144,33 @@ def generated_background(rng: np.random.Generator, width: int, height: int) -> n
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     t = (np.cos(angle) * xx / width + np.sin(angle) * yy / height + 1.0) / 2.0
     img = c0 + (c1 - c0) * t[..., None]
-    small = rng.normal(0, 18, size=(height // 8 + 1, width // 8 + 1, 1)).astype(np.float32)
-    texture = np.asarray(
-        Image.fromarray(small[..., 0]).resize((width, height), Image.Resampling.BICUBIC)
-    )
+    small = rng.normal(0, 14, size=(height // 28 + 2, width // 28 + 2)).astype(np.float32)
+    texture = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
     return np.clip(img + texture[..., None], 0, 255).astype(np.uint8)
+
+
+def _premultiplied(patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    alpha = patch[..., 3:].astype(np.float32) / 255.0
+    return patch[..., :3].astype(np.float32) * alpha, 1.0 - alpha
 
 
 def paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
     """Alpha-blend an RGBA patch into an RGB float32 canvas in place (clipped at the borders)."""
-    h, w = patch.shape[:2]
+    _paste_premultiplied(canvas, _premultiplied(patch), x, y)
+
+
+def _paste_premultiplied(
+    canvas: np.ndarray, layer: tuple[np.ndarray, np.ndarray], x: int, y: int
+) -> None:
+    color, keep = layer
+    h, w = keep.shape[:2]
     ch, cw = canvas.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, cw), min(y + h, ch)
     if x0 >= x1 or y0 >= y1:
         return
-    sub = patch[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.float32)
-    alpha = sub[..., 3:] / 255.0
     region = canvas[y0:y1, x0:x1]
-    region *= 1.0 - alpha
-    region += alpha * sub[..., :3]
+    region *= keep[y0 - y : y1 - y, x0 - x : x1 - x]
+    region += color[y0 - y : y1 - y, x0 - x : x1 - x]
 
 
 def render_frames(
@@ -178,17 +186,22 @@ def render_frames(
     for a mosaic); placements are relative to their tile.
     """
     frames = np.empty((n_frames, size, size, 3), np.uint8)
+    canvas = np.zeros((size, size, 3), np.float32)
+    tiles = [
+        (background.astype(np.float32), tx, ty, [(p, _premultiplied(p.patch)) for p in placed])
+        for background, tx, ty, placed in layers
+    ]
     for k in range(n_frames):
         progress = (k - annotated_index) / n_frames
-        canvas = np.zeros((size, size, 3), np.float32)
-        for background, tx, ty, placements in layers:
+        for background, tx, ty, placed in tiles:
             th, tw = background.shape[:2]
-            tile = background.astype(np.float32)
-            for p in placements:
+            tile = canvas[ty : ty + th, tx : tx + tw]
+            tile[...] = background
+            for p, layer in placed:
                 px, py = p.offset(progress)
-                paste(tile, p.patch, px, py)
-            canvas[ty : ty + th, tx : tx + tw] = tile
-        frames[k] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+                _paste_premultiplied(tile, layer, px, py)
+        np.rint(canvas, out=canvas)
+        frames[k] = canvas.astype(np.uint8)
     return frames
 
 
