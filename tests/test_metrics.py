@@ -346,3 +346,40 @@ def test_accumulator_negatives_silent_objects_and_merge() -> None:
     assert out["iou@0.5"] == 1.0  # negatives do not enter the IoU success rate
     left.reset()
     assert len(left) == 0 and left.compute()["ap"] is None
+
+
+def test_all_gather_is_a_no_op_without_distributed() -> None:
+    acc = MetricAccumulator()
+    acc.update(_scores("a", True, 0.6))
+    acc.all_gather()
+    assert [s.id for s in acc.scores] == ["a"]
+
+
+def _gather_worker(rank: int, port: int, out_dir: str) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    acc = MetricAccumulator()
+    acc.update(_scores(f"r{rank}", True, 0.3 + 0.4 * rank))
+    acc.all_gather()
+    with open(f"{out_dir}/{rank}.json", "w") as handle:
+        json.dump({"ids": [s.id for s in acc.scores], "iou": acc.compute()["iou@0.5"]}, handle)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_all_gather_joins_two_gloo_ranks(tmp_path) -> None:
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_gather_worker, args=(port, str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert result == {"ids": ["r0", "r1"], "iou": 0.5}

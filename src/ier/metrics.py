@@ -330,6 +330,19 @@ class MetricAccumulator:
         """Add every sample of another accumulator (e.g. gathered from another rank)."""
         self.scores.extend(other.scores)
 
+    def all_gather(self) -> None:
+        """Replace the scores by every rank's scores, in rank order (no-op without DDP).
+
+        Every rank must call it; afterwards ``compute`` gives the same result on each rank.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        gathered: list[list[SampleScores] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, self.scores)
+        self.scores = [s for part in gathered for s in (part or [])]
+
     def __len__(self) -> int:
         return len(self.scores)
 
