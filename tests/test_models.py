@@ -365,3 +365,47 @@ def test_state_dict_round_trip_through_safetensors(tmp_path) -> None:
         clone.load_state_dict(load_file(str(path)))
         assert clone.classes == model.classes
         assert torch.equal(clone.cluster_to_class, model.cluster_to_class)
+
+
+# --------------------------------------------------------------------------- learning (slow)
+
+
+def _patch_scenes(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Grey 64 px images with one coloured 16 px patch; the audio is that colour's tone."""
+    colors = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
+    freqs_hz = (400.0, 1500.0, 3000.0)
+    images, waves, boxes = torch.full((n, 3, 64, 64), 0.5), [], []
+    t_seconds = torch.arange(N_SAMPLES) / 16_000
+    for i in range(n):
+        cls = int(torch.randint(0, 3, (1,), generator=gen))
+        y, x = torch.randint(0, 48, (2,), generator=gen).tolist()
+        images[i, :, y : y + 16, x : x + 16] = colors[cls][:, None, None]
+        phase = float(torch.rand(1, generator=gen)) * 6.0
+        waves.append(0.3 * torch.sin(2 * math.pi * freqs_hz[cls] * t_seconds + phase))
+        boxes.append((y, x))
+    return images, torch.stack(waves), boxes
+
+
+@pytest.mark.slow
+def test_stage1_av_loss_learns_to_point_at_the_sounding_patch() -> None:
+    from ier.losses import av_bce_loss
+
+    torch.manual_seed(0)
+    model = create_model(tiny())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(150):
+        images, waves, _ = _patch_scenes(16, gen)
+        fv = model.encode_visual(images)
+        fa, _ = model.encode_audio(waves)
+        loss = av_bce_loss(model.av_map(fv, fa), model.av_map(fv.roll(1, dims=0), fa))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    images, waves, boxes = _patch_scenes(64, torch.Generator().manual_seed(99))
+    maps = model.eval().localize_single(images, waves)[:, 0]  # (64, 4, 4), 16 px cells
+    hits = 0
+    for i, (y, x) in enumerate(boxes):
+        row, col = divmod(int(maps[i].argmax()), 4)
+        hits += (y // 16 <= row <= (y + 15) // 16) and (x // 16 <= col <= (x + 15) // 16)
+    assert hits / 64 > 0.45  # the peak cell touches the patch; chance is about 0.25
