@@ -263,11 +263,13 @@ def test_cli_writes_json_with_exactly_the_documented_keys(tiny_split, tmp_path, 
     manifest, preds = tiny_split
     out = tmp_path / "metrics" / "metrics.json"
     argv = ["evaluate", "--predictions", str(preds), "--manifest", str(manifest), "--out", str(out)]
-    assert main([*argv, "--grid", "4", "--tau", "0.4", "--alpha-for", "synthetic=0.5"]) == 0
+    extra = ["--grid", "4", "--tau", "0.4", "--alpha-for", "synthetic=0.5", "--auc-step", "0.1"]
+    assert main([*argv, *extra]) == 0
     results = json.loads(out.read_text())
     assert set(results) == RESULT_KEYS
     assert (results["n"], results["n_missing"]) == (3, 1)
     assert results["settings"]["tau"] == 0.4 and results["settings"]["grid"] == 4
+    assert results["settings"]["auc_step"] == 0.1
     assert results["ciou@0.5"] == 1.0 and results["silent_fp"] == 1.0
     printed = capsys.readouterr().out
     assert "iou@0.5" in printed and "missing=1" in printed and str(out) in printed

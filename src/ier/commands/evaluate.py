@@ -74,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CIoU success thresholds",
     )
     thresholds.add_argument(
+        "--auc-step", type=float, default=0.05, help="spacing of the AUC success thresholds"
+    )
+    thresholds.add_argument(
         "--top-fraction",
         type=float,
         default=0.25,
@@ -88,6 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--consensus",
         action="store_true",
         help="score objects with annotator boxes on Senocak's consensus map",
+    )
+    thresholds.add_argument(
+        "--consensus-agreement",
+        type=int,
+        default=2,
+        help="annotators needed for full weight in the consensus map",
     )
     thresholds.add_argument(
         "--missing",
@@ -120,9 +129,11 @@ def _settings(args: argparse.Namespace):
         tau=args.tau,
         iou_threshold=args.iou_threshold,
         ciou_thresholds=tuple(args.ciou_thresholds),
+        auc_step=args.auc_step,
         top_fraction=args.top_fraction,
         ap_full_curve=args.ap_full_curve,
         consensus=args.consensus,
+        consensus_agreement=args.consensus_agreement,
         missing=args.missing,
     )
 
