@@ -48,10 +48,10 @@ SPLIT_PRESETS: dict[str, SplitPreset] = {
     "flickr": SplitPreset("solo", None, "median", "consensus", 0.5, None, 1.0, "LVS / EZ-VSL"),
     "vggss": SplitPreset("solo", None, "median", "union", 0.5, None, 1.0, "LVS / EZ-VSL"),
     "extended_flickr": SplitPreset(
-        "negative", None, "median", "consensus", 0.5, None, 1.0, "SLAVC EvaluatorFull"
+        "solo", None, "median", "consensus", 0.5, None, 1.0, "SLAVC EvaluatorFull"
     ),
     "extended_vggss": SplitPreset(
-        "negative", None, "median", "union", 0.5, None, 1.0, "SLAVC EvaluatorFull"
+        "solo", None, "median", "union", 0.5, None, 1.0, "SLAVC EvaluatorFull"
     ),
 }
 """``solo``/``duet``/``synthetic`` are the DSOL/IEr protocol (MUSIC, and VGG-SS as IEr's "VGGSound
