@@ -86,8 +86,8 @@ class AttentionModel(nn.Module):
         return {"cells": cells, "audio": audio, **self.attend(cells, audio)}
 
     def match_score(self, distance: torch.Tensor) -> torch.Tensor:
-        """Correspondence confidence 1 - d / margin clipped to [0, 1]: (B,) -> (B,)."""
-        return (1.0 - distance / self.margin).clamp(0.0, 1.0)
+        """Correspondence confidence exp(-(d / margin)^2) in (0, 1]: (B,) -> (B,)."""
+        return torch.exp(-((distance / self.margin) ** 2))
 
     @torch.no_grad()
     def localize(self, images: torch.Tensor, waves: torch.Tensor) -> LocalizationOutput:
@@ -98,3 +98,8 @@ class AttentionModel(nn.Module):
             * self.match_score(out["distance"])[:, None, None, None]
         )
         return LocalizationOutput(maps=maps, scores=global_max_pool(maps))
+
+    @torch.no_grad()
+    def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
+        """Single-source map (the same class-agnostic map): (B, 1, h, w) in [0, 1]."""
+        return self.localize(images, waves).maps

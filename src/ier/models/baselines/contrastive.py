@@ -77,6 +77,11 @@ class EZVSLModel(nn.Module):
         maps = self(images, waves)["cosine"].clamp(0.0, 1.0)
         return LocalizationOutput(maps=maps, scores=global_max_pool(maps))
 
+    @torch.no_grad()
+    def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
+        """Single-source map (the same class-agnostic map): (B, 1, h, w) in [0, 1]."""
+        return self.localize(images, waves).maps
+
 
 class _SLAVCTowers(nn.Module):
     """One copy of SLAVC's towers: encoders and two projection heads per modality."""
@@ -169,3 +174,8 @@ class SLAVCModel(nn.Module):
         return LocalizationOutput(
             maps=maps, scores=top_fraction_mean(maps, SLAVC_CONFIDENCE_FRACTION)
         )
+
+    @torch.no_grad()
+    def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
+        """Single-source map (the same class-agnostic map): (B, 1, h, w) in [0, 1]."""
+        return self.localize(images, waves).maps

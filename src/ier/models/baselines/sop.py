@@ -170,3 +170,8 @@ class SoundOfPixelsModel(nn.Module):
             self.pixel_features(images), self.sound_features(magnitude), magnitude
         )
         return LocalizationOutput(maps=maps, scores=global_max_pool(maps))
+
+    @torch.no_grad()
+    def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
+        """Single-source map (the same class-agnostic map): (B, 1, h, w) in [0, 1]."""
+        return self.localize(images, waves).maps

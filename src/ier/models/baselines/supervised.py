@@ -64,3 +64,8 @@ class SupervisedModel(nn.Module):
         """Class maps (B, C, h, w) in [0, 1]; score = each map's peak."""
         maps = self(images, waves)["maps"]
         return LocalizationOutput(maps=maps, scores=global_max_pool(maps))
+
+    @torch.no_grad()
+    def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
+        """Single-source map: the maximum over classes, (B, 1, h, w) in [0, 1]."""
+        return self(images, waves)["maps"].amax(dim=1, keepdim=True)
