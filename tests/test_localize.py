@@ -220,7 +220,7 @@ def test_outputs_json_overlay_and_maps(clip: Path, tmp_path: Path) -> None:
     source, overlay = probe(clip), probe(out / "overlay.mp4")
     assert overlay.has_audio and overlay.audio_sample_rate == source.audio_sample_rate
     assert overlay.duration_seconds == pytest.approx(source.duration_seconds, abs=0.15)
-    assert (overlay.width, overlay.height) == (320, 240)  # enlarged to min_display_side
+    assert (overlay.width, overlay.height) == (224, 168)  # enlarged to min_display_side
     with np.load(out / "maps.npz") as maps:
         assert maps["maps"].shape == (5, 3, 16, 16) and maps["maps"].dtype == np.float16
         assert maps["times"].tolist() == [0.5, 1.0, 1.5, 2.0, 2.5]

@@ -82,7 +82,7 @@ class LocalizeSettings:
     smoothing: float = 0.3
     rule: DecisionRule = field(default_factory=DecisionRule)
     batch_size: int = 8
-    min_display_side: int | None = 320
+    min_display_side: int | None = 224
     max_display_side: int | None = 480
     key_frames: int = 6
 
@@ -487,7 +487,8 @@ class _Run:
     def _record(self, index: int, cues: dict[str, np.ndarray]) -> WindowRecord:
         rule = self.settings.rule
         maps = cues["maps"]
-        fine = viz.upsample_maps(maps, self.size, self.size)
+        map_height, map_width = maps.shape[-2:]  # boxes and peaks at 4x the map resolution
+        fine = viz.upsample_maps(maps, 4 * map_height, 4 * map_width)
         classes = []
         for c, name in enumerate(self.classes):
             visual = float(cues["visual"][c]) if "visual" in cues else None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from ier import __version__, viz
 
@@ -72,7 +73,7 @@ class OutputSinks:
         if out_dir is not None and save_maps:
             self.maps = _NpzMapWriter(out_dir / "maps.npz", n_windows)
         self.frames: deque[tuple[float, np.ndarray]] = deque()
-        self.layers: dict[int, np.ndarray] = {}
+        self.layers: dict[int, Image.Image] = {}
         spaced = np.linspace(0, n_windows - 1, min(settings.key_frames, n_windows))
         self.spaced_keys = {int(round(i)) for i in spaced}
         self.best: dict[int, tuple[float, int]] = {}  # class -> (confidence, window index)
@@ -99,7 +100,7 @@ class OutputSinks:
         if self.overlay is not None or key:
             layer = self._layer(record, maps)
             if self.overlay is not None:
-                self.layers[index] = layer
+                self.layers[index] = Image.fromarray(layer, "RGBA")
             if key and display is not None:
                 self.key_images[index] = viz.blend(display, layer)
                 self._prune_keys()

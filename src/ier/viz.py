@@ -4,6 +4,7 @@ that carries the source's original audio track.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -88,7 +89,10 @@ def heat_layer(
     width: int,
     height: int,
 ) -> np.ndarray:
-    """An RGBA layer with each shown class's map in its colour (the hottest class wins a pixel).
+    """An RGBA layer with each shown class's map in its colour (the hottest class wins a cell).
+
+    The layer is built at the map resolution and resized bilinearly, which is cheap at any
+    frame size.
 
     Args:
         maps: (C, h, w) maps in [0, 1].
@@ -101,22 +105,23 @@ def heat_layer(
         uint8 (height, width, 4) RGBA; alpha rises from 0 at ``HEAT_FLOOR`` x peak to
         ``HEAT_ALPHA`` at the class peak.
     """
-    layer = np.zeros((height, width, 4), np.uint8)
     index = [c for c, show in enumerate(shown) if show]
     if not index:
-        return layer
-    big = upsample_maps(maps[index], height, width)
-    peaks = np.maximum(big.reshape(len(index), -1).max(axis=1), 1e-6)
-    relative = big / peaks[:, None, None]
+        return np.zeros((height, width, 4), np.uint8)
+    chosen = np.asarray(maps, np.float32)[index]
+    peaks = np.maximum(chosen.reshape(len(index), -1).max(axis=1), 1e-6)
+    relative = chosen / peaks[:, None, None]
     winner = relative.argmax(axis=0)
     strength = np.take_along_axis(relative, winner[None], axis=0)[0]
     alpha = np.clip((strength - HEAT_FLOOR) / (1 - HEAT_FLOOR), 0, 1) * HEAT_ALPHA
-    palette = np.asarray([colors[c] for c in index], np.uint8)
-    layer[..., :3] = palette[winner]
-    layer[..., 3] = np.rint(alpha * 255).astype(np.uint8)
-    return layer
+    small = np.empty((*winner.shape, 4), np.uint8)
+    small[..., :3] = np.asarray([colors[c] for c in index], np.uint8)[winner]
+    small[..., 3] = np.rint(alpha * 255).astype(np.uint8)
+    image = Image.fromarray(small, "RGBA").resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image).copy()
 
 
+@functools.lru_cache(maxsize=8)
 def _font(size: int) -> Any:
     try:
         return ImageFont.load_default(size=size)
@@ -164,11 +169,15 @@ def annotate_layer(
     return np.asarray(image).copy()
 
 
-def blend(frame: np.ndarray, layer: np.ndarray) -> np.ndarray:
-    """Alpha-blend an RGBA layer (H, W, 4) over an RGB frame (H, W, 3), both uint8."""
-    alpha = layer[..., 3:].astype(np.uint16)
-    mixed = frame.astype(np.uint16) * (255 - alpha) + layer[..., :3].astype(np.uint16) * alpha
-    return ((mixed + 127) // 255).astype(np.uint8)
+def blend(frame: np.ndarray, layer: np.ndarray | Image.Image) -> np.ndarray:
+    """Alpha-blend an RGBA layer (H, W, 4) over an RGB frame (H, W, 3), both uint8.
+
+    ``layer`` may be a PIL RGBA image already (callers that reuse a layer keep it as one).
+    """
+    image = layer if isinstance(layer, Image.Image) else Image.fromarray(layer, "RGBA")
+    base = Image.fromarray(np.ascontiguousarray(frame))
+    base.paste(image, (0, 0), image)
+    return np.asarray(base)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
