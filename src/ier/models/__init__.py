@@ -73,4 +73,5 @@ def create_model(config: ModelConfig | dict[str, Any] | None = None, **overrides
 
 
 # Registration side effects: importing the modules adds their models to the registry.
+from ier.models import baselines as _baselines  # noqa: E402,F401
 from ier.models import ier as _ier  # noqa: E402,F401

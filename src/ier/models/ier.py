@@ -35,8 +35,9 @@ CLASSIFIER_INIT_STD = 0.01  # DSOL re-initialises its pseudo-label heads with N(
 class IdentifyBranch(nn.Module):
     """AII "Identify" branch: pooled mid-level audio feature (B, C3) -> offsets Delta (B, K, D).
 
-    MLP C3 -> hidden -> K*D with a ReLU; the last layer starts near zero (method.md Q4) so that
-    F^a_k = f^a + Delta_k ~ f^a before training.
+    LayerNorm(C3), then an MLP C3 -> hidden -> K*D with a ReLU. The last layer starts near zero
+    (method.md Q4) so that F^a_k = f^a + Delta_k ~ f^a before training; the LayerNorm keeps that
+    true whatever the scale of the mid-level feature (log-mel dB inputs are not normalised).
     """
 
     def __init__(
@@ -45,11 +46,12 @@ class IdentifyBranch(nn.Module):
         super().__init__()
         self.num_clusters, self.embed_dim = num_clusters, embed_dim
         self.mlp = nn.Sequential(
+            nn.LayerNorm(in_channels),
             nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, num_clusters * embed_dim),
         )  # fmt: skip
-        nn.init.normal_(self.mlp[2].weight, std=init_std)
-        nn.init.zeros_(self.mlp[2].bias)
+        nn.init.normal_(self.mlp[-1].weight, std=init_std)
+        nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, mid: torch.Tensor) -> torch.Tensor:
         """Args: mid (B, C3). Returns: Delta (B, K, D)."""
