@@ -125,10 +125,13 @@ def iou(pred_mask: np.ndarray, gt_mask: np.ndarray) -> np.ndarray:
     Returns:
         float64 array of shape ``(...)`` (a 0-d array for single masks).
     """
-    pred = np.asarray(pred_mask, dtype=np.float64)
-    gt = np.asarray(gt_mask, dtype=np.float64)
-    inter = (pred * gt).sum(axis=(-2, -1))
-    denom = gt.sum(axis=(-2, -1)) + (pred * (gt == 0)).sum(axis=(-2, -1))
+    pred = np.asarray(pred_mask).astype(bool, copy=False)
+    gt = np.asarray(gt_mask, dtype=np.float32)
+    axes = (-2, -1)
+    # Accumulate in float64 so that sums over large grids stay exact.
+    inter = np.where(pred, gt, np.float32(0)).sum(axis=axes, dtype=np.float64)
+    outside = np.count_nonzero(pred & (gt == 0), axis=axes)
+    denom = gt.sum(axis=axes, dtype=np.float64) + outside
     safe = np.where(denom > 0, denom, 1.0)
     return np.where(denom > 0, inter / safe, 0.0)
 
