@@ -111,3 +111,14 @@ def test_music_synthetic_round_trip_and_hostile_pickle(tmp_path: Path) -> None:
     assert "unknown category_id 5" in problems["FAKEmix_0003"].reason
     assert problems["FAKEmix_0004"].kind == "missing"
     assert len(read_manifest(report.manifests["synthetic_train"])) == 1
+
+
+def test_prepared_manifests_decode_with_the_training_data_layer(music) -> None:
+    from ier.data.datasets import DecodeSpec, decode_sample
+
+    spec = DecodeSpec(image_size=32, num_frames=1, sample_rate=16000, num_samples=16000)
+    for split in ("solo_test", "duet_test", "solo_train_1", "solo_val"):
+        for sample in read_manifest(music.manifests[split]):
+            frames, wave = decode_sample(sample, spec)
+            assert frames.shape == (1, 32, 32, 3) and wave.shape == (16000,)
+            assert float(abs(wave).max()) > 0.01  # the tone is there, not zero padding
