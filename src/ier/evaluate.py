@@ -165,6 +165,53 @@ def _union(masks: list[np.ndarray], grid: int) -> np.ndarray:
     return np.maximum.reduce(masks) if masks else np.zeros((grid, grid), np.float32)
 
 
+class _CategoryMaps:
+    """Looks up a category's map; a class-agnostic map serves every category, a missing one is
+    all-zero and its label is recorded."""
+
+    def __init__(self, maps: np.ndarray, classes: Sequence[str], missing: set[str] | None) -> None:
+        self.maps, self.missing = maps, missing
+        self.agnostic = tuple(classes) == ("*",)
+        self.index = {name: i for i, name in enumerate(classes)}
+        self.zero = np.zeros(maps.shape[-2:], np.float32)
+
+    def __getitem__(self, label: str) -> np.ndarray:
+        if self.agnostic:
+            return self.maps[0]
+        if label not in self.index:
+            if self.missing is not None:
+                self.missing.add(label)
+            return self.zero
+        return self.maps[self.index[label]]
+
+
+def _localization(
+    sound_map: np.ndarray,
+    lookup: _CategoryMaps,
+    sample: Sample,
+    alpha: float,
+    settings: EvalSettings,
+) -> tuple[float, float]:
+    """(IoU of the sound map vs all sounding boxes, mean per-category IoU) of a positive sample."""
+    sounding = [o for o in sample.objects if o.sounding]
+    gt = _union([_object_mask(o, settings) for o in sounding], settings.grid)
+    sample_iou = float(iou(binarize(sound_map, alpha), gt))
+    per_class = []
+    for label in sample.sounding_labels:
+        masks = [_object_mask(o, settings) for o in sounding if o.label == label]
+        gt_label = _union(masks, settings.grid)
+        per_class.append(float(iou(binarize(lookup[label], alpha), gt_label)))
+    return sample_iou, float(np.mean(per_class))
+
+
+def _non_sounding_maps(maps: np.ndarray, classes: Sequence[str], sample: Sample) -> np.ndarray:
+    """Maps of the prediction's classes not sounding in the sample; "*" only on negatives."""
+    if tuple(classes) == ("*",):
+        return maps[:1] if sample.is_negative else maps[:0]
+    sounding = set(sample.sounding_labels)
+    return maps[[i for i, name in enumerate(classes) if name not in sounding]]
+
+
 def score_sample(
     maps: np.ndarray,
     classes: Sequence[str],
@@ -184,43 +231,20 @@ def score_sample(
         settings: the other thresholds and policies.
         labels_without_map: if given, labels the sample needs but ``classes`` lacks are added.
     """
-    grid, tau = settings.grid, settings.tau
-    agnostic = tuple(classes) == ("*",)
-    index = {name: i for i, name in enumerate(classes)}
-    zero = np.zeros((grid, grid), np.float32)
-
-    def category_map(label: str) -> np.ndarray:
-        if agnostic:
-            return maps[0]
-        if label not in index:
-            if labels_without_map is not None:
-                labels_without_map.add(label)
-            return zero
-        return maps[index[label]]
-
+    tau = settings.tau
+    lookup = _CategoryMaps(maps, classes, labels_without_map)
     sound_map = maps.max(axis=0)
     positive = not sample.is_negative
-    sample_iou = sample_ciou = None
-    if positive:
-        sounding = [o for o in sample.objects if o.sounding]
-        gt = _union([_object_mask(o, settings) for o in sounding], grid)
-        sample_iou = float(iou(binarize(sound_map, alpha), gt))
-        per_class = []
-        for label in sample.sounding_labels:
-            masks = [_object_mask(o, settings) for o in sounding if o.label == label]
-            per_class.append(float(iou(binarize(category_map(label), alpha), _union(masks, grid))))
-        sample_ciou = float(np.mean(per_class))
-    if agnostic:
-        silent_maps = maps[:1] if not positive else maps[:0]
-    else:
-        keep = [i for i, name in enumerate(classes) if name not in set(sample.sounding_labels)]
-        silent_maps = maps[keep]
-    nsa = no_sound_area(silent_maps, tau)
+    sample_iou, sample_ciou = (
+        _localization(sound_map, lookup, sample, alpha, settings) if positive else (None, None)
+    )
+    nsa = no_sound_area(_non_sounding_maps(maps, classes, sample), tau)
     silent = [o for o in sample.objects if not o.sounding]
     hits = 0
     for obj in silent:
-        r0, r1, c0, c1 = box_pixels(obj.box, grid)
-        hits += bool((category_map(obj.label)[r0:r1, c0:c1] > tau).any())
+        r0, r1, c0, c1 = box_pixels(obj.box, settings.grid)
+        hits += bool((lookup[obj.label][r0:r1, c0:c1] > tau).any())
+    above = sound_map > tau
     return SampleScores(
         id=sample.id,
         positive=positive,
@@ -230,8 +254,8 @@ def score_sample(
         nsa=None if math.isnan(nsa) else nsa,
         silent_objects=len(silent),
         silent_hits=hits,
-        any_above_tau=bool((sound_map > tau).any()),
-        area_above_tau=float((sound_map > tau).mean()),
+        any_above_tau=bool(above.any()),
+        area_above_tau=float(above.mean()),
     )
 
 
