@@ -38,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     from ier.datasets import prepare
+    from ier.errors import ConfigError
 
     if args.workers < 1:
-        raise SystemExit("ier prepare: error: --workers must be >= 1")
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     report = prepare(
         args.dataset,
         args.root,
