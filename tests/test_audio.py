@@ -200,10 +200,15 @@ def test_load_audio_window_from_each_format(tmp_path, ext):
     assert abs(dominant_hz(window[: SR // 2 - 800]) - 500.0) < 5
     assert abs(dominant_hz(window[SR // 2 + 800 :]) - 2000.0) < 5
     assert abs(audio.rms(window) - 0.5 / math.sqrt(2)) < 0.02
-    # The window equals the same span cut from the whole decoded file (away from the edges).
+    # A window is exactly the matching slice of the whole resampled file, edges included, even
+    # when its start falls between native samples (the resampler gets context on both sides).
     whole = audio.load_audio(path)
     assert len(whole) == pytest.approx(3 * SR, abs=2000 if ext == "mp3" else 1)
-    np.testing.assert_allclose(window[200:-200], whole[SR + 200 : 2 * SR - 200], atol=2e-3)
+    np.testing.assert_array_equal(window, whole[SR : 2 * SR])
+    for start_seconds in (0.0, 0.001, 1.2345, 2.6):
+        part = audio.load_audio(path, start_seconds=start_seconds, duration_seconds=0.3)
+        first = round(start_seconds * SR)
+        np.testing.assert_array_equal(part, whole[first : first + len(part)])
 
 
 def test_load_audio_native_rate_is_sample_exact_and_stereo_is_averaged(tmp_path):

@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
@@ -121,19 +122,16 @@ def load_audio(
     """
     path = check_media_path(path)
     _check_window(path, start_seconds, duration_seconds)
+    plan = _WindowPlan(start_seconds, duration_seconds, sample_rate)
     wave: np.ndarray | None = None
-    native_rate = 0
     if path.suffix.lower() in _SOUNDFILE_EXTENSIONS:
         try:
-            wave, native_rate, total = _read_soundfile(path, start_seconds, duration_seconds)
+            wave, native_rate, total = _read_soundfile(path, plan)
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
             logger.debug("soundfile cannot read %s (%s); trying PyAV", path, exc)
     if wave is None:
-        wave, native_rate, total = _read_av(path, start_seconds, duration_seconds)
-    return _finish_window(
-        path, wave, native_rate, total, sample_rate, start_seconds, duration_seconds,
-        end_tolerance_seconds,
-    )  # fmt: skip
+        wave, native_rate, total = _read_av(path, plan)
+    return _finish_window(path, wave, native_rate, total, plan, end_tolerance_seconds)
 
 
 def _check_window(path: Path, start_seconds: float, duration_seconds: float | None) -> None:
@@ -145,32 +143,65 @@ def _check_window(path: Path, start_seconds: float, duration_seconds: float | No
         raise MediaError(f"{path}: duration_seconds must be > 0, got {duration_seconds}")
 
 
-def _read_soundfile(
-    path: Path, start_seconds: float, duration_seconds: float | None
-) -> tuple[np.ndarray, int, float]:
-    """Return (mono native-rate samples from the window start, native rate, stream seconds)."""
+@dataclass(frozen=True)
+class _WindowPlan:
+    """Which native samples to decode for a window so that it equals a whole-file resample.
+
+    The output grid is the whole file's: the window starts at output sample
+    ``round(start_seconds * sample_rate)``. Decoding starts on a native sample that falls exactly
+    on that grid, with enough context on both sides for the resampling filter, so a window is
+    sample-for-sample the matching slice of ``resample(whole_file)``.
+    """
+
+    start_seconds: float
+    duration_seconds: float | None
+    sample_rate: int
+
+    def native_span(self, rate: int) -> tuple[int, int, int | None]:
+        """(first native sample to decode, output samples to drop, native count or None)."""
+        ratio = Fraction(self.sample_rate, rate)  # up / down
+        up, down = ratio.numerator, ratio.denominator
+        context = 0 if ratio == 1 else math.ceil(10 * max(up, down) / up) + 2  # filter half-width
+        k0 = int(round(self.start_seconds * self.sample_rate))
+        first = max(0, down * math.floor((k0 * down / up - context) / down))
+        skip = k0 - first * up // down
+        if self.duration_seconds is None:
+            return first, skip, None
+        k1 = k0 + int(round(self.duration_seconds * self.sample_rate))
+        return first, skip, math.ceil(k1 * down / up) - first + context + 1
+
+
+def _read_soundfile(path: Path, plan: _WindowPlan) -> tuple[np.ndarray, int, float]:
+    """Return (mono native-rate samples of the planned span, native rate, stream seconds)."""
     if path.suffix.lower() == ".mp3":
         # libsndfile 1.2 returns misaligned samples after an mp3 seek or a partial read, so
         # decode the whole file in one call and slice (mp3 assets are short sound effects).
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        first = int(math.floor(start_seconds * rate))
-        stop = None if duration_seconds is None else first + math.ceil(duration_seconds * rate) + 1
+        first, _, count = plan.native_span(rate)
+        stop = None if count is None else first + count
         return data[first:stop].mean(axis=1, dtype=np.float32), rate, len(data) / rate
     with sf.SoundFile(str(path)) as f:
         rate, total_frames = f.samplerate, f.frames
-        first = int(math.floor(start_seconds * rate))
+        first, _, count = plan.native_span(rate)
         if first >= total_frames:
             return np.zeros(0, np.float32), rate, total_frames / rate
-        count = -1 if duration_seconds is None else int(math.ceil(duration_seconds * rate)) + 1
-        if first > 0:
+        if first > 0 and path.suffix.lower() in (".ogg", ".oga"):
+            _skip_frames(f, first)  # libsndfile 1.2 can land off target when seeking near an
+        elif first > 0:  # Ogg file's last pages; sequential reads are exact
             f.seek(first)
-        data = f.read(count, dtype="float32", always_2d=True)
+        data = f.read(-1 if count is None else count, dtype="float32", always_2d=True)
     return data.mean(axis=1, dtype=np.float32), rate, total_frames / rate
 
 
-def _read_av(
-    path: Path, start_seconds: float, duration_seconds: float | None
-) -> tuple[np.ndarray, int, float]:
+def _skip_frames(f: sf.SoundFile, n_frames: int, block: int = 1 << 16) -> None:
+    while n_frames > 0:
+        got = len(f.read(min(block, n_frames), dtype="float32", always_2d=True))
+        if got == 0:
+            return
+        n_frames -= got
+
+
+def _read_av(path: Path, plan: _WindowPlan) -> tuple[np.ndarray, int, float]:
     """PyAV counterpart of ``_read_soundfile``: seek near the window, decode only what it needs."""
     with open_container(path, str(path)) as container:
         if not container.streams.audio:
@@ -181,10 +212,10 @@ def _read_av(
             raise MediaError(f"{path}: audio stream has no sample rate")
         origin = time_origin_seconds(container)
         total = _stream_seconds(container, stream)
-        target = start_seconds + origin
-        need = None if duration_seconds is None else int(math.ceil(duration_seconds * rate)) + 1
+        first, _, need = plan.native_span(rate)
+        target = first / rate + origin
         wave, end_seconds = None, None
-        if start_seconds > 0.2:
+        if target - origin > 0.2:
             # Seek a little early: the demuxer lands on the packet at or before the offset.
             container.seek(int((target - 0.2) / stream.time_base), stream=stream, backward=True)
             try:
@@ -192,9 +223,7 @@ def _read_av(
                     container, stream, rate, target, need, lead_in=False
                 )
             except _SeekOvershoot:
-                logger.debug(
-                    "%s: audio seek overshot %.3f s; decoding from the start", path, target
-                )
+                logger.debug("%s: audio seek overshot %.3f s; decoding from 0", path, target)
                 container.seek(0)
         if wave is None:
             wave, end_seconds = _decode_from(container, stream, rate, target, need)
@@ -205,6 +234,38 @@ def _read_av(
 
 class _SeekOvershoot(Exception):
     """A seek landed after the window start (inexact index); the caller decodes from 0."""
+
+
+def _timed_chunks(container: Any, stream: Any, rate: int) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (start seconds, mono float32 samples) for each decoded frame.
+
+    Decoded audio is contiguous, so times are counted in samples from an anchor, not read from
+    each frame: some demuxers (Ogg) stamp the first packet of a page a few hundred samples off.
+    The anchor is the first frame's timestamp, or the second's if the two disagree.
+    """
+    # Same-rate conversion to planar float mono keeps each frame's sample count.
+    resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
+    held: tuple[float | None, np.ndarray] | None = None
+    cursor: float | None = None  # time just after the last yielded sample
+    for frame in container.decode(stream):
+        outs = [out.to_ndarray()[0] for out in resampler.resample(frame)]
+        samples = np.concatenate(outs) if outs else np.zeros(0, np.float32)
+        time = float(frame.time) if frame.time is not None else None
+        if held is None and cursor is None:
+            held = time, samples
+            continue
+        if held is not None:
+            first_time, first = held
+            expected = None if first_time is None else first_time + len(first) / rate
+            if time is not None and (expected is None or abs(time - expected) > 1.5 / rate):
+                first_time = time - len(first) / rate
+            cursor = (first_time or 0.0) + len(first) / rate
+            yield cursor - len(first) / rate, first
+            held = None
+        yield cursor, samples
+        cursor += len(samples) / rate
+    if held is not None:
+        yield (held[0] or 0.0), held[1]
 
 
 def _decode_from(
@@ -223,16 +284,11 @@ def _decode_from(
     ``target_seconds``, the gap is zero-filled when ``lead_in`` (the stream starts late), else
     ``_SeekOvershoot`` is raised.
     """
-    # Same-rate conversion to planar float mono keeps each frame's sample count and timing.
-    resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
     chunks: list[np.ndarray] = []
     have = 0
-    cursor: float | None = None  # time just after the last decoded sample
-    for frame in container.decode(stream):
-        outs = [out.to_ndarray()[0] for out in resampler.resample(frame)]
-        samples = np.concatenate(outs) if outs else np.zeros(0, np.float32)
-        t0 = float(frame.time) if frame.time is not None else (cursor or 0.0)
-        cursor = t0 + len(samples) / rate
+    end: float | None = None
+    for t0, samples in _timed_chunks(container, stream, rate):
+        end = t0 + len(samples) / rate
         skip = int(round((target_seconds - t0) * rate)) if math.isfinite(target_seconds) else 0
         if skip >= len(samples):
             continue
@@ -247,7 +303,7 @@ def _decode_from(
         if need is not None and have >= need:
             return np.concatenate(chunks)[:need].astype(np.float32, copy=False), None
     wave = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return wave.astype(np.float32, copy=False), cursor
+    return wave.astype(np.float32, copy=False), end
 
 
 def _stream_seconds(container: Any, stream: Any) -> float:
@@ -263,12 +319,11 @@ def _finish_window(
     wave: np.ndarray,
     native_rate: int,
     total_seconds: float,
-    sample_rate: int,
-    start_seconds: float,
-    duration_seconds: float | None,
+    plan: _WindowPlan,
     end_tolerance_seconds: float,
 ) -> np.ndarray:
-    """Resample, check the window against the stream length, and trim/pad to the exact size."""
+    """Resample, drop the filter context, check the window against the stream, trim/pad it."""
+    start_seconds, duration_seconds = plan.start_seconds, plan.duration_seconds
     if total_seconds <= 0 or (start_seconds == 0 and wave.size == 0) or native_rate <= 0:
         raise MediaError(f"{path}: audio stream is empty (0 samples)")
     if wave.size == 0 or start_seconds >= total_seconds:
@@ -276,13 +331,13 @@ def _finish_window(
             f"{path}: window starts at {start_seconds:.3f} s, past the end of the audio "
             f"({total_seconds:.3f} s long)"
         )
-    wave = resample(wave, native_rate, sample_rate)
+    _, skip, _ = plan.native_span(native_rate)
+    wave = resample(wave, native_rate, plan.sample_rate)[skip:]
     if duration_seconds is None:
         return wave
-    n_out = int(round(duration_seconds * sample_rate))
+    n_out = int(round(duration_seconds * plan.sample_rate))
     if wave.size < n_out:
-        short_seconds = (n_out - wave.size) / sample_rate
-        if short_seconds > end_tolerance_seconds:
+        if (n_out - wave.size) / plan.sample_rate > end_tolerance_seconds:
             raise MediaError(
                 f"{path}: window {start_seconds:.3f}-{start_seconds + duration_seconds:.3f} s "
                 f"extends past the end of the audio ({total_seconds:.3f} s long)"
