@@ -417,6 +417,9 @@ _JS = """
       var px = x(video.currentTime); head.setAttribute('x1', px); head.setAttribute('x2', px);
     });
   }
+  var box = document.getElementById('timeline').getBoundingClientRect();
+  var px = Math.round(box.width) + 'x' + Math.round(box.height);
+  document.body.setAttribute('data-timeline-px', px);
   document.body.setAttribute('data-ready', String(data.rows));
 })();
 """

@@ -1,0 +1,160 @@
+"""ier.report: the localization.json validator, the HTML report (rendered in headless Chromium),
+the demo index and ``ier demo``."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ier.cli import main
+from ier.report import render_index, render_report, validate_localization
+from test_localize import ColourToneModel, make_clip  # the fake model and the generated clip
+
+
+@pytest.fixture(scope="module")
+def localized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ier.localize import localize
+
+    root = tmp_path_factory.mktemp("report")
+    clip = make_clip(root / "clip.mp4")
+    localize(clip, model=ColourToneModel(), out_dir=root / "out")
+    return root / "out"
+
+
+@pytest.fixture(scope="module")
+def document(localized: Path) -> dict:
+    return json.loads((localized / "localization.json").read_text())
+
+
+# --------------------------------------------------------------------------- JSON validator
+
+
+def test_a_written_document_is_valid(document: dict) -> None:
+    assert validate_localization(document) == []
+    assert document["outputs"] == {
+        "json": "localization.json", "overlay": "overlay.mp4", "report": "report.html",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda d: d.update(schema_version=99), "schema_version"),
+        (lambda d: d["video"].pop("fps"), "video: missing 'fps'"),
+        (lambda d: d["windows"][1]["classes"][0].update(state="loud"), "state 'loud'"),
+        (lambda d: d["windows"][0]["classes"][2].update(confidence=1.5), "confidence must be"),
+        (lambda d: d["windows"][0]["classes"][0].update(box=[0.5, 0.1, 0.4, 0.2]), "x0 < x1"),
+        (lambda d: d["windows"][0]["classes"][0].update(peak=[0.5]), "peak: expected a list"),
+        (lambda d: d["windows"][2]["classes"].pop(), "every model class"),
+        (lambda d: d["windows"][2].update(time_seconds=0.1), "time_seconds"),
+    ],
+)
+def test_the_validator_names_each_problem(document: dict, edit, problem: str) -> None:
+    broken = copy.deepcopy(document)
+    edit(broken)
+    problems = validate_localization(broken)
+    assert any(problem in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def test_report_is_self_contained(localized: Path, document: dict) -> None:
+    html = (localized / "report.html").read_text()
+    assert '<video id="video"' in html and 'src="overlay.mp4"' in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from elsewhere
+    assert html.count("data:image/png;base64,") >= 5  # one key frame per window here
+    active = sum(c["state"] != "absent" for w in document["windows"] for c in w["classes"])
+    assert html.count('class="seg"') == active
+
+
+def test_report_without_activity_says_so(document: dict) -> None:
+    quiet = copy.deepcopy(document)
+    for window in quiet["windows"]:
+        for item in window["classes"]:
+            item["state"] = "absent"
+    html = render_report(quiet, [], video=None)
+    assert "no class is active" in html and 'class="seg"' not in html
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_report_renders_in_headless_chromium(localized: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Chromium is required in CI for the report check (apt install chromium)")
+        pytest.skip("Chromium is not installed (apt install chromium); CI runs this check")
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio",
+        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+        "--virtual-time-budget=3000", "--window-size=1100,1400", "--dump-dom",
+        (localized / "report.html").resolve().as_uri(),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console  # no JS error, no failed resource (the video is found)
+    dom = done.stdout
+    assert 'data-ready="3"' in dom  # the script ran to the end: three active class rows
+    size = re.search(r'data-timeline-px="(\d+)x(\d+)"', dom)
+    assert size and int(size.group(1)) > 500 and int(size.group(2)) > 40  # laid out, visible
+    assert dom.count('class="seg"') == 15
+
+
+def test_index_links_reports() -> None:
+    html = render_index(
+        [
+            {
+                "name": "a",
+                "report": "a/report.html",
+                "summary": "ok",
+                "thumbnail": np.zeros((4, 4, 3), np.uint8),
+            }
+        ]
+    )
+    assert 'href="a/report.html"' in html and "data:image/png;base64," in html
+
+
+# --------------------------------------------------------------------------- ier demo
+
+
+def test_demo_fails_clearly_without_bundled_weights(tmp_path: Path, capsys) -> None:
+    from ier.localize import WEIGHTS_DIR
+
+    if (WEIGHTS_DIR / "ier-wild-small.safetensors").exists():
+        pytest.skip("the bundled weights are installed")
+    assert main(["demo", "-o", str(tmp_path / "demo")]) == 2
+    assert "ier-wild-small" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # nothing written before the model loads
+
+
+def test_demo_composes_clips_and_writes_reports(tmp_path: Path) -> None:
+    from ier.commands.demo import run_demo
+    from ier.errors import AssetError
+
+    try:
+        index = run_demo(tmp_path / "demo", model=ColourToneModel(), clips=(("test/duet", 0),))
+    except AssetError as err:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(f"benchmark assets not installed: {err}")
+    clip_dir = tmp_path / "demo" / "test-duet-00000"
+    assert {"overlay.mp4", "localization.json", "report.html"} <= {
+        p.name for p in clip_dir.iterdir()
+    }
+    html = index.read_text()
+    assert 'href="test-duet-00000/report.html"' in html and "truth: sounding:" in html
