@@ -369,3 +369,24 @@ def test_cli_localize_writes_outputs_and_reports_errors(
     assert main(["localize", str(clip), "--model", "fake", "-o", str(out), "--overwrite"]) == 0
     assert main(["localize", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "x")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_saved_checkpoint_loads_by_path_and_localizes(clip: Path, tmp_path: Path) -> None:
+    from ier.checkpoint import save_model
+    from ier.models import create_model
+    from ier.models.config import model_config
+
+    config = model_config("tiny")
+    path = save_model(tmp_path / "tiny.safetensors", create_model(config), model_config=config)
+    result = localize(clip, model=str(path), hop_seconds=1.0)
+    assert result.model_name == str(path) and len(result.windows) == 3
+    assert all(item.state in STATES for w in result.windows for item in w.classes)
+
+
+def test_ier_localize_is_callable_as_the_package_attribute(clip: Path) -> None:
+    import importlib
+
+    import ier
+
+    importlib.import_module("ier.localize")  # binds the attribute ier.localize to the module
+    assert len(ier.localize(clip, model=ColourToneModel(), hop_seconds=1.0).windows) == 3

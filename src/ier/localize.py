@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -638,3 +640,15 @@ def prepare_out_dir(out_dir: str | os.PathLike[str], *, overwrite: bool) -> Path
     except OSError as err:
         raise IerError(f"{out}: cannot write to the output folder ({err.strerror or err})") from err
     return out
+
+
+class _CallableModule(types.ModuleType):
+    """``ier.localize`` names both this module and its main function: once the submodule is
+    imported, Python binds the attribute ``ier.localize`` to the module, so calling the module
+    runs the function and ``ier.localize(video, ...)`` works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> LocalizationResult:
+        return localize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
