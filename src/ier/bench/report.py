@@ -1,0 +1,190 @@
+"""Bench outputs: ``results.json`` (every record), ``results.md`` (the paper-layout tables, the AII
+table and wall times) and the figures of ``ier.bench.figures``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ier.bench.runner import BenchConfig, _write_json, order_records
+
+logger = logging.getLogger(__name__)
+
+Column = tuple[str, str, str]
+"""(header, source, metric key); source is a split name or ``extended`` (solo + negative)."""
+
+LOCALIZATION_COLUMNS: tuple[Column, ...] = (
+    ("Solo IoU@0.5", "test/solo", "iou@0.5"),
+    ("Solo AUC", "test/solo", "auc"),
+    ("Syn. CIoU@0.3", "test/synthetic", "ciou@0.3"),
+    ("Syn. AUC", "test/synthetic", "ciou_auc"),
+    ("Duet CIoU@0.3", "test/duet", "ciou@0.3"),
+    ("Duet AUC", "test/duet", "ciou_auc"),
+    ("Wild CIoU@0.3", "test/wild", "ciou@0.3"),
+    ("Wild AUC", "test/wild", "ciou_auc"),
+)
+INTERFERENCE_COLUMNS: tuple[Column, ...] = (
+    ("Silent FP syn. ↓", "test/synthetic", "silent_fp"),
+    ("Silent FP wild ↓", "test/wild", "silent_fp"),
+    ("NSA syn.", "test/synthetic", "nsa"),
+    ("NSA duet", "test/duet", "nsa"),
+    ("NSA wild", "test/wild", "nsa"),
+    ("Negative FP ↓", "test/negative", "negative_fp"),
+    ("AP", "extended", "ap"),
+    ("max-F1", "extended", "max_f1"),
+)
+AII_COLUMNS: tuple[Column, ...] = (
+    ("NMI", "test/solo", "aii_nmi"),
+    ("P", "test/synthetic", "aii_precision"),
+    ("R", "test/synthetic", "aii_recall"),
+    ("mAP", "test/synthetic", "aii_map"),
+    ("P wild", "test/wild", "aii_precision"),
+    ("R wild", "test/wild", "aii_recall"),
+    ("mAP wild", "test/wild", "aii_map"),
+)
+AII_RUNS = ("ier-no-aii", "ier-aii-no-curriculum", "ier")
+"""The paper's AII ablation rows: single vector, AII w/o curriculum, AII with curriculum."""
+
+
+def metric(record: dict[str, Any], source: str, key: str) -> float | None:
+    """A record's value of ``key`` on ``source`` (a split or ``extended``), or None."""
+    values = record.get("extended") if source == "extended" else record["metrics"].get(source)
+    value = (values or {}).get(key)
+    return None if value is None else float(value)
+
+
+def _label(record: dict[str, Any]) -> str:
+    label = record.get("label") or record["name"]
+    return f"↳ {label}" if record.get("ablation") else label
+
+
+def _table(
+    records: Sequence[dict[str, Any]], columns: Sequence[Column], *, percent: bool = True
+) -> list[str]:
+    lines = [
+        "| Method | " + " | ".join(c[0] for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for record in records:
+        cells = []
+        for _, source, key in columns:
+            value = metric(record, source, key)
+            if value is None:
+                cells.append("–")
+            else:
+                cells.append(f"{100 * value:.1f}" if percent else f"{value:.3f}")
+        lines.append(f"| {_label(record)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _time_table(records: Sequence[dict[str, Any]]) -> list[str]:
+    lines = ["| Method | Train (s) | Eval (s) | Total (s) |", "|---|---:|---:|---:|"]
+    for r in records:
+        note = " (resumed: this session's time)" if r.get("resumed") else ""
+        total = r["train_seconds"] + r["eval_seconds"]
+        lines.append(
+            f"| {_label(r)}{note} | {r['train_seconds']:.1f} | {r['eval_seconds']:.1f} | "
+            f"{total:.1f} |"
+        )
+    return lines
+
+
+def _benchmark_line(data_dir: Path) -> str:
+    info_path = data_dir / "benchmark.json"
+    if not info_path.is_file():
+        return f"Data: `{data_dir}` (prepared dataset)."
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    return (
+        f"Data: built-in benchmark `{data_dir}` (preset {info.get('preset')}, seed "
+        f"{info.get('seed')}, {info.get('size')} px, {len(info.get('classes', []))} classes)."
+    )
+
+
+def markdown(records: Sequence[dict[str, Any]], data_dir: Path, config: BenchConfig) -> str:
+    """The whole ``results.md`` text."""
+    records = order_records(records)
+    aii = [r for name in AII_RUNS for r in records if r["name"] == name]
+    parts = [
+        f"# Bench results (preset `{config.preset}`)",
+        "",
+        _benchmark_line(data_dir),
+        "",
+        "Values are percentages. Maps are binarised at alpha x max (solo 0.1, synthetic and wild "
+        "0.5, duet 0.2; DSOL's protocol), CIoU is a success rate at 0.3, AUC spans thresholds "
+        "0-1. Class-agnostic methods give every category the same map (method.md Q15). Solo "
+        "splits use each method's single-source map; AP and max-F1 score those maps on test/solo "
+        "positives plus test/negative negatives (SLAVC's extended protocol). ↓: lower is better. "
+        "docs/metrics.md defines every metric; docs/baselines.md every method.",
+        "",
+        "## Localization (the paper's table layout)",
+        "",
+        *_table(records, LOCALIZATION_COLUMNS),
+        "",
+        "## Interference: silent objects, off-screen sound, negatives",
+        "",
+        *_table(records, INTERFERENCE_COLUMNS),
+        "",
+    ]
+    if aii:
+        parts += [
+            "## Audio-Instance-Identifier (NMI / precision / recall / mAP, fractions)",
+            "",
+            "NMI: identity scores vs categories on test/solo; P, R, mAP: categories heard in "
+            "test/synthetic (and test/wild) mixtures.",
+            "",
+            *_table(aii, AII_COLUMNS, percent=False),
+            "",
+        ]
+    parts += [
+        "## Wall time per run",
+        "",
+        *_time_table(records),
+        "",
+        "Figures: `bars.png` (main metrics), `qualitative.png` (the same test samples, one row "
+        "per method).",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_reports(
+    records: Sequence[dict[str, Any]], out_dir: Path, data_dir: Path, *, config: BenchConfig
+) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md``, ``bars.png`` and ``qualitative.png`` in ``out_dir``.
+
+    Returns:
+        Paths by kind: ``json``, ``markdown``, ``bars``, ``qualitative``.
+    """
+    from ier.bench.figures import bar_chart, qualitative_grid
+
+    ordered = order_records(records)
+    files = {
+        "json": out_dir / "results.json",
+        "markdown": out_dir / "results.md",
+        "bars": out_dir / "bars.png",
+        "qualitative": out_dir / "qualitative.png",
+    }
+    _write_json(
+        files["json"],
+        {
+            "preset": config.preset,
+            "data_dir": str(data_dir),
+            "columns": {
+                "localization": [list(c) for c in LOCALIZATION_COLUMNS],
+                "interference": [list(c) for c in INTERFERENCE_COLUMNS],
+                "aii": [list(c) for c in AII_COLUMNS],
+            },
+            "runs": ordered,
+        },
+    )
+    files["markdown"].write_text(markdown(ordered, data_dir, config), encoding="utf-8")
+    bar_chart(ordered, files["bars"])
+    qualitative_grid(
+        ordered, out_dir / "runs", data_dir, files["qualitative"],
+        samples=config.qualitative_samples,
+    )  # fmt: skip
+    return files

@@ -1,0 +1,346 @@
+"""The bench runner: plan the runs, build the benchmark if missing, train/resume and evaluate each
+run, record it, then hand the records to ``ier.bench.report``.
+
+Layout of ``OUT``: ``bench.json`` (what the bench was started with), ``runs/<run>/`` (one
+``ier.train.fit`` run directory each, plus ``bench-record.json`` once evaluated), ``results.md``,
+``results.json``, ``bars.png`` and ``qualitative.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ier.config import ExperimentConfig, apply_overrides, preset
+from ier.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+METHOD_ORDER = ("ots", "attention", "sop", "ezvsl", "slavc", "dsol", "ier", "supervised")
+"""Rows of the tables: the paper's baselines, the later single-map peers, DSOL, IEr, the ceiling."""
+LABELS = {
+    "ots": "Objects that Sound",
+    "attention": "Attention (Senocak)",
+    "sop": "Sound of Pixels",
+    "ezvsl": "EZ-VSL",
+    "slavc": "SLAVC",
+    "dsol": "DSOL",
+    "ier": "IEr",
+    "supervised": "Supervised (ceiling)",
+}
+BENCHMARK_PRESET = {"tiny": "small", "quick": "default", "paper": "default"}
+SMOKE_STEPS = {"tiny": 3}
+"""At these presets every stage runs one epoch of at most this many steps (a smoke run)."""
+BENCH_FILE = "bench.json"
+RECORD_FILE = "bench-record.json"
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One row of the bench: a method's recipe plus ``--set`` overrides.
+
+    Attributes:
+        name: Run directory name and row key.
+        method: Recipe name (``ier.config.preset``).
+        overrides: ``key=value`` overrides of the recipe.
+        label: Row label in the tables.
+        ablation: An IEr ablation (its own table section and the AII table).
+    """
+
+    name: str
+    method: str
+    overrides: tuple[str, ...] = ()
+    label: str = ""
+    ablation: bool = False
+
+
+IER_ABLATIONS = (
+    BenchRun("ier-no-aii", "ier", ("model.ier.use_aii=false",), "IEr w/o AII", True),
+    BenchRun(
+        "ier-aii-no-curriculum",
+        "ier",
+        ("stages.aii.curriculum=false",),
+        "IEr, AII w/o curriculum",
+        True,
+    ),  # fmt: skip
+    BenchRun(
+        "ier-no-silent-filter",
+        "ier",
+        ("model.ier.silent_filter=false",),
+        "IEr w/o silent-object filter",
+        True,
+    ),  # fmt: skip
+    BenchRun(
+        "ier-no-offscreen-filter",
+        "ier",
+        ("model.ier.offscreen_filter=false",),
+        "IEr w/o off-screen filter",
+        True,
+    ),  # fmt: skip
+)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``run_bench`` runs.
+
+    Attributes:
+        preset: ``tiny`` (smoke, small benchmark), ``quick`` (CPU) or ``paper``.
+        methods: Methods to run, in any order; empty = every method of ``METHOD_ORDER``.
+        ablations: Also run the IEr ablations (when ``ier`` is among the methods).
+        overrides: ``key=value`` overrides applied to every run (after its own).
+        seed: Seed of the benchmark build (when the bench builds it).
+        workers: Processes that render the benchmark (when the bench builds it).
+        qualitative_samples: Columns of the qualitative grid.
+    """
+
+    preset: str = "quick"
+    methods: tuple[str, ...] = ()
+    ablations: bool = True
+    overrides: tuple[str, ...] = ()
+    seed: int = 0
+    workers: int = 1
+    qualitative_samples: int = 4
+
+    def __post_init__(self) -> None:
+        if self.preset not in BENCHMARK_PRESET:
+            raise ConfigError(
+                f"unknown preset {self.preset!r}; choose from {list(BENCHMARK_PRESET)}"
+            )
+        unknown = sorted(set(self.methods) - set(METHOD_ORDER))
+        if unknown:
+            raise ConfigError(f"unknown method(s) {unknown}; choose from {list(METHOD_ORDER)}")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """What a bench produced.
+
+    Attributes:
+        out_dir: The bench folder.
+        data_dir: The benchmark it ran on.
+        records: One record per run (``runs/<run>/bench-record.json``), in table order.
+        files: Written outputs by kind (``markdown``, ``json``, ``bars``, ``qualitative``).
+    """
+
+    out_dir: Path
+    data_dir: Path
+    records: list[dict[str, Any]]
+    files: dict[str, Path]
+
+
+def plan_runs(config: BenchConfig) -> list[BenchRun]:
+    """The bench's runs in table order: methods, then IEr ablations."""
+    chosen = set(config.methods or METHOD_ORDER)
+    runs = [BenchRun(m, m, label=LABELS[m]) for m in METHOD_ORDER if m in chosen]
+    if config.ablations and "ier" in chosen:
+        runs.extend(IER_ABLATIONS)
+    return runs
+
+
+def experiment_for(run: BenchRun, config: BenchConfig) -> ExperimentConfig:
+    """The run's experiment: recipe at the preset, its overrides, the bench's, no end-of-run eval
+    (the bench evaluates and times it separately), and the smoke limits of ``tiny``."""
+    from ier.tasks import baselines as _baselines  # noqa: F401  (registers the baseline recipes)
+
+    cfg = apply_overrides(preset(run.method, config.preset), [*run.overrides, *config.overrides])
+    smoke = SMOKE_STEPS.get(config.preset, 0)
+    extra = ["eval.at_end=false"]
+    if smoke:
+        for i in range(len(cfg.stages)):
+            extra += [f"stages.{i}.epochs=1", f"stages.{i}.max_steps={smoke}"]
+    return apply_overrides(cfg, extra)
+
+
+def ensure_benchmark(
+    data_dir: Path, *, preset_name: str, seed: int = 0, workers: int = 1, progress: bool = True
+) -> Path:
+    """Use ``data_dir`` if it holds a finished benchmark or any prepared dataset; otherwise build
+    (or finish building) the built-in benchmark there, ``small`` for ``tiny`` else ``default``."""
+    from ier.scenes import build_benchmark
+
+    info_path = data_dir / "benchmark.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        if info.get("complete", True):
+            return data_dir
+        logger.info("finishing the interrupted benchmark build in %s", data_dir)
+        return build_benchmark(
+            data_dir, preset=info["preset"], seed=info["seed"], size=info["size"],
+            workers=workers, progress=progress,
+        )  # fmt: skip
+    if any(data_dir.glob("test/*/manifest.jsonl")):
+        return data_dir
+    build = BENCHMARK_PRESET[preset_name]
+    logger.info("building the %r benchmark in %s", build, data_dir)
+    return build_benchmark(data_dir, preset=build, seed=seed, workers=workers, progress=progress)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def _strip(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {s: {k: v for k, v in m.items() if k != "settings"} for s, m in metrics.items()}
+
+
+def single_source_checkpoint(run_dir: Path, cfg: ExperimentConfig) -> Path | None:
+    """The stage snapshot whose model gives the solo maps (``ier.train`` names them
+    ``stages/<index>-<name>.safetensors``), or None for the final model."""
+    index = cfg.eval.single_source_stage
+    if index < 0:
+        return None
+    return run_dir / "stages" / f"{index}-{cfg.stages[index].name}.safetensors"
+
+
+def extended_metrics(run_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> dict[str, Any] | None:
+    """SLAVC's extended protocol: test/solo positives + test/negative negatives, both mapped by
+    the single-source model (class-agnostic map), scored together for ``ap`` and ``max_f1``.
+
+    Returns None when the data has no test/solo or test/negative split.
+    """
+    from ier.checkpoint import load_model
+    from ier.data.datasets import list_splits, load_split, read_classes, split_manifest
+    from ier.data.manifest import read_manifest
+    from ier.evaluate import evaluate
+    from ier.predict import predict
+    from ier.predictions import Predictions, load_predictions
+
+    solo_path = run_dir / "eval" / "predictions_solo.npz"
+    if not {"test/solo", "test/negative"} <= set(list_splits(data_dir, "test/")):
+        return None
+    if not solo_path.is_file():
+        return None
+    model = load_model(single_source_checkpoint(run_dir, cfg) or run_dir / "model.safetensors")
+    negative = load_split(
+        data_dir, "test/negative", classes=read_classes(data_dir),
+        input_size=model.config.input_size, sample_rate=model.config.frontend.sample_rate,
+        num_samples=model.config.frontend.n_samples, train=False,
+        cache_dir=cfg.data.cache_dir or None,
+    )  # fmt: skip
+    neg = predict(model, negative, batch_size=cfg.data.eval_batch_size, single_source=True)
+    solo = load_predictions(solo_path)
+    if solo.classes != ("*",) or solo.maps.shape[1:] != neg.maps.shape[1:]:
+        return None
+    joined = Predictions(
+        ids=solo.ids + neg.ids,
+        classes=("*",),
+        maps=np.concatenate([solo.maps, neg.maps]),
+        scores=None,
+    )
+    samples = read_manifest(split_manifest(data_dir, "test/solo")) + list(negative.samples)
+    result = evaluate(joined, samples)
+    return {k: v for k, v in result.items() if k != "settings"}
+
+
+def run_one(
+    run: BenchRun, config: BenchConfig, data_dir: Path, run_dir: Path, *, progress: bool = True
+) -> dict[str, Any]:
+    """Train (or resume) one run, evaluate every test split, and record it; a run with a record is
+    skipped. Returns the record (also written to ``run_dir/bench-record.json``)."""
+    from ier.predict import evaluate_checkpoint
+    from ier.train import MODEL_NAME, fit
+
+    record_path = run_dir / RECORD_FILE
+    if record_path.is_file():
+        logger.info("%s: finished earlier, skipped", run.name)
+        return json.loads(record_path.read_text(encoding="utf-8"))
+    cfg = experiment_for(run, config)
+    model_path = run_dir / MODEL_NAME
+    resumed = run_dir.is_dir() and any(run_dir.iterdir())
+    started = time.perf_counter()
+    if not model_path.is_file():
+        logger.info("%s: %s", run.name, "resuming training" if resumed else "training")
+        fit(cfg, data_dir, run_dir, resume=resumed, progress=progress)
+    trained = time.perf_counter()
+    metrics = evaluate_checkpoint(
+        model_path, data_dir, out_dir=run_dir / "eval",
+        single_source_checkpoint=single_source_checkpoint(run_dir, cfg),
+        batch_size=cfg.data.eval_batch_size, cache_dir=cfg.data.cache_dir or None,
+    )  # fmt: skip
+    extended = extended_metrics(run_dir, cfg, data_dir)
+    record = {
+        **dataclasses.asdict(run),
+        "preset": config.preset,
+        "train_seconds": round(trained - started, 2),
+        "eval_seconds": round(time.perf_counter() - trained, 2),
+        "resumed": resumed,
+        "metrics": _strip(metrics),
+        "extended": extended,
+    }
+    _write_json(record_path, record)
+    return record
+
+
+def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
+    marker = out_dir / BENCH_FILE
+    if marker.is_file():
+        started = json.loads(marker.read_text(encoding="utf-8"))
+        if started.get("preset") != config.preset:
+            raise ConfigError(
+                f"{out_dir} holds a bench run with preset {started.get('preset')!r}, not "
+                f"{config.preset!r}; use another --out"
+            )
+        return
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"{out_dir} is not empty and holds no {BENCH_FILE}; use another --out")
+    _write_json(marker, {"preset": config.preset, "data_dir": str(data_dir),
+                         "config": dataclasses.asdict(config)})  # fmt: skip
+
+
+def run_bench(
+    out_dir: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    config: BenchConfig | None = None,
+    progress: bool = True,
+) -> BenchResult:
+    """Run (or resume) the whole bench and write its tables and figures.
+
+    Args:
+        out_dir: Bench folder (new, empty, or an earlier bench with the same preset).
+        data_dir: Benchmark folder; default ``OUT/benchmark``. Built when missing.
+        config: What to run; default ``BenchConfig()`` (preset ``quick``).
+        progress: Show progress bars.
+
+    Returns:
+        The ``BenchResult``.
+    """
+    from ier.bench.report import write_reports
+
+    config = config or BenchConfig()
+    out = Path(out_dir)
+    data = Path(data_dir) if data_dir is not None else out / "benchmark"
+    _check_out_dir(out, config, data)
+    data = ensure_benchmark(
+        data, preset_name=config.preset, seed=config.seed, workers=config.workers,
+        progress=progress,
+    )  # fmt: skip
+    records = []
+    for run in plan_runs(config):
+        records.append(run_one(run, config, data, out / "runs" / run.name, progress=progress))
+        logger.info("%s: train %.1f s, eval %.1f s", run.name, records[-1]["train_seconds"],
+                    records[-1]["eval_seconds"])  # fmt: skip
+    files = write_reports(records, out, data, config=config)
+    return BenchResult(out_dir=out, data_dir=data, records=records, files=files)
+
+
+def order_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records in table order (methods by ``METHOD_ORDER``, then ablations)."""
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(records, key=lambda r: (r["ablation"], rank.get(r["method"], 99), r["name"]))

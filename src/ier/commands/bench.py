@@ -1,0 +1,73 @@
+"""``ier bench``: train and evaluate every method and the IEr ablations; write the tables."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` sub-parser."""
+    from ier.bench.runner import BENCHMARK_PRESET, METHOD_ORDER
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="compare every method (and the IEr ablations) on one benchmark",
+        description=(
+            "Train every method and the IEr ablations on one benchmark (built in OUT/benchmark "
+            "when --data is not given: 'small' for --preset tiny, else 'default'), evaluate all "
+            "test splits, and write OUT/results.md, OUT/results.json, OUT/bars.png and "
+            "OUT/qualitative.png. Re-running the same command resumes: finished runs are "
+            "skipped, interrupted ones continue from their last checkpoint."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--preset",
+        choices=list(BENCHMARK_PRESET),
+        default="quick",
+        help="scale of every run (tiny = smoke run on the small benchmark)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHOD_ORDER,
+        metavar="METHOD",
+        help=f"methods to run (default: all of {', '.join(METHOD_ORDER)})",
+    )
+    parser.add_argument("--data", type=Path, help="benchmark directory (default: OUT/benchmark)")
+    parser.add_argument("--out", type=Path, required=True, help="bench directory")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the IEr ablations")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override applied to every run's config",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes that render the benchmark when it is built",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ier.bench import BenchConfig, run_bench
+
+    config = BenchConfig(
+        preset=args.preset,
+        methods=tuple(args.methods or ()),
+        ablations=not args.no_ablations,
+        overrides=tuple(args.overrides),
+        workers=args.workers,
+    )
+    result = run_bench(args.out, data_dir=args.data, config=config, progress=not args.no_progress)
+    print(result.files["markdown"].read_text(encoding="utf-8"))
+    for kind, path in result.files.items():
+        print(f"{kind}: {path}")
+    return 0
