@@ -185,3 +185,17 @@ def test_from_dict_and_negative_sample() -> None:
     assert sample.silent_labels == ("violin", "cello")
     with pytest.raises(ManifestError, match="bad sample record"):
         Sample.from_dict(_record("x", window=[3.0, 4.0]))
+
+
+def test_public_names_stay_importable_from_the_manifest_module() -> None:
+    import ier.data
+    import ier.data.manifest as manifest
+    import ier.data.records as records
+
+    for name in ("SPLIT_KINDS", "Box", "ObjectAnnotation", "Sample", "parse_record"):
+        assert getattr(manifest, name) is getattr(records, name)
+    assert ier.data.Sample is Sample and ier.data.read_manifest is read_manifest
+    sample, problems = manifest.parse_record(_record(), root=None)
+    assert problems == [] and sample is not None and sample.id == "s0"
+    sample, problems = manifest.parse_record(_record(time=-1), root=None)
+    assert sample is None and any("`time`" in p for p in problems)

@@ -91,3 +91,13 @@ def test_load_rejects_bad_files(tmp_path: Path) -> None:
         with pytest.raises(PredictionsError) as info:
             load_predictions(tmp_path / name)
         assert message in str(info.value) and name in str(info.value), (name, info.value)
+
+
+def test_predictions_error_is_an_ier_error_importable_from_both_modules() -> None:
+    import ier.errors
+    import ier.predictions
+
+    assert ier.predictions.PredictionsError is ier.errors.PredictionsError
+    assert issubclass(PredictionsError, ier.errors.IerError)
+    with pytest.raises(ier.errors.IerError, match="duplicates"):
+        Predictions(ids=["a", "a"], classes=("*",), maps=np.zeros((2, 1, 2, 2), np.float32))

@@ -35,3 +35,7 @@ class AssetError(IerError):
 
 class DatasetError(IerError):
     """A raw dataset root does not have the expected layout."""
+
+
+class PredictionsError(IerError):
+    """A predictions file or object is malformed (missing arrays, bad shape, dtype or range)."""

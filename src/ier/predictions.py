@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ier.errors import IerError
+from ier.errors import PredictionsError
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +22,13 @@ AGNOSTIC_CLASS = "*"
 _REQUIRED_KEYS = ("ids", "classes", "maps")
 _OPTIONAL_KEYS = ("scores",)
 
-
-class PredictionsError(IerError):
-    """A predictions file or object is malformed (missing arrays, bad shape, dtype or range)."""
+__all__ = [
+    "AGNOSTIC_CLASS",
+    "Predictions",
+    "PredictionsError",
+    "load_predictions",
+    "save_predictions",
+]
 
 
 @dataclass(frozen=True, eq=False)
