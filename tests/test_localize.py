@@ -390,3 +390,13 @@ def test_ier_localize_is_callable_as_the_package_attribute(clip: Path) -> None:
 
     importlib.import_module("ier.localize")  # binds the attribute ier.localize to the module
     assert len(ier.localize(clip, model=ColourToneModel(), hop_seconds=1.0).windows) == 3
+
+
+def test_a_soundtrack_shorter_than_the_picture_reads_as_silence(tmp_path: Path) -> None:
+    frames = np.full((30, 64, 64, 3), 90, np.uint8)
+    frames[:, 10:40, 10:40] = RGB["red"]
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE  # 1 s of 440 Hz under 3 s of video
+    wave = (0.3 * np.sin(2 * np.pi * TONES_HZ["red"] * t)).astype(np.float32)
+    clip = write_mp4(tmp_path / "short_audio.mp4", frames, fps=FPS, audio=wave)
+    states = [s for _, s, _ in localize(clip, model=ColourToneModel(), smoothing=0).track("red")]
+    assert states[0] == "sounding-on-screen" and states[-1] == "visible-silent"

@@ -326,17 +326,24 @@ class _AudioReader:
         span = max(_AUDIO_CHUNK_SECONDS, min_seconds + 2 * _AUDIO_LEAD_SECONDS)
         span = min(span, max(self.duration - start_seconds, min_seconds))
         self.chunk_start = start_seconds
-        self.chunk = load_audio(
-            self.path, sample_rate=self.rate, start_seconds=start_seconds,
-            duration_seconds=span, end_tolerance_seconds=span,
-        )  # fmt: skip
+        try:
+            self.chunk = load_audio(
+                self.path, sample_rate=self.rate, start_seconds=start_seconds,
+                duration_seconds=span, end_tolerance_seconds=span,
+            )  # fmt: skip
+        except MediaError as err:
+            if start_seconds <= 0:
+                raise
+            # The soundtrack ends before the picture: the rest of the video is silent.
+            logger.warning("%s; treating audio from %.2f s on as silence", err, start_seconds)
+            self.chunk = np.zeros(int(round(span * self.rate)), np.float32)
 
 
 @dataclass
 class _Pending:
     index: int
-    frame: np.ndarray  # original-size frame displayed at the window centre
-    display: np.ndarray | None
+    image: np.ndarray  # (S, S, 3) model-size frame displayed at the window centre
+    display: np.ndarray | None  # the same frame at display size (overlay, key frames)
 
 
 class _Smoother:
@@ -364,14 +371,13 @@ class _Run:
         model: nn.Module,
         settings: LocalizeSettings,
         sinks: Any,
+        *,
+        progress: bool = False,
     ) -> None:
-        self.path, self.info, self.model, self.settings, self.sinks = (
-            path,
-            info,
-            model,
-            settings,
-            sinks,
-        )
+        from tqdm import tqdm
+
+        self.path, self.info, self.model = path, info, model
+        self.settings, self.sinks = settings, sinks
         self.size, self.rate, self.clip_seconds = _model_io(model)
         self.classes = tuple(str(c) for c in model.classes)
         self.starts = window_times(
@@ -385,6 +391,7 @@ class _Run:
         self.has_audio = callable(getattr(model, "audio_presence", None))
         self.records: list[WindowRecord] = []
         self.timings = {"decode": 0.0, "model": 0.0, "render": 0.0}
+        self.bar = tqdm(total=len(self.starts), unit="window", disable=not progress, leave=False)
 
     def run(self) -> list[WindowRecord]:
         """Decode once, process every window, and return the records in time order."""
@@ -397,7 +404,7 @@ class _Run:
                 and previous is not None
                 and t > self.centres[next_window] + 1e-4
             ):
-                pending.append(_Pending(next_window, previous[1], previous[2]))
+                pending.append(self._pending(next_window, previous))
                 next_window += 1
             previous, last_time = (t, frame, display), t
             if len(pending) >= self.settings.batch_size:
@@ -406,12 +413,15 @@ class _Run:
         if previous is None:
             raise MediaError(f"{self.path}: video stream has no decodable frames")
         self._check_complete(last_time)
-        pending += [
-            _Pending(i, previous[1], previous[2]) for i in range(next_window, len(self.centres))
-        ]
+        pending += [self._pending(i, previous) for i in range(next_window, len(self.centres))]
         self._process(pending)
         self.sinks.finish(len(self.records))
+        self.bar.close()
         return self.records
+
+    def _pending(self, index: int, shown: tuple[float, np.ndarray, np.ndarray | None]) -> _Pending:
+        """Window ``index`` takes the frame displayed at its centre (the last one at or before)."""
+        return _Pending(index, resize_rgb(shown[1], self.size), shown[2])
 
     def _frames(self) -> Iterator[tuple[float, np.ndarray, np.ndarray | None]]:
         frames = iter_frames(self.path)
@@ -444,7 +454,7 @@ class _Run:
         window = self.settings.window_seconds
         k = max(1, round(window / self.clip_seconds))
         n_samples = int(round(self.clip_seconds * self.rate))
-        images = np.stack([resize_rgb(p.frame, self.size) for p in pending])
+        images = np.stack([p.image for p in pending])
         waves = []
         for p in pending:
             for j in range(k):
@@ -484,6 +494,7 @@ class _Run:
             record = self._record(item.index, smoothed)
             self.records.append(record)
             self.sinks.window(record, smoothed["maps"], item.display)
+        self.bar.update(len(pending))
         self.timings["render"] += time.perf_counter() - tick
 
     def _record(self, index: int, cues: dict[str, np.ndarray]) -> WindowRecord:
@@ -555,6 +566,7 @@ def localize(
     save_maps: bool = False,
     write_overlay: bool = True,
     write_report: bool = True,
+    progress: bool = False,
 ) -> LocalizationResult:
     """Localize every class over a whole video with sliding windows.
 
@@ -576,6 +588,7 @@ def localize(
         save_maps: Also write the smoothed maps to ``maps.npz``.
         write_overlay: Write ``overlay.mp4`` (when ``out_dir`` is given).
         write_report: Write ``report.html`` (when ``out_dir`` is given).
+        progress: Show a progress bar over windows (stderr).
 
     Raises:
         MediaError: Bad input video. IerError: Output folder exists or is not writable.
@@ -592,7 +605,7 @@ def localize(
     path, info = check_video(video, settings.window_seconds)
     out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     net, name = _resolve_model(model)
-    run = _Run(path, info, net, settings, sinks=None)
+    run = _Run(path, info, net, settings, sinks=None, progress=progress)
     result = LocalizationResult(
         video_path=path, video=info, model_name=name, classes=run.classes, settings=settings,
         cues={"visual_presence": run.has_visual, "audio_presence": run.has_audio},

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         save_maps=args.save_maps,
         write_overlay=not args.no_overlay,
         write_report=not args.no_report,
+        progress=True,
     )
     print(summarize(result))
     return 0
