@@ -45,6 +45,7 @@ def with_prototypes(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 @pytest.mark.parametrize("name", list_models())
 def test_registered_model_forward_localize_shapes(name: str) -> None:
+    torch.manual_seed(0)  # parameter init independent of test order
     cfg = tiny(name=name)
     model = with_prototypes(create_model(cfg)).eval()
     images, waves = inputs(cfg)
@@ -63,6 +64,7 @@ def test_registered_model_forward_localize_shapes(name: str) -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_registered_model_backward_has_finite_gradients(name: str) -> None:
+    torch.manual_seed(0)  # parameter init independent of test order
     cfg = tiny(name=name)
     model = with_prototypes(create_model(cfg)).train()
     images, waves = inputs(cfg, batch=3)
@@ -77,6 +79,7 @@ def test_registered_model_backward_has_finite_gradients(name: str) -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_registered_model_state_dict_round_trip(name: str) -> None:
+    torch.manual_seed(0)  # parameter init independent of test order
     cfg = tiny(name=name)
     model = with_prototypes(create_model(cfg)).eval()
     images, waves = inputs(cfg)
