@@ -155,3 +155,11 @@ def test_mix_reaches_the_requested_snr():
     added = mixed - signal
     assert 10 * np.log10(np.mean(signal**2) / np.mean(added**2)) == pytest.approx(10.0, abs=1e-3)
     assert 20 * np.log10(rms(signal)) == pytest.approx(compose.SOURCE_LEVEL_DBFS, abs=1e-3)
+
+
+def test_no_train_recording_is_a_copy_of_a_test_recording():
+    from ier.scenes.report import _max_normalised_xcorr, near_duplicate_recordings
+
+    wave = np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE).astype(np.float32)
+    assert _max_normalised_xcorr(wave, 0.5 * wave[SAMPLE_RATE:]) == pytest.approx(1.0, abs=1e-4)
+    assert near_duplicate_recordings() == []

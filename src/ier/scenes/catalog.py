@@ -140,9 +140,14 @@ CLASSES: tuple[SoundClass, ...] = (
     SoundClass("lion", "animal",
                _a("opensfx:67"), _a(_T_MAM + "cats/lion.ogg"),
                (_T_MAM + "cats/lion.png",), (_T_MAM + "cats/lion-2.png",)),
-    SoundClass("goat", "animal",
-               _a(_T_MAM + "bovines/goat.ogg"), _a(_T_MAM + "bovines/mountaingoat.ogg"),
-               (_T_MAM + "bovines/goat.png",), (_T_MAM + "bovines/mountaingoat.png",)),
+        SoundClass(
+        "tiger",
+        "animal",
+        (_r(_T_MAM + "cats/tiger.ogg", 0.0, 4.1),),
+        (_r(_T_MAM + "cats/tiger.ogg", 4.1, None),),
+        (_T_MAM + "cats/tiger.png",),
+        (_T_MAM + "cats/tiger_sumatran.png",),
+    ),
 )  # fmt: skip
 
 _FD = "freedesktop:"
@@ -174,7 +179,7 @@ NOISES: tuple[SoundPool, ...] = (
     SoundPool("rain", (_r(GC_MEM + "LRRain_in_garden_01_LA_cut.ogg", 0.0, 3.0),),
               (_r(GC_MEM + "LRRain_in_garden_01_LA_cut.ogg", 3.0, None),
                AudioItem(GC_MEM + "LRFrogsInPondDuringStormLACut.ogg"))),
-    SoundPool("wind", (AudioItem("opensfx:52"),), (AudioItem("opensfx:57"),)),
+    SoundPool("wind", (_r("opensfx:52", 0.0, 1.6),), (_r("opensfx:52", 1.6, None),)),
     SoundPool("water", _a(_LC + "Water1.wav", _LC + "Water2.wav", _LC + "Water3.wav"),
               _a(_LC + "Water4.wav", _LC + "Water5.wav")),
     SoundPool("traffic",

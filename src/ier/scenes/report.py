@@ -201,3 +201,37 @@ def stats_table(stats: dict[str, dict[str, Any]]) -> str:
             f"{real} / {gm} |"
         )
     return "\n".join(lines)
+
+
+def _max_normalised_xcorr(a: np.ndarray, b: np.ndarray, max_seconds: float = 2.0) -> float:
+    """Peak normalised cross-correlation of the (at most 2 s) shorter wave against the longer."""
+    from scipy.signal import fftconvolve
+
+    from ier.audio import SAMPLE_RATE
+
+    if len(a) < len(b):
+        a, b = b, a
+    b = b[: round(max_seconds * SAMPLE_RATE)]
+    num = fftconvolve(a, b[::-1], mode="valid")
+    energy = fftconvolve(a**2, np.ones(len(b)), mode="valid").clip(1e-12) * float((b**2).sum())
+    return float(np.max(np.abs(num) / np.sqrt(energy)))
+
+
+def near_duplicate_recordings(threshold: float = 0.8) -> list[str]:
+    """Train/test recording pairs of one class (or pool) that are copies of each other.
+
+    Different files can hold the same take (an edit of one original); a peak normalised
+    cross-correlation above ``threshold`` flags such a pair as a hidden train/test leak.
+    """
+    from ier.scenes import assets, catalog
+
+    groups = [(c.name, c.train_audio, c.test_audio) for c in catalog.CLASSES]
+    groups += [(p.name, p.train, p.test) for p in (*catalog.OFFSCREEN, *catalog.NOISES)]
+    found = []
+    for name, train, test in groups:
+        for x in {a.asset for a in train}:
+            for y in {a.asset for a in test} - {x}:
+                r = _max_normalised_xcorr(assets.load_wave(x), assets.load_wave(y))
+                if r > threshold:
+                    found.append(f"{name}: {x} (train) and {y} (test) correlate at {r:.2f}")
+    return sorted(found)
