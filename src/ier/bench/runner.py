@@ -284,7 +284,7 @@ def run_one(
         "extended": extended,
     }
     _write_json(record_path, record)
-    return record
+    return json.loads(record_path.read_text(encoding="utf-8"))  # as a later, skipping call sees it
 
 
 def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:

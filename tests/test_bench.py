@@ -1,0 +1,171 @@
+"""``ier bench``: run planning, per-run configs, tables and figures from known records, an
+end-to-end run of two methods with skip/resume on the small benchmark, and (slow) every method
+via the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from PIL import Image
+
+from ier.bench import IER_ABLATIONS, METHOD_ORDER, BenchConfig, experiment_for, plan_runs, run_bench
+from ier.bench.figures import BAR_METRICS, bar_chart
+from ier.bench.report import markdown
+from ier.bench.runner import BENCH_FILE, RECORD_FILE, _check_out_dir
+from ier.cli import main
+from ier.errors import ConfigError
+
+
+def fake_record(name: str, *, ablation: bool = False, value: float = 0.5) -> dict:
+    splits = ("test/solo", "test/synthetic", "test/duet", "test/wild", "test/negative")
+    metrics = {
+        s: {"iou@0.5": value, "auc": value, "ciou@0.3": value, "ciou_auc": value, "nsa": None,
+            "silent_fp": 0.25, "negative_fp": 0.125, "aii_nmi": 0.809}
+        for s in splits
+    }  # fmt: skip
+    return {
+        "name": name, "method": name.split("-")[0], "overrides": [], "label": name,
+        "ablation": ablation, "preset": "tiny", "train_seconds": 1.25, "eval_seconds": 0.5,
+        "resumed": False, "metrics": metrics, "extended": {"ap": value, "max_f1": None},
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- planning and configs
+
+
+def test_plan_runs_orders_methods_then_ablations() -> None:
+    names = [r.name for r in plan_runs(BenchConfig(preset="tiny"))]
+    assert names == list(METHOD_ORDER) + [r.name for r in IER_ABLATIONS]
+    subset = plan_runs(BenchConfig(preset="tiny", methods=("ier", "ots")))
+    assert [r.name for r in subset][:2] == ["ots", "ier"] and len(subset) == 6
+    assert [r.name for r in plan_runs(BenchConfig(methods=("dsol",)))] == ["dsol"]
+    assert [r.name for r in plan_runs(BenchConfig(methods=("ier",), ablations=False))] == ["ier"]
+
+
+def test_bench_config_rejects_unknown_methods_and_presets() -> None:
+    with pytest.raises(ConfigError, match="unknown method"):
+        BenchConfig(methods=("nope",))
+    with pytest.raises(ConfigError, match="unknown preset"):
+        BenchConfig(preset="huge")
+
+
+def test_experiment_for_applies_ablations_and_tiny_smoke_limits() -> None:
+    config = BenchConfig(preset="tiny", overrides=("seed=3",))
+    by_name = {r.name: r for r in IER_ABLATIONS}
+    no_aii = experiment_for(by_name["ier-no-aii"], config)
+    assert no_aii.model.ier.use_aii is False and no_aii.seed == 3
+    assert all(s.epochs == 1 and s.max_steps == 3 for s in no_aii.stages)
+    assert no_aii.eval.at_end is False
+    curriculum = experiment_for(by_name["ier-aii-no-curriculum"], config)
+    assert [s.curriculum for s in curriculum.stages if s.name == "aii"] == [False]
+    assert experiment_for(by_name["ier-no-silent-filter"], config).model.ier.silent_filter is False
+    offscreen = experiment_for(by_name["ier-no-offscreen-filter"], config)
+    assert offscreen.model.ier.offscreen_filter is False
+    quick = experiment_for(plan_runs(BenchConfig(methods=("dsol",)))[0], BenchConfig())
+    assert all(s.max_steps == 0 for s in quick.stages) and quick.stages[0].epochs > 1
+
+
+def test_out_dir_must_be_new_or_the_same_bench(tmp_path) -> None:
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        _check_out_dir(tmp_path / "foreign", BenchConfig(preset="tiny"), tmp_path)
+    _check_out_dir(tmp_path / "bench", BenchConfig(preset="tiny"), tmp_path)
+    assert (tmp_path / "bench" / BENCH_FILE).is_file()
+    _check_out_dir(tmp_path / "bench", BenchConfig(preset="tiny"), tmp_path)  # same bench: fine
+    with pytest.raises(ConfigError, match="preset 'tiny'"):
+        _check_out_dir(tmp_path / "bench", BenchConfig(preset="quick"), tmp_path)
+
+
+# --------------------------------------------------------------------------- tables and figures
+
+
+def test_markdown_tables_hold_every_row_and_formatted_values(tmp_path) -> None:
+    records = [fake_record("ier"), fake_record("ots"), fake_record("ier-no-aii", ablation=True)]
+    text = markdown(records, tmp_path, BenchConfig(preset="tiny"))
+    localization = text.split("## Localization")[1].split("##")[0]
+    rows = [line for line in localization.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() for r in rows] == ["ots", "ier", "↳ ier-no-aii"]
+    assert rows[0].count("50.0") == 8  # every localization cell of a 0.5 record
+    interference = text.split("## Interference")[1].split("##")[0]
+    assert "| ots | 25.0 | 25.0 | – | – | – | 12.5 | 50.0 | – |" in interference
+    aii = text.split("## Audio-Instance-Identifier")[1].split("##")[0]
+    assert re.search(r"\| IEr? \| 0\.809", aii) or "| ier | 0.809" in aii
+    assert "| ↳ ier-no-aii | 0.809" in aii
+    assert "| ots | 1.2 | 0.5 | 1.8 |" in text.split("## Wall time")[1]
+
+
+def test_bar_chart_draws_bar_heights_proportional_to_values(tmp_path) -> None:
+    path = bar_chart([fake_record("full", value=1.0), fake_record("none", value=0.0)],
+                     tmp_path / "bars.png")  # fmt: skip
+    image = Image.open(path).convert("RGB")
+    first_color = (31, 119, 180)  # PALETTE[0], the first metric's bar
+    columns = [
+        x for x in range(image.width)
+        if sum(image.getpixel((x, y)) == first_color for y in range(60, 300)) > 200
+    ]  # fmt: skip
+    assert columns, "the 100 % bar of the first run reaches the top of the plot"
+    assert max(columns) < image.width // 2  # the 0 % run draws no bar
+    assert len(BAR_METRICS) == 5
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_bench_two_methods_end_to_end_skips_and_resumes(small_benchmark, tmp_path) -> None:
+    out = tmp_path / "bench"
+    config = BenchConfig(
+        preset="tiny", methods=("ots", "ier"), ablations=False,
+        overrides=(f"data.cache_dir={tmp_path / 'cache'}",), qualitative_samples=2,
+    )  # fmt: skip
+    result = run_bench(out, data_dir=small_benchmark, config=config, progress=False)
+    assert [r["name"] for r in result.records] == ["ots", "ier"]
+    for kind in ("json", "markdown", "bars", "qualitative"):
+        assert result.files[kind].is_file()
+    summary = json.loads(result.files["json"].read_text())
+    ier = next(r for r in summary["runs"] if r["name"] == "ier")
+    assert set(ier["metrics"]) == {f"test/{s}" for s in ("solo", "synthetic", "duet", "wild",
+                                                           "negative")}  # fmt: skip
+    assert ier["metrics"]["test/solo"]["aii_nmi"] is not None
+    assert ier["extended"]["n"] == 64  # test/solo + test/negative
+    assert ier["train_seconds"] > 0 and ier["eval_seconds"] > 0
+    text = result.files["markdown"].read_text()
+    assert "| Objects that Sound |" in text and "| IEr |" in text
+    grid = Image.open(result.files["qualitative"])
+    assert grid.size == (170 + 2 * 160, grid.size[1]) and grid.size[1] > 2 * 160
+
+    # A second call skips both runs (the records are reused as they are).
+    again = run_bench(out, data_dir=small_benchmark, config=config, progress=False)
+    assert again.records == result.records
+    # A run that lost its record and final model resumes from its checkpoint.
+    (out / "runs" / "ots" / RECORD_FILE).unlink()
+    (out / "runs" / "ots" / "model.safetensors").unlink()
+    resumed = run_bench(out, data_dir=small_benchmark, config=config, progress=False)
+    ots = resumed.records[0]
+    assert ots["resumed"] is True and (out / "runs" / "ots" / "model.safetensors").is_file()
+    assert ots["metrics"]["test/solo"]["auc"] == pytest.approx(
+        result.records[0]["metrics"]["test/solo"]["auc"]
+    )
+
+
+@pytest.mark.slow
+def test_bench_cli_tiny_runs_every_method_and_ablation(small_benchmark, tmp_path, capsys) -> None:
+    out = tmp_path / "bench"
+    code = main(["bench", "--preset", "tiny", "--data", str(small_benchmark), "--out", str(out),
+                 "--no-progress", "--set", f"data.cache_dir={tmp_path / 'cache'}"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "results.json").read_text())
+    expected = list(METHOD_ORDER) + [r.name for r in IER_ABLATIONS]
+    assert sorted(r["name"] for r in summary["runs"]) == sorted(expected)
+    text = (out / "results.md").read_text()
+    localization = text.split("## Localization")[1].split("##")[0]
+    assert len([line for line in localization.splitlines() if line.startswith("| ")]) == 1 + len(
+        expected
+    )
+    for run in summary["runs"]:
+        assert run["metrics"]["test/wild"]["ciou@0.3"] is not None
+        assert run["train_seconds"] > 0
+    assert "results.md" in capsys.readouterr().out
+    assert Image.open(out / "qualitative.png").size[1] > len(expected) * 160
