@@ -208,14 +208,14 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
 def optimizer_to_flat(
     optimizer: torch.optim.Optimizer,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into tensors (``optim.*``) and JSON metadata."""
+    """Split an optimizer state dict into tensors (keys ``<param id>.<name>``) and JSON metadata."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for pid, entry in state["state"].items():
         for key, value in entry.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim.{pid}.{key}"] = value
+                tensors[f"{pid}.{key}"] = value
             else:
                 scalars.setdefault(str(pid), {})[key] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}

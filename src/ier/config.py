@@ -229,7 +229,7 @@ def ier_recipe(name: str) -> ExperimentConfig:
             **common,
         ),
     )
-    data = DataConfig(train_frames=2 if name == "tiny" else 4)
+    data = DataConfig(train_frames=4 if name == "paper" else 2)
     return ExperimentConfig(
         method="ier",
         preset=name,
@@ -421,7 +421,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     """Load an experiment from TOML (``configs/*.toml``) or JSON (a run's ``config.json``).
 
     A TOML file may start from a preset: top-level ``base = "ier/quick"`` takes that preset, and
-    the file's other tables override it (``[model]`` fields, ``[[stages]]`` replace the stages).
+    the file's other tables override it (``[model]`` fields; ``[[stages]]`` replaces the stages).
+    A top-level ``overrides = ["stages.aii.curriculum=false", ...]`` is applied last, exactly
+    like ``--set``.
     """
     try:
         import tomllib
@@ -436,12 +438,15 @@ def load_config(path: str | Path) -> ExperimentConfig:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {err}") from err
+    overrides = data.pop("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"{path}: overrides must be a list of 'key=value' strings")
     base = data.pop("base", None)
     if base is not None:
         if not isinstance(base, str) or base.count("/") != 1:
             raise ConfigError(f"{path}: base must be 'METHOD/PRESET', got {base!r}")
         data = _merge(to_dict(preset(*base.split("/"))), data)
-    return ExperimentConfig.from_dict(data)
+    return apply_overrides(ExperimentConfig.from_dict(data), overrides)
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

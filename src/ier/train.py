@@ -148,7 +148,7 @@ def _checkpoint_state(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:  # fmt: skip
     optim_tensors, optim_meta = optimizer_to_flat(optimizer)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors.update({f"optim.{k[len('optim.') :]}": v for k, v in optim_tensors.items()})
+    tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
     tensors.update({f"task.{k}": v for k, v in task.extra_state().items()})
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {

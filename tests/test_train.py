@@ -1,0 +1,127 @@
+"""Training: the stage loop end to end, resume after a crash, run-dir safety, AII curriculum."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ier.checkpoint import load_checkpoint
+from ier.cli import main
+from ier.config import apply_overrides, preset
+from ier.data.toy import build_toy_benchmark
+from ier.tasks import create_task, list_tasks
+from ier.tasks.ier import MixSchedule, curriculum, mix_waves
+from ier.train import SimulatedCrash, fit
+
+# A few steps per stage on the toy data: 48 clips, batch 16 -> 3 steps per epoch.
+SHORT = [
+    "stages.av.epochs=2", "stages.aii.epochs=2", "stages.cmr.epochs=1", "eval.at_end=false",
+    "data.train_frames=1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_toy_benchmark(tmp_path_factory.mktemp("toy"), n_train=48, n_test=8)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "model.safetensors").section("model")
+
+
+def test_ier_tasks_are_registered() -> None:
+    assert {"ier_av", "ier_aii", "ier_cmr"} <= set(list_tasks())
+    stage = dataclasses.replace(preset("ier", "tiny").stages[0], task="nope")
+    with pytest.raises(Exception, match="unknown task 'nope'"):
+        create_task(torch.nn.Linear(1, 1), stage, seed=0)
+
+
+def test_resume_after_a_crash_gives_the_same_final_weights(toy: Path, tmp_path: Path) -> None:
+    cfg = apply_overrides(preset("ier", "tiny"), SHORT)
+    straight = fit(cfg, toy, tmp_path / "straight", progress=False)
+    with pytest.raises(SimulatedCrash):  # dies in the 2nd epoch of stage 1, after a checkpoint
+        fit(cfg, toy, tmp_path / "crashed", progress=False, crash_after_steps=4)
+    ckpt = load_checkpoint(tmp_path / "crashed/checkpoints/last.safetensors")
+    assert ckpt.meta["training"] == {
+        "stage": 0, "next_epoch": 1, "stage_done": False, "global_step": 3
+    }  # fmt: skip
+    assert not (tmp_path / "crashed/model.safetensors").exists()
+    code = main(["train", "--data", str(toy), "--out", str(tmp_path / "crashed"), "--resume",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "crashed")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.history[-1]["stage"] == "cmr"
+    events = [json.loads(line)["event"] for line in (tmp_path / "crashed/log.jsonl").open()]
+    assert events.count("start") == 2 and events[-1] == "done"
+
+
+def test_an_existing_run_directory_is_never_overwritten(
+    toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    code = main(["train", "--preset", "tiny", "--data", str(toy), "--out", str(run)])
+    assert code == 2
+    assert "already exists; pass --resume" in capsys.readouterr().err
+    assert (run / "notes.txt").read_text() == "mine" and len(list(run.iterdir())) == 1
+    assert main(["train", "--data", str(toy), "--out", str(tmp_path / "none"), "--resume"]) == 2
+
+
+def test_cli_rejects_unknown_override(toy: Path, tmp_path: Path, capsys) -> None:
+    code = main(["train", "--preset", "tiny", "--data", str(toy), "--out", str(tmp_path / "r"),
+                 "--set", "stages.av.epoch=2"])  # fmt: skip
+    assert code == 2
+    assert "unknown config key 'stages.0.epoch'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_completes(toy: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ier", "train", "--preset", "tiny", "--data", str(toy),
+           "--out", str(run), "--no-progress", *sum((["--set", s] for s in SHORT), [])]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (run / "checkpoints/last.safetensors").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert load_checkpoint(run / "checkpoints/last.safetensors")  # intact despite the kill
+    resumed = subprocess.run([*cmd[: -2 * len(SHORT)], "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run / "model.safetensors").is_file()
+
+
+# --- AII curriculum and mixing -------------------------------------------------------------------
+
+
+def test_curriculum_follows_the_method_table() -> None:
+    assert curriculum(0.1) == MixSchedule(0.0, (1,), 0.0)
+    assert curriculum(0.35).mix_prob == pytest.approx(0.25)
+    assert curriculum(0.35).sources == (2,) and curriculum(0.35).gain_db == 6.0
+    assert curriculum(0.65).mix_prob == pytest.approx(0.65)
+    assert curriculum(0.65).sources == (2, 3)
+    assert curriculum(0.95) == MixSchedule(0.8, (2, 3), 10.0)
+    assert curriculum(0.0, enabled=False) == curriculum(1.0)  # "AII w/o curriculum"
+
+
+def test_mix_waves_applies_gains_in_db_and_avoids_clipping() -> None:
+    a, b = torch.full((4,), 0.1), torch.full((4,), 0.2)
+    mixed = mix_waves([a, b], np.array([0.0, -20.0 * np.log10(2.0)]))  # b at half amplitude
+    assert torch.allclose(mixed, torch.full((4,), 0.2))
+    loud = mix_waves([torch.tensor([0.9, -0.5]), torch.tensor([0.9, 0.0])], np.zeros(2))
+    assert float(loud.abs().max()) == pytest.approx(1.0)  # peak-normalised
+    assert loud[1] / loud[0] == pytest.approx(-0.5 / 1.8)
