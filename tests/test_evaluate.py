@@ -13,7 +13,14 @@ import pytest
 from ier.cli import main
 from ier.data.manifest import Sample, write_manifest
 from ier.errors import ConfigError
-from ier.evaluate import EvalSettings, evaluate, format_table, score_sample, split_kind
+from ier.evaluate import (
+    EvalSettings,
+    evaluate,
+    format_table,
+    score_sample,
+    split_kind,
+    split_protocol,
+)
 from ier.predictions import Predictions, save_predictions
 
 RESULT_KEYS = {
@@ -205,12 +212,139 @@ def test_consensus_option_uses_annotator_boxes() -> None:
     maps = np.zeros((1, 1, 4, 4), np.float32)
     maps[0, 0, :2, :2] = 1.0
     preds = _preds(["f"], maps, classes=("*",))
-    plain = evaluate(preds, [sample], EvalSettings(grid=4))
-    consensus = evaluate(preds, [sample], EvalSettings(grid=4, consensus=True))
-    assert plain["settings"]["split_kind"] == "solo"
+    dsol = {"grid": 4, "threshold_policy": "relative"}
+    plain = evaluate(preds, [sample], EvalSettings(**dsol, consensus=False))
+    consensus = evaluate(preds, [sample], EvalSettings(**dsol, consensus=True))
+    assert plain["settings"]["split_kind"] == "solo" and plain["settings"]["alpha"] == 0.1
     assert plain["auc"] == pytest.approx(5 * 0.05 + 0.05 / 2)  # r(t) = 1 up to t = 0.25
     # IoU 4/16 with the reference box, 4/12 against the soft consensus map.
     assert plain["ciou@0.3"] == 0.0 and consensus["ciou@0.3"] == 1.0
+    assert (plain["settings"]["consensus"], consensus["settings"]["consensus"]) == (False, True)
+
+
+# Flickr-like sample on a 4 x 4 grid. Annotators: rows 0-1 x cols 0-1, rows 0-3 x cols 0-1,
+# rows 0-1 x cols 2-3, so the consensus map is 1 (top-left), 0.5 (bottom-left, top-right) and
+# 0 (bottom-right): sum 8. The envelope box is the whole image.
+FLICKR_ANNOTATORS = [[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 1.0], [0.5, 0.0, 1.0, 0.5]]
+
+
+def _flickr_case(split: str = "flickr") -> tuple[Predictions, Sample]:
+    obj = _obj("*", [0.0, 0.0, 1.0, 1.0], True, annotators=FLICKR_ANNOTATORS)
+    maps = np.zeros((1, 1, 4, 4), np.float32)
+    maps[0, 0, :2, :2], maps[0, 0, 2:, :2] = 1.0, 0.6  # left half: top 1.0, bottom 0.6
+    maps[0, 0, :2, 2:], maps[0, 0, 2:, 2:] = 0.3, 0.2  # right half: top 0.3, bottom 0.2
+    return _preds(["f"], maps, classes=("*",)), _sample("f", [obj], split)
+
+
+def _iou_band(**settings) -> tuple[float, float, float]:
+    """(ciou@0.6, ciou@0.7, ciou@0.8) of the Flickr case: brackets its single IoU."""
+    preds, sample = _flickr_case(settings.pop("split", "flickr"))
+    results = evaluate(
+        preds, [sample], EvalSettings(grid=4, ciou_thresholds=(0.6, 0.7, 0.8), **settings)
+    )
+    return results["ciou@0.6"], results["ciou@0.7"], results["ciou@0.8"]
+
+
+def test_flickr_preset_defaults_to_median_threshold_and_consensus_ground_truth() -> None:
+    preds, sample = _flickr_case()
+    results = evaluate(preds, [sample], EvalSettings(grid=4))
+    recorded = results["settings"]
+    assert recorded["threshold_policy"] == "median" and recorded["consensus"] is True
+    assert recorded["alpha"] is None and "median" in recorded["binarize"]
+    assert "threshold=median" in format_table(results)
+    # Median of the 16 pixels (sorted[8]) is 0.6: the left half is on, IoU (4 + 4 * 0.5) / 8.
+    assert _iou_band() == (1.0, 1.0, 0.0)  # IoU 0.75
+    # Union (envelope) ground truth: IoU 8 / 16.
+    assert _iou_band(consensus=False) == (0.0, 0.0, 0.0)
+    # DSOL's relative policy at the solo alpha 0.1: every pixel is on, IoU 8 / (8 + 4).
+    assert _iou_band(threshold_policy="relative") == (1.0, 0.0, 0.0)
+    assert _iou_band(split="extended_flickr") == (1.0, 1.0, 0.0)
+
+
+def test_absolute_and_minmax_policies_end_to_end() -> None:
+    # absolute 0.6 keeps the left half (IoU 0.75); 0.61 only the top-left (4 / 8).
+    assert _iou_band(threshold_policy="absolute", fixed_threshold=0.6) == (1.0, 1.0, 0.0)
+    assert _iou_band(threshold_policy="absolute", fixed_threshold=0.61) == (0.0, 0.0, 0.0)
+    # min-max normalised (v - 0.2) / 0.8: left half 1.0 and 0.5, right half 0.125 and 0.
+    assert _iou_band(threshold_policy="minmax", fixed_threshold=0.5) == (1.0, 1.0, 0.0)
+    # At 0.1 the top-right (0.125) joins: exactly the consensus support is on, IoU 8 / 8.
+    assert _iou_band(threshold_policy="minmax", fixed_threshold=0.1) == (1.0, 1.0, 1.0)
+
+
+def test_vggss_preset_is_median_with_union_and_benchmark_splits_stay_relative() -> None:
+    preds, sample = _flickr_case("vggss")
+    recorded = evaluate(preds, [sample], EvalSettings(grid=4))["settings"]
+    assert (recorded["threshold_policy"], recorded["consensus"]) == ("median", False)
+    assert _iou_band(split="vggss") == (0.0, 0.0, 0.0)  # median vs envelope: 8 / 16
+    recorded = evaluate(preds, [_sample("f", [], "test/solo")], EvalSettings(grid=4))["settings"]
+    assert (recorded["threshold_policy"], recorded["alpha"]) == ("relative", 0.1)
+    assert split_protocol("flickr") == ("solo", "median", True)
+    assert split_protocol("test/duet") == ("duet", "relative", False)
+
+
+def test_every_dataset_preset_names_a_known_policy_and_alpha() -> None:
+    from ier.datasets.presets import SPLIT_PRESETS
+    from ier.evaluate import DEFAULT_ALPHA_BY_KIND
+    from ier.metrics import THRESHOLD_POLICIES
+
+    for name, preset in SPLIT_PRESETS.items():
+        assert preset.threshold in THRESHOLD_POLICIES and preset.kind in DEFAULT_ALPHA_BY_KIND
+        assert preset.gt_rule in ("union", "consensus")
+        if preset.threshold == "relative":  # the preset's alpha is the evaluator's default
+            assert preset.alpha == DEFAULT_ALPHA_BY_KIND[preset.kind], name
+        else:
+            assert preset.alpha is None, name
+
+
+def test_splits_with_different_policies_need_an_explicit_policy() -> None:
+    preds = _preds(["a", "b", "n"], np.zeros((3, 1, 4, 4), np.float32), classes=("*",))
+    flickr = _sample("a", [_obj("*", TOP_LEFT, True)], "flickr")
+    synthetic = _sample("b", [_obj("x", TOP_LEFT, True)], "synthetic")
+    negative = _sample("n", [], "negative")
+    mixed = evaluate(preds, [flickr, negative], EvalSettings(grid=4))  # negatives need no policy
+    assert mixed["settings"]["threshold_policy"] == "median" and mixed["n"] == 2
+    with pytest.raises(ConfigError, match="different threshold policies"):
+        evaluate(preds, [flickr, synthetic], EvalSettings(grid=4))
+    with pytest.raises(ConfigError, match="different kinds"):
+        evaluate(preds, [flickr, synthetic], EvalSettings(grid=4, threshold_policy="relative"))
+    forced = evaluate(preds, [flickr, synthetic], EvalSettings(grid=4, threshold_policy="median"))
+    assert forced["n"] == 2 and forced["settings"]["consensus"] is True
+
+
+def test_class_agnostic_ground_truth_matches_the_max_over_classes() -> None:
+    sample = _sample("f", [_obj("*", TOP_LEFT, True)], "flickr")
+    missing: set[str] = set()
+    settings = EvalSettings(grid=4)
+    scores = score_sample(
+        _class_aware_maps(),
+        CLASSES,
+        sample,
+        alpha=0.5,
+        settings=settings,
+        labels_without_map=missing,
+    )
+    # Max over classes: violin's 6 pixels (4 in the box) and cello's 0.6 pixel are above 0.5.
+    assert scores.ciou == pytest.approx(4 / 7) and scores.iou == pytest.approx(4 / 7)
+    assert missing == set()  # "*" is never a label without a map
+    assert scores.nsa is None  # a "*" sounding object could be any class: none is non-sounding
+
+
+def test_class_agnostic_ground_truth_beside_labelled_objects() -> None:
+    maps = np.zeros((3, 4, 4), np.float32)
+    maps[1, :2, :2] = 1.0  # violin on its box
+    maps[0, 2:, 2:] = 0.9  # cello lights the "*" object's box
+    both = [_obj("violin", TOP_LEFT, True), _obj("*", BOTTOM_RIGHT, True)]
+    scores = score_sample(
+        maps, CLASSES, _sample("a", both), alpha=0.5, settings=EvalSettings(grid=4)
+    )
+    # violin: 1.0; "*": the max map has 8 pixels on against its 4-pixel box, 0.5.
+    assert scores.ciou == pytest.approx((1.0 + 0.5) / 2) and scores.nsa is None
+    silent = [_obj("violin", TOP_LEFT, True), _obj("*", BOTTOM_RIGHT, False)]
+    scores = score_sample(
+        maps, CLASSES, _sample("b", silent), alpha=0.5, settings=EvalSettings(grid=4)
+    )
+    assert (scores.silent_objects, scores.silent_hits) == (1, 1)  # cello's 0.9 > tau in the box
+    assert scores.ciou == 1.0 and scores.nsa == pytest.approx((12 / 16 + 1.0) / 2)
 
 
 def test_mixed_split_kinds_need_an_explicit_alpha() -> None:
@@ -320,3 +454,33 @@ def test_cli_checkpoint_mode_calls_predict_evaluate_checkpoint(
     assert calls["checkpoint"] == Path("c.st") and calls["splits"] == ["test/solo"]
     assert calls["out"] == tmp_path / "eval" and calls["settings"].tau == 0.3
     assert "test/solo" in capsys.readouterr().out
+
+
+def test_cli_threshold_policy_and_consensus_flags(tmp_path, capsys) -> None:
+    preds, sample = _flickr_case()
+    manifest = write_manifest(tmp_path / "test" / "manifest.jsonl", [sample])
+    npz = save_predictions(tmp_path / "preds.npz", preds)
+    argv = ["evaluate", "--predictions", str(npz), "--manifest", str(manifest), "--grid", "4"]
+    out = tmp_path / "m.json"
+    assert main([*argv, "--out", str(out)]) == 0
+    recorded = json.loads(out.read_text())["settings"]
+    assert (recorded["threshold_policy"], recorded["consensus"]) == ("median", True)
+    flags = ["--threshold-policy", "absolute", "--fixed-threshold", "0.61", "--no-consensus"]
+    assert main([*argv, *flags, "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["settings"]["threshold_policy"] == "absolute"
+    assert results["settings"]["fixed_threshold"] == 0.61
+    assert results["settings"]["consensus"] is False
+    assert results["iou@0.5"] == 0.0  # top-left only against the whole-image envelope: 4 / 16
+    capsys.readouterr()
+    assert main([*argv, "--threshold-policy", "otsu"]) == 2
+    assert "threshold_policy must be one of" in capsys.readouterr().err
+
+
+def test_cli_help_names_every_threshold_policy(capsys) -> None:
+    from ier.metrics import THRESHOLD_POLICIES
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(f"{policy} (" in text for policy in THRESHOLD_POLICIES)

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from ier.metrics import (
+    THRESHOLD_POLICIES,
     MetricAccumulator,
     SampleScores,
     average_precision,
     binarize,
+    binarize_with,
     box_mask,
     box_pixels,
     iou,
@@ -84,6 +86,47 @@ def test_binarize_is_per_map_over_leading_axes() -> None:
     out = binarize(maps, 0.5)
     np.testing.assert_array_equal(out[0], np.eye(3, dtype=bool))
     np.testing.assert_array_equal(out[1], np.eye(3, dtype=bool))
+
+
+def test_median_policy_keeps_the_pixels_at_or_above_the_middle_sorted_value() -> None:
+    even = np.array([[0.1, 0.4], [0.3, 0.2]], np.float32)  # sorted[2] = 0.3
+    np.testing.assert_array_equal(binarize_with(even, "median"), [[False, True], [True, False]])
+    odd = np.arange(1, 10, dtype=np.float32).reshape(3, 3) / 10  # sorted[4] = 0.5
+    assert binarize_with(odd, "median").sum() == 5 and not binarize_with(odd, "median")[1, 0]
+    ties = np.array([[0.0, 0.0, 0.0, 0.9]], np.float32)  # sorted[2] = 0: every pixel is >= 0
+    assert binarize_with(ties, "median").all()
+    assert binarize_with(np.zeros((4, 4)), "median").all()  # unlike relative: all on
+
+
+def test_median_policy_matches_ezvsl_min_max_then_sorted_threshold() -> None:
+    rng = np.random.default_rng(3)
+    maps = rng.random((3, 7, 6)).astype(np.float32)
+    for smap, got in zip(maps, binarize_with(maps, "median")):
+        normalised = (smap - smap.min()) / (smap.max() - smap.min())
+        threshold = np.sort(normalised.flatten())[int(normalised.size * 0.5)]
+        np.testing.assert_array_equal(got, normalised >= threshold)
+        assert got.sum() == smap.size - smap.size // 2
+
+
+def test_absolute_and_minmax_policies_hand_computed() -> None:
+    smap = np.array([[0.2, 0.4], [0.6, 1.0]], np.float32)
+    absolute = binarize_with(smap, "absolute", threshold=0.6)  # inclusive, as SLAVC's >=
+    np.testing.assert_array_equal(absolute, [[False, False], [True, True]])
+    # min-max normalised: [[0, 0.25], [0.5, 1]].
+    minmax = binarize_with(smap, "minmax", threshold=0.25)
+    np.testing.assert_array_equal(minmax, [[False, True], [True, True]])
+    assert not binarize_with(smap, "absolute", threshold=0.25)[0, 0]
+    # A uniform map cannot be normalised and is compared as given (LVS's normalize_img).
+    assert binarize_with(np.full((2, 2), 0.6), "minmax", threshold=0.5).all()
+    assert not binarize_with(np.full((2, 2), 0.3), "minmax", threshold=0.5).any()
+
+
+def test_relative_policy_is_binarize_and_unknown_policy_fails() -> None:
+    maps = np.random.default_rng(0).random((2, 5, 5))
+    np.testing.assert_array_equal(binarize_with(maps, "relative", alpha=0.4), binarize(maps, 0.4))
+    assert set(THRESHOLD_POLICIES) == {"relative", "median", "absolute", "minmax"}
+    with pytest.raises(ValueError, match="threshold policy"):
+        binarize_with(maps, "otsu")
 
 
 def test_iou_hand_computed() -> None:

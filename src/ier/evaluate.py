@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,12 +15,14 @@ from typing import Any
 import numpy as np
 
 from ier.data.manifest import SPLIT_KINDS, ObjectAnnotation, Sample
+from ier.datasets.presets import DEFAULT_ALPHA_BY_KIND, split_kind, split_protocol
 from ier.errors import ConfigError
 from ier.metrics import (
     DEFAULT_GRID,
+    THRESHOLD_POLICIES,
     MetricAccumulator,
     SampleScores,
-    binarize,
+    binarize_with,
     box_mask,
     box_pixels,
     iou,
@@ -29,31 +30,26 @@ from ier.metrics import (
     resize_maps,
     top_fraction_confidence,
 )
-from ier.predictions import Predictions
+from ier.predictions import AGNOSTIC_CLASS, Predictions
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ALPHA_BY_KIND: dict[str, float] = {
-    "solo": 0.1,  # DSOL music-exp/tools.py
-    "synthetic": 0.5,  # DSOL music-exp/eval.py
-    "wild": 0.5,  # our unconstrained sets: as synthetic (method.md Q11)
-    "duet": 0.2,  # DSOL music-exp/eval_duet.py
-    "negative": 0.1,  # no boxes: alpha only affects ap/max_f1 through IoU, which needs boxes
-}
+__all__ = [
+    "DEFAULT_ALPHA_BY_KIND",
+    "EvalSettings",
+    "evaluate",
+    "format_table",
+    "score_sample",
+    "split_kind",
+    "split_protocol",
+]
+
 MISSING_POLICIES = ("skip", "zero")
-_KIND_TOKENS = {
-    "solo": "solo",
-    "single": "solo",
-    "vggss": "solo",
-    "flickr": "solo",
-    "synthetic": "synthetic",
-    "syn": "synthetic",
-    "duet": "duet",
-    "wild": "wild",
-    "un": "wild",
-    "unconstrained": "wild",
-    "negative": "negative",
-    "negatives": "negative",
+_BINARIZE_TEXT = {
+    "relative": "map > alpha * max(map), per sample and class (DSOL)",
+    "median": "map >= its median pixel (top half of the pixels), per sample and class (EZ-VSL)",
+    "absolute": "map >= fixed_threshold (SLAVC pred_thr)",
+    "minmax": "(map - min) / (max - min) >= fixed_threshold, per sample and class",
 }
 
 
@@ -66,13 +62,18 @@ class EvalSettings:
         alpha: relative binarisation threshold for ``iou``/``ciou``; None = by split kind.
         alpha_by_kind: default alpha per split kind.
         split_kind: force the split kind (else inferred from the samples' ``split`` names).
+        threshold_policy: how maps are binarised for ``iou``/``ciou`` (one of
+            ``ier.metrics.THRESHOLD_POLICIES``); None = the split's dataset preset
+            (``ier.datasets.presets``: ``median`` for Flickr and VGG-SS), else ``relative``.
+        fixed_threshold: the value of the ``absolute`` and ``minmax`` policies.
         tau: absolute threshold for ``nsa``, ``silent_fp``, ``negative_fp`` and ``pia``.
         iou_threshold: IoU success threshold of ``iou@T`` and of a hit in ``ap``/``max_f1``.
         ciou_thresholds: thresholds of the ``ciou@T`` keys.
         auc_step: spacing of the success-rate thresholds for ``auc`` and ``ciou_auc``.
         top_fraction: fraction of pixels averaged into a sample's confidence (SLAVC: 0.25).
         ap_full_curve: let ``ap`` cover recall from 0 (SLAVC's curve starts at its 2nd point).
-        consensus: score objects that carry ``annotators`` boxes against Senocak's consensus map.
+        consensus: score objects that carry ``annotators`` boxes against Senocak's consensus map;
+            None = the split's dataset preset (on for the Flickr sets), else off.
         consensus_agreement: annotators needed for full weight in the consensus map.
         missing: ``"skip"`` samples without a prediction (counted in ``n_missing``) or score
             them as all-zero maps (``"zero"``).
@@ -83,13 +84,15 @@ class EvalSettings:
     alpha: float | None = None
     alpha_by_kind: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_ALPHA_BY_KIND))
     split_kind: str | None = None
+    threshold_policy: str | None = None
+    fixed_threshold: float = 0.5
     tau: float = 0.5
     iou_threshold: float = 0.5
     ciou_thresholds: tuple[float, ...] = (0.3, 0.5)
     auc_step: float = 0.05
     top_fraction: float = 0.25
     ap_full_curve: bool = False
-    consensus: bool = False
+    consensus: bool | None = None
     consensus_agreement: int = 2
     missing: str = "skip"
     max_batch_values: int = 1 << 24
@@ -98,7 +101,7 @@ class EvalSettings:
         problems = []
         if self.grid < 1:
             problems.append(f"grid must be >= 1, got {self.grid}")
-        for name in ("tau", "iou_threshold", "top_fraction"):
+        for name in ("tau", "iou_threshold", "top_fraction", "fixed_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
@@ -112,6 +115,11 @@ class EvalSettings:
             problems.append(f"auc_step must lie in (0, 1], got {self.auc_step}")
         if self.split_kind is not None and self.split_kind not in SPLIT_KINDS:
             problems.append(f"split_kind must be one of {SPLIT_KINDS}, got {self.split_kind!r}")
+        if self.threshold_policy is not None and self.threshold_policy not in THRESHOLD_POLICIES:
+            problems.append(
+                f"threshold_policy must be one of {THRESHOLD_POLICIES}, "
+                f"got {self.threshold_policy!r}"
+            )
         if self.missing not in MISSING_POLICIES:
             problems.append(f"missing must be one of {MISSING_POLICIES}, got {self.missing!r}")
         if self.consensus_agreement < 1:
@@ -122,32 +130,37 @@ class EvalSettings:
         object.__setattr__(self, "alpha_by_kind", {**DEFAULT_ALPHA_BY_KIND, **self.alpha_by_kind})
 
 
-def split_kind(split: str) -> str:
-    """The split kind of a split name: itself if a kind, else the first token naming one.
-
-    Tokens are the lowercase alphanumeric runs of the name (``"test/duet"``, ``"music-duet"`` ->
-    ``duet``; ``"music_syn"`` -> ``synthetic``; ``"vgg-un"`` -> ``wild``); default ``solo``.
-    """
-    if split in SPLIT_KINDS:
-        return split
-    for token in re.findall(r"[a-z0-9]+", split.lower()):
-        if token in _KIND_TOKENS:
-            return _KIND_TOKENS[token]
-    return "solo"
+@dataclass(frozen=True)
+class _Protocol:
+    kind: str
+    policy: str
+    alpha: float
+    consensus: bool
 
 
-def _resolve_kind(samples: Sequence[Sample], settings: EvalSettings) -> str:
-    if settings.split_kind is not None:
-        return settings.split_kind
-    kinds = {split_kind(s.split) for s in samples} or {"solo"}
-    if len(kinds) > 1:
-        kinds.discard("negative")  # negatives mixed into a split do not need an alpha
-    if len(kinds) > 1 and settings.alpha is None:
+def _resolve_protocol(samples: Sequence[Sample], settings: EvalSettings) -> _Protocol:
+    """The kind, policy, alpha and consensus rule of the samples' splits after the settings."""
+    names = dict.fromkeys(s.split for s in samples) or {"solo": None}
+    found = [split_protocol(name) for name in names]
+    if len(found) > 1:  # negatives mixed into a split need neither an alpha nor a policy
+        found = [p for p in found if p[0] != "negative"] or found
+    kinds = sorted({settings.split_kind or kind for kind, _, _ in found})
+    policies = sorted({settings.threshold_policy or policy for _, policy, _ in found})
+    if len(policies) > 1:
         raise ConfigError(
-            f"the samples come from splits of different kinds {sorted(kinds)}; "
+            f"the samples come from splits with different threshold policies {policies}; "
+            "evaluate each split separately, or pass threshold_policy explicitly"
+        )
+    if policies == ["relative"] and len(kinds) > 1 and settings.alpha is None:
+        raise ConfigError(
+            f"the samples come from splits of different kinds {kinds}; "
             "evaluate each split separately, or pass alpha (or split_kind) explicitly"
         )
-    return sorted(kinds)[0]
+    alpha = settings.alpha if settings.alpha is not None else settings.alpha_by_kind[kinds[0]]
+    consensus = settings.consensus
+    if consensus is None:
+        consensus = any(rule for _, _, rule in found)
+    return _Protocol(kinds[0], policies[0], alpha, consensus)
 
 
 def _object_mask(obj: ObjectAnnotation, settings: EvalSettings) -> np.ndarray:
@@ -166,18 +179,27 @@ def _union(masks: list[np.ndarray], grid: int) -> np.ndarray:
 
 
 class _CategoryMaps:
-    """Looks up a category's map; a class-agnostic map serves every category, a missing one is
-    all-zero and its label is recorded."""
+    """Looks up a category's map; a class-agnostic map serves every category, a class-agnostic
+    label ``"*"`` is matched by the max over the classes (the sound map), a missing category's
+    map is all-zero and its label is recorded."""
 
-    def __init__(self, maps: np.ndarray, classes: Sequence[str], missing: set[str] | None) -> None:
-        self.maps, self.missing = maps, missing
-        self.agnostic = tuple(classes) == ("*",)
+    def __init__(
+        self,
+        maps: np.ndarray,
+        classes: Sequence[str],
+        missing: set[str] | None,
+        sound_map: np.ndarray,
+    ) -> None:
+        self.maps, self.missing, self.sound_map = maps, missing, sound_map
+        self.agnostic = tuple(classes) == (AGNOSTIC_CLASS,)
         self.index = {name: i for i, name in enumerate(classes)}
         self.zero = np.zeros(maps.shape[-2:], np.float32)
 
     def __getitem__(self, label: str) -> np.ndarray:
         if self.agnostic:
             return self.maps[0]
+        if label == AGNOSTIC_CLASS:
+            return self.sound_map
         if label not in self.index:
             if self.missing is not None:
                 self.missing.add(label)
@@ -193,22 +215,33 @@ def _localization(
     settings: EvalSettings,
 ) -> tuple[float, float]:
     """(IoU of the sound map vs all sounding boxes, mean per-category IoU) of a positive sample."""
+    policy, fixed = settings.threshold_policy or "relative", settings.fixed_threshold
+
+    def on(score_map: np.ndarray) -> np.ndarray:
+        return binarize_with(score_map, policy, alpha=alpha, threshold=fixed)
+
     sounding = [o for o in sample.objects if o.sounding]
     gt = _union([_object_mask(o, settings) for o in sounding], settings.grid)
-    sample_iou = float(iou(binarize(sound_map, alpha), gt))
+    sample_iou = float(iou(on(sound_map), gt))
     per_class = []
     for label in sample.sounding_labels:
         masks = [_object_mask(o, settings) for o in sounding if o.label == label]
         gt_label = _union(masks, settings.grid)
-        per_class.append(float(iou(binarize(lookup[label], alpha), gt_label)))
+        per_class.append(float(iou(on(lookup[label]), gt_label)))
     return sample_iou, float(np.mean(per_class))
 
 
 def _non_sounding_maps(maps: np.ndarray, classes: Sequence[str], sample: Sample) -> np.ndarray:
-    """Maps of the prediction's classes not sounding in the sample; "*" only on negatives."""
-    if tuple(classes) == ("*",):
-        return maps[:1] if sample.is_negative else maps[:0]
+    """Maps of the prediction's classes not sounding in the sample; "*" only on negatives.
+
+    A sounding object labelled "*" (class-agnostic ground truth) may be of any class, so then no
+    class map counts as non-sounding.
+    """
     sounding = set(sample.sounding_labels)
+    if tuple(classes) == (AGNOSTIC_CLASS,):
+        return maps[:1] if sample.is_negative else maps[:0]
+    if AGNOSTIC_CLASS in sounding:
+        return maps[:0]
     return maps[[i for i, name in enumerate(classes) if name not in sounding]]
 
 
@@ -227,13 +260,15 @@ def score_sample(
         maps: float ``(C, G, G)`` in [0, 1], one map per entry of ``classes``.
         classes: the prediction's categories; ``("*",)`` for a class-agnostic map.
         sample: the annotated sample.
-        alpha: relative binarisation threshold.
-        settings: the other thresholds and policies.
+        alpha: relative binarisation threshold (used by the ``relative`` policy).
+        settings: the other thresholds and policies, used as given: ``threshold_policy`` None
+            means ``relative`` and ``consensus`` None means off (``evaluate`` resolves both from
+            the split's preset first).
         labels_without_map: if given, labels the sample needs but ``classes`` lacks are added.
     """
     tau = settings.tau
-    lookup = _CategoryMaps(maps, classes, labels_without_map)
     sound_map = maps.max(axis=0)
+    lookup = _CategoryMaps(maps, classes, labels_without_map, sound_map)
     positive = not sample.is_negative
     sample_iou, sample_ciou = (
         _localization(sound_map, lookup, sample, alpha, settings) if positive else (None, None)
@@ -264,6 +299,54 @@ def _batches(count: int, per_sample: int, budget: int) -> list[slice]:
     return [slice(i, i + size) for i in range(0, count, size)]
 
 
+def _score_all(
+    predictions: Predictions,
+    samples: list[Sample],
+    rows: list[int | None],
+    protocol: _Protocol,
+    settings: EvalSettings,
+) -> tuple[MetricAccumulator, set[str]]:
+    """Score every sample, resizing maps one bounded batch at a time."""
+    accumulator = MetricAccumulator()
+    labels_without_map: set[str] = set()
+    channels, grid = len(predictions.classes), settings.grid
+    for batch in _batches(len(rows), channels * grid * grid, settings.max_batch_values):
+        present = [r for r in rows[batch] if r is not None]
+        resized = iter(resize_maps(predictions.maps[present], grid) if present else ())
+        for sample, row in zip(samples[batch], rows[batch]):
+            if row is None and settings.missing == "skip":
+                continue
+            maps = np.zeros((channels, grid, grid), np.float32) if row is None else next(resized)
+            scores = score_sample(
+                maps,
+                predictions.classes,
+                sample,
+                alpha=protocol.alpha,
+                settings=settings,
+                labels_without_map=labels_without_map,
+            )
+            accumulator.update(scores)
+    return accumulator, labels_without_map
+
+
+def _record(
+    settings: EvalSettings, protocol: _Protocol, classes: Sequence[str], labels: set[str]
+) -> dict[str, Any]:
+    """The ``settings`` entry of the results: every setting as resolved for this split."""
+    recorded = dataclasses.asdict(settings)
+    recorded.update(
+        alpha=protocol.alpha if protocol.policy == "relative" else None,
+        split_kind=protocol.kind,
+        classes=list(classes),
+        labels_without_map=sorted(labels),
+        resize="bilinear, half-pixel centres (cv2.resize INTER_LINEAR)",
+        binarize=_BINARIZE_TEXT[protocol.policy],
+        ciou_thresholds=list(settings.ciou_thresholds),
+    )
+    del recorded["max_batch_values"]
+    return recorded
+
+
 def evaluate(
     predictions: Predictions,
     samples: Sequence[Sample],
@@ -274,7 +357,8 @@ def evaluate(
     Args:
         predictions: maps for (some of) the samples; extra ids are ignored.
         samples: the split's manifest samples.
-        settings: thresholds and policies; defaults as documented in ``docs/metrics.md``.
+        settings: thresholds and policies; defaults as documented in ``docs/metrics.md``. Unset
+            ``alpha``, ``threshold_policy`` and ``consensus`` follow the split (its preset or kind).
 
     Returns:
         ``{"iou@0.5", "auc", "ciou@0.3", "ciou@0.5", "ciou_auc", "nsa", "silent_fp",
@@ -284,74 +368,46 @@ def evaluate(
     """
     settings = settings or EvalSettings()
     samples = list(samples)
-    kind = _resolve_kind(samples, settings)
-    alpha = settings.alpha if settings.alpha is not None else settings.alpha_by_kind[kind]
+    protocol = _resolve_protocol(samples, settings)
+    resolved = dataclasses.replace(
+        settings, threshold_policy=protocol.policy, consensus=protocol.consensus
+    )
     rows = [predictions.index_of(s.id) for s in samples]
     missing = [s.id for s, r in zip(samples, rows) if r is None]
     if missing:
+        how = "skipped" if settings.missing == "skip" else "scored as all-zero maps"
         logger.warning(
             "%d of %d samples have no prediction (%s), e.g. %s",
-            len(missing),
-            len(samples),
-            "skipped" if settings.missing == "skip" else "scored as all-zero maps",
-            missing[:3],
+            *(len(missing), len(samples), how, missing[:3]),
         )
     extra = len(predictions) - (len(samples) - len(missing))
     if extra > 0:
         logger.info("%d predictions have no sample in the manifest; ignored", extra)
-    accumulator = MetricAccumulator()
-    labels_without_map: set[str] = set()
-    channels, grid = len(predictions.classes), settings.grid
-    for batch in _batches(len(rows), channels * grid * grid, settings.max_batch_values):
-        batch_rows = rows[batch]
-        batch_samples = samples[batch]
-        present = [r for r in batch_rows if r is not None]
-        resized = resize_maps(predictions.maps[present], grid) if present else None
-        position = 0
-        for sample, row in zip(batch_samples, batch_rows):
-            if row is None:
-                if settings.missing == "skip":
-                    continue
-                maps = np.zeros((channels, grid, grid), np.float32)
-            else:
-                maps, position = resized[position], position + 1
-            accumulator.update(
-                score_sample(
-                    maps,
-                    predictions.classes,
-                    sample,
-                    alpha=alpha,
-                    settings=settings,
-                    labels_without_map=labels_without_map,
-                )
-            )
-    if labels_without_map:
-        logger.warning(
-            "labels without a predicted map were scored as all-zero maps: %s",
-            sorted(labels_without_map),
-        )
+    accumulator, labels = _score_all(predictions, samples, rows, protocol, resolved)
+    if labels:
+        logger.warning("labels without a map were scored as all-zero maps: %s", sorted(labels))
     results: dict[str, Any] = accumulator.compute(
         iou_threshold=settings.iou_threshold,
         ciou_thresholds=settings.ciou_thresholds,
         auc_step=settings.auc_step,
         ap_full_curve=settings.ap_full_curve,
     )
-    splits = list(dict.fromkeys(s.split for s in samples))
-    recorded = dataclasses.asdict(settings)
-    recorded.update(
-        alpha=alpha,
-        split_kind=kind,
-        classes=list(predictions.classes),
-        labels_without_map=sorted(labels_without_map),
-        resize="bilinear, half-pixel centres (cv2.resize INTER_LINEAR)",
-        binarize="map > alpha * max(map), per sample and class",
-    )
-    recorded["ciou_thresholds"] = list(settings.ciou_thresholds)
-    del recorded["max_batch_values"]
     results.update(
-        n=len(samples), n_missing=len(missing), split="+".join(splits), settings=recorded
+        n=len(samples),
+        n_missing=len(missing),
+        split="+".join(dict.fromkeys(s.split for s in samples)),
+        settings=_record(resolved, protocol, predictions.classes, labels),
     )
     return results
+
+
+def _threshold_text(settings: Mapping[str, Any]) -> str:
+    policy = settings.get("threshold_policy") or "relative"
+    if policy == "relative":
+        return f"alpha={settings.get('alpha')}"
+    if policy in ("absolute", "minmax"):
+        return f"{policy} {settings.get('fixed_threshold')}"
+    return str(policy)
 
 
 def format_table(results: Mapping[str, Any]) -> str:
@@ -360,7 +416,8 @@ def format_table(results: Mapping[str, Any]) -> str:
     header = (
         f"split {results.get('split', '?')} ({settings.get('split_kind', '?')}): "
         f"n={results.get('n')}, missing={results.get('n_missing')}, "
-        f"alpha={settings.get('alpha')}, tau={settings.get('tau')}, grid={settings.get('grid')}"
+        f"threshold={_threshold_text(settings)}, tau={settings.get('tau')}, "
+        f"grid={settings.get('grid')}"
     )
     lines = [header, f"{'metric':<12} {'value':>8}"]
     for key, value in results.items():

@@ -111,6 +111,54 @@ def binarize(maps: np.ndarray, alpha: float) -> np.ndarray:
     return maps > alpha * peak
 
 
+THRESHOLD_POLICIES = ("relative", "median", "absolute", "minmax")
+"""How a map is binarised: ``relative`` ``map > alpha * max`` (DSOL); ``median`` the top half of
+the pixels (LVS, EZ-VSL, SLAVC ``--relative_prediction``); ``absolute`` ``map >= t`` (SLAVC's
+default ``pred_thr``); ``minmax`` ``t`` on the per-map min-max-normalised map."""
+
+
+def binarize_with(
+    maps: np.ndarray, policy: str, *, alpha: float = 0.1, threshold: float = 0.5
+) -> np.ndarray:
+    """Binarise maps by one of :data:`THRESHOLD_POLICIES`, per map over the last two axes.
+
+    - ``relative``: :func:`binarize` (``map > alpha * max``).
+    - ``median``: ``map >= v`` where ``v`` is element ``int(n / 2)`` of the map's ``n`` sorted
+      pixels, EZ-VSL's/SLAVC's ``np.sort(pred.flatten())[int(n * 0.5)]`` (their min-max
+      normalisation first is monotone and changes nothing). At least half the pixels are on; an
+      all-zero or uniform map is entirely on.
+    - ``absolute``: ``map >= threshold`` on the map as given (values in [0, 1]).
+    - ``minmax``: ``(map - min) / (max - min) >= threshold``; a uniform map is compared as given
+      (``normalize_img`` of LVS/EZ-VSL skips the division when ``max == min``).
+
+    Args:
+        maps: float ``(..., G, G)``.
+        policy: one of :data:`THRESHOLD_POLICIES`.
+        alpha: relative threshold of ``relative``.
+        threshold: fixed value of ``absolute`` and ``minmax``.
+
+    Returns:
+        bool ``(..., G, G)``.
+    """
+    maps = np.asarray(maps)
+    if policy == "relative":
+        return binarize(maps, alpha)
+    if policy == "absolute":
+        return maps >= threshold
+    axes = (-2, -1)
+    if policy == "median":
+        flat = maps.reshape(*maps.shape[:-2], -1)
+        middle = flat.shape[-1] // 2
+        value = np.partition(flat, middle, axis=-1)[..., middle]
+        return maps >= value[..., None, None]
+    if policy == "minmax":
+        low, high = maps.min(axis=axes, keepdims=True), maps.max(axis=axes, keepdims=True)
+        span = high - low
+        normalised = np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), maps)
+        return normalised >= threshold
+    raise ValueError(f"threshold policy must be one of {THRESHOLD_POLICIES}, got {policy!r}")
+
+
 def iou(pred_mask: np.ndarray, gt_mask: np.ndarray) -> np.ndarray:
     """DSOL's/Senocak's cIoU of binary predictions against (possibly soft) ground truth.
 

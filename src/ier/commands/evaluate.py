@@ -57,6 +57,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     thresholds.add_argument("--split-kind", choices=SPLIT_KINDS, help="force the split kind")
     thresholds.add_argument(
+        "--threshold-policy",
+        metavar="POLICY",
+        help=(
+            "binarisation for iou/ciou/auc/ap: relative (map > alpha*max, DSOL), median (top "
+            "half of the pixels, LVS/EZ-VSL/SLAVC), absolute (map >= T), minmax (min-max "
+            "normalised map >= T) (default: the split's dataset preset, else relative)"
+        ),
+    )
+    thresholds.add_argument(
+        "--fixed-threshold",
+        type=float,
+        default=0.5,
+        metavar="T",
+        help="the value T of the absolute and minmax policies",
+    )
+    thresholds.add_argument(
         "--tau",
         type=float,
         default=0.5,
@@ -89,8 +105,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     thresholds.add_argument(
         "--consensus",
-        action="store_true",
-        help="score objects with annotator boxes on Senocak's consensus map",
+        action=argparse.BooleanOptionalAction,
+        help=(
+            "score objects with annotator boxes on Senocak's consensus map "
+            "(default: on for the Flickr presets, else off)"
+        ),
     )
     thresholds.add_argument(
         "--consensus-agreement",
@@ -126,6 +145,8 @@ def _settings(args: argparse.Namespace):
         alpha=args.alpha,
         alpha_by_kind=alpha_by_kind,
         split_kind=args.split_kind,
+        threshold_policy=args.threshold_policy,
+        fixed_threshold=args.fixed_threshold,
         tau=args.tau,
         iou_threshold=args.iou_threshold,
         ciou_thresholds=tuple(args.ciou_thresholds),
