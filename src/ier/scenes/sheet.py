@@ -68,5 +68,5 @@ def contact_sheet(root: str | Path, out_path: str | Path, *, per_split: int = 3)
         for c, tile in enumerate(row):
             sheet.paste(tile, (c * (_TILE + 4), r * (_TILE + _CAPTION + 4)))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_path, optimize=True)
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out_path, optimize=True)
     return out_path
