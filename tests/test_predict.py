@@ -1,0 +1,87 @@
+"""Prediction: maps for manifest samples, checkpoint evaluation via ``evaluate``, AII metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ier.checkpoint import save_model
+from ier.data.datasets import load_split, read_classes
+from ier.data.manifest import read_manifest
+from ier.data.toy import build_toy_benchmark
+from ier.evaluate import evaluate
+from ier.models import create_model, model_config
+from ier.predict import category_probabilities, evaluate_checkpoint, predict
+from ier.predictions import load_predictions
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_toy_benchmark(tmp_path_factory.mktemp("toy"), n_train=8, n_test=6)
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_model(model_config("tiny", num_clusters=4)).eval()
+    gen = torch.Generator().manual_seed(0)
+    model.set_prototypes(
+        torch.randn(4, model.embed_dim, generator=gen),
+        torch.randn(4, model.embed_dim, generator=gen),
+    )
+    model.set_class_mapping(("red", "green", "blue"), [0, 1, 2, 2])
+    return model
+
+
+def test_predict_from_samples_equals_predict_from_cached_dataset(toy: Path, model) -> None:
+    samples = read_manifest(toy / "test/wild/manifest.jsonl")
+    direct = predict(model, samples, batch_size=4)
+    dataset = load_split(
+        toy, "test/wild", classes=read_classes(toy), input_size=64, sample_rate=16_000,
+        num_samples=16_000, train=False,
+    )  # fmt: skip
+    cached = predict(model, dataset, batch_size=5)
+    assert direct.ids == tuple(s.id for s in samples) and direct.classes == ("red", "green", "blue")
+    assert direct.maps.shape == (6, 3, 4, 4)
+    np.testing.assert_allclose(direct.maps, cached.maps, atol=1e-3)  # float16 audio cache
+    single = predict(model, samples, batch_size=4, single_source=True)
+    assert single.classes == ("*",) and single.maps.shape == (6, 1, 4, 4)
+
+
+def test_category_probabilities_sum_each_categorys_clusters(model) -> None:
+    scores = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    q = category_probabilities(model, scores)
+    np.testing.assert_allclose(q[0], [0.25, 0.25, 0.5])  # blue owns clusters 2 and 3
+    e = np.exp(10.0)  # tau_a = 0.1
+    np.testing.assert_allclose(q[1], np.array([e, 1, 2]) / (e + 3), rtol=1e-5)
+
+
+def test_evaluate_checkpoint_writes_predictions_and_metrics(toy: Path, model, tmp_path) -> None:
+    ckpt = save_model(tmp_path / "model.safetensors", model, model_config=model.config)
+    out = tmp_path / "eval"
+    results = evaluate_checkpoint(ckpt, toy, out_dir=out, batch_size=4)
+    assert set(results) == {"test/solo", "test/wild"}
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk.keys() == results.keys()
+    # The same numbers as `ier evaluate --predictions` on the written files (one code path).
+    for split, name in (("test/solo", "solo"), ("test/wild", "wild")):
+        preds = load_predictions(out / f"predictions_{name}.npz")
+        again = evaluate(preds, read_manifest(toy / split / "manifest.jsonl"))
+        for key in ("auc", "ciou_auc", "nsa"):
+            assert again[key] == results[split][key]
+    assert load_predictions(out / "predictions_solo.npz").classes == ("*",)  # single-source map
+    solo, wild = results["test/solo"], results["test/wild"]
+    assert 0.0 <= solo["aii_nmi"] <= 1.0
+    assert 0.0 <= wild["aii_precision"] <= 1.0 and 0.0 <= wild["aii_recall"] <= 1.0
+    assert wild["aii_map"] is None or 0.0 <= wild["aii_map"] <= 1.0
+
+
+def test_evaluate_checkpoint_without_out_dir_writes_nothing(toy: Path, model, tmp_path) -> None:
+    ckpt = save_model(tmp_path / "m.safetensors", model, model_config=model.config)
+    results = evaluate_checkpoint(ckpt, toy, splits=["test/solo"], out_dir=None)
+    assert list(results) == ["test/solo"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
