@@ -226,3 +226,33 @@ def test_supervised_class_names_survive_a_state_dict_round_trip() -> None:
     assert fresh.classes == ("dog", "cat")
     with pytest.raises(ValueError, match="need 2 class names"):
         model.set_classes(("dog",))
+
+
+# --------------------------------------------------------------------------- learning (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ots", "supervised"])
+def test_baseline_localizes_toy_sounds_better_than_a_uniform_map(method, tmp_path) -> None:
+    """20 epochs of the first stage on toy scenes (a coloured square hums its tone); as the IEr
+    test in test_train.py, alpha = 0.5 keeps a 4 x 4 map from binarising to all-on."""
+    from ier.data.manifest import read_manifest
+    from ier.evaluate import EvalSettings, evaluate
+    from ier.predictions import Predictions, load_predictions
+
+    data = build_toy_benchmark(tmp_path / "data", n_train=64, n_test=16)
+    cfg = preset(method, "tiny")
+    cfg = dataclasses.replace(cfg, stages=cfg.stages[:1])
+    cfg = apply_overrides(cfg, [
+        "stages.0.epochs=20", "stages.0.batch_size=8", "stages.0.lr=3e-3",
+        "data.train_frames=1", "eval.splits=test/solo",
+    ])  # fmt: skip
+    result = fit(cfg, data, tmp_path / "run", progress=False)
+    losses = [r["loss"] for r in result.history]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    preds = load_predictions(tmp_path / "run/eval/predictions_solo.npz")
+    uniform = Predictions(ids=preds.ids, classes=preds.classes, maps=np.ones_like(preds.maps))
+    samples = read_manifest(data / "test/solo/manifest.jsonl")
+    settings = EvalSettings(alpha=0.5)
+    learned, flat = evaluate(preds, samples, settings), evaluate(uniform, samples, settings)
+    assert learned["auc"] > flat["auc"] + 0.03
