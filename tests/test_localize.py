@@ -24,10 +24,10 @@ from ier.localize import (
     load_model,
     localize,
     peak_and_box,
+    validate_localization,
     window_times,
 )
 from ier.models.common import LocalizationOutput
-from ier.report import validate_localization
 from ier.video import probe, write_mp4
 
 SAMPLE_RATE = 16_000

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from ier.cli import main
-from ier.report import render_index, render_report, validate_localization
+from ier.localize import validate_localization
+from ier.report import render_index, render_report
 from test_localize import ColourToneModel, make_clip  # the fake model and the generated clip
 
 

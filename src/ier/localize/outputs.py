@@ -1,0 +1,380 @@
+"""Outputs of ``ier.localize`` written while streaming (overlay video, maps.npz, key frames) and
+the ``localization.json`` document with its validator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import zipfile
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from ier import __version__, viz
+from ier.localize.records import SCHEMA_VERSION, STATES
+from ier.report import render_report
+
+if TYPE_CHECKING:
+    from ier.localize.records import ClassRecord, LocalizationResult, WindowRecord
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_NAME = "ier.localization"
+
+
+# --------------------------------------------------------------------------- streaming sinks
+
+
+class OutputSinks:
+    """Receives frames and processed windows from ``ier.localize`` and writes the outputs.
+
+    The overlay is written while streaming: a frame waits in a small buffer until the window
+    whose centre is nearest to it has been processed, then is blended with that window's layer.
+    """
+
+    def __init__(
+        self,
+        result: LocalizationResult,
+        out_dir: Path | None,
+        *,
+        n_windows: int,
+        save_maps: bool,
+        write_overlay: bool,
+        write_report: bool,
+    ) -> None:
+        self.result, self.out, self.n_windows = result, out_dir, n_windows
+        settings, info = result.settings, result.video
+        self.first_centre, self.hop = settings.window_seconds / 2, settings.hop_seconds
+        self.colors = viz.class_colors(len(result.classes))
+        self.width, self.height = viz.display_size(
+            info.width, info.height,
+            min_side=settings.min_display_side, max_side=settings.max_display_side,
+        )  # fmt: skip
+        self.overlay: viz.OverlayVideoWriter | None = None
+        self.maps: _NpzMapWriter | None = None
+        self.report = out_dir is not None and write_report
+        if out_dir is not None and write_overlay:
+            fps = info.fps if info.fps > 0 else 25.0
+            self.overlay = viz.OverlayVideoWriter(
+                out_dir / "overlay.mp4", width=self.width, height=self.height, fps=fps,
+                audio_source=result.video_path,
+            )  # fmt: skip
+        if out_dir is not None and save_maps:
+            self.maps = _NpzMapWriter(out_dir / "maps.npz", n_windows)
+        self.frames: deque[tuple[float, np.ndarray]] = deque()
+        self.layers: dict[int, Image.Image] = {}
+        spaced = np.linspace(0, n_windows - 1, min(settings.key_frames, n_windows))
+        self.spaced_keys = {int(round(i)) for i in spaced}
+        self.best: dict[int, tuple[float, int]] = {}  # class -> (confidence, window index)
+        self.key_images: dict[int, np.ndarray] = {}
+        self.processed = 0
+
+    def display(self, frame: np.ndarray) -> np.ndarray | None:
+        """The frame at display size, when an overlay or a report needs it."""
+        if self.overlay is None and not self.report:
+            return None
+        return viz.resize_display(frame, self.width, self.height)
+
+    def frame(self, t: float, display: np.ndarray | None) -> None:
+        """Queue a decoded display frame for the overlay."""
+        if self.overlay is not None and display is not None:
+            self.frames.append((t, display))
+
+    def window(self, record: WindowRecord, maps: np.ndarray, display: np.ndarray | None) -> None:
+        """Take one processed window: its smoothed maps (C, h, w) and its centre display frame."""
+        index = record.index
+        if self.maps is not None:
+            self.maps.write(record.time_seconds, maps, self.result.classes)
+        key = self._is_key(record)
+        if self.overlay is not None or key:
+            layer = self._layer(record, maps)
+            if self.overlay is not None:
+                self.layers[index] = Image.fromarray(layer, "RGBA")
+            if key and display is not None:
+                self.key_images[index] = viz.blend(display, layer)
+                self._prune_keys()
+        self.processed = index + 1
+        self._flush(final=False)
+
+    def _is_key(self, record: WindowRecord) -> bool:
+        if not self.report:
+            return False
+        key = record.index in self.spaced_keys
+        for c, item in enumerate(record.classes):
+            best = self.best.get(c)
+            if item.state == "sounding-on-screen" and (best is None or item.confidence > best[0]):
+                self.best[c] = (item.confidence, record.index)
+                key = True
+        return key
+
+    def _prune_keys(self) -> None:
+        keep = self.spaced_keys | {index for _, index in self.best.values()}
+        for index in [i for i in self.key_images if i not in keep]:
+            del self.key_images[index]
+
+    def _layer(self, record: WindowRecord, maps: np.ndarray) -> np.ndarray:
+        shown = [item.state == "sounding-on-screen" for item in record.classes]
+        layer = viz.heat_layer(maps, shown, self.colors, width=self.width, height=self.height)
+        return viz.annotate_layer(
+            layer, record.classes, self.colors, time_seconds=record.time_seconds
+        )
+
+    def _nearest_window(self, t: float) -> int:
+        index = int(math.floor((t - self.first_centre) / self.hop + 0.5))
+        return min(max(index, 0), self.n_windows - 1)
+
+    def _flush(self, *, final: bool) -> None:
+        if self.overlay is None:
+            return
+        while self.frames:
+            t, display = self.frames[0]
+            index = self._nearest_window(t)
+            if index >= self.processed and not final:
+                return
+            self.frames.popleft()
+            layer = self.layers.get(index)
+            self.overlay.write(display if layer is None else viz.blend(display, layer))
+            for old in [i for i in self.layers if i < index]:
+                del self.layers[old]
+
+    def finish(self, n_processed: int) -> None:
+        """All windows are processed: render the remaining frames."""
+        self.processed = n_processed
+        self._flush(final=True)
+
+    def close(self) -> float:
+        """Finish the overlay and maps files; returns the seconds it took."""
+        tick = time.perf_counter()
+        if self.overlay is not None:
+            self.result.outputs["overlay"] = self.overlay.close()
+        if self.maps is not None:
+            self.result.outputs["maps"] = self.maps.close()
+        return time.perf_counter() - tick
+
+    def abort(self) -> None:
+        """Remove partial files after an error."""
+        if self.overlay is not None:
+            self.overlay.abort()
+        if self.maps is not None:
+            self.maps.abort()
+
+    def write_documents(self) -> None:
+        """Write localization.json and (if asked) report.html."""
+        assert self.out is not None
+        json_path = self.out / "localization.json"
+        self.result.outputs["json"] = json_path
+        if self.report:
+            self.result.outputs["report"] = self.out / "report.html"
+        document = localization_document(self.result)
+        _write_text(json_path, json.dumps(document, indent=1))
+        if self.report:
+            keys = sorted(self.key_images.items())
+            html = render_report(document, [(i, img) for i, img in keys], video="overlay.mp4")
+            _write_text(self.out / "report.html", html)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class _NpzMapWriter:
+    """Streams (n_windows, C, h, w) float16 maps into ``maps.npz`` without holding them."""
+
+    def __init__(self, path: Path, n_windows: int) -> None:
+        self.path, self.n_windows = path, n_windows
+        self.tmp = path.with_name(f".{path.stem}.partial.npz")
+        self.zip = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        self.member: Any = None
+        self.times: list[float] = []
+        self.classes: tuple[str, ...] = ()
+
+    def write(self, time_seconds: float, maps: np.ndarray, classes: tuple[str, ...]) -> None:
+        if self.member is None:
+            self.classes = classes
+            self.member = self.zip.open("maps.npy", "w", force_zip64=True)
+            header = {
+                "descr": "<f2",
+                "fortran_order": False,
+                "shape": (self.n_windows, *maps.shape),
+            }
+            np.lib.format.write_array_header_1_0(self.member, header)
+        self.member.write(np.ascontiguousarray(maps, dtype="<f2").tobytes())
+        self.times.append(time_seconds)
+
+    def close(self) -> Path:
+        if self.member is not None:
+            self.member.close()
+        for name, array in (("times.npy", np.asarray(self.times, np.float64)),
+                            ("classes.npy", np.asarray(self.classes, dtype=str))):  # fmt: skip
+            with self.zip.open(name, "w") as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+        self.zip.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            if self.member is not None:
+                self.member.close()
+            self.zip.close()
+        except (OSError, ValueError):
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- localization.json
+
+
+def _round(value: float, digits: int = 4) -> float:
+    return round(float(value), digits)
+
+
+def _class_entry(item: ClassRecord, width: int, height: int) -> dict[str, Any]:
+    px, py = item.peak
+    entry: dict[str, Any] = {
+        "name": item.name,
+        "state": item.state,
+        "confidence": _round(item.confidence),
+        "score": _round(item.score),
+        "peak_value": _round(item.peak_value),
+        "peak": [_round(px), _round(py)],
+        "peak_pixels": [int(px * width), int(py * height)],
+        "box": None,
+        "box_pixels": None,
+        "visual": None if item.visual is None else _round(item.visual),
+        "audio": None if item.audio is None else _round(item.audio),
+    }
+    if item.box is not None:
+        x0, y0, x1, y1 = item.box
+        entry["box"] = [_round(v) for v in item.box]
+        entry["box_pixels"] = [
+            round(x0 * width),
+            round(y0 * height),
+            round(x1 * width),
+            round(y1 * height),
+        ]
+    return entry
+
+
+def localization_document(result: LocalizationResult) -> dict[str, Any]:
+    """The JSON-able ``localization.json`` document (schema: docs/localize.md)."""
+    info, settings = result.video, result.settings
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "ier_version": __version__,
+        "video": {
+            "path": str(result.video_path),
+            "duration_seconds": _round(info.duration_seconds),
+            "fps": _round(info.fps),
+            "width": info.width,
+            "height": info.height,
+            "n_frames": info.n_frames,
+            "audio_sample_rate": info.audio_sample_rate,
+        },
+        "model": {"name": result.model_name, "classes": list(result.classes), "cues": result.cues},
+        "settings": {
+            "window_seconds": settings.window_seconds,
+            "hop_seconds": settings.hop_seconds,
+            "smoothing": settings.smoothing,
+            **{k: getattr(settings.rule, k) for k in settings.rule.__dataclass_fields__},
+        },
+        "states": list(STATES),
+        "windows": [
+            {
+                "index": w.index,
+                "start_seconds": _round(w.start_seconds),
+                "end_seconds": _round(w.end_seconds),
+                "time_seconds": _round(w.time_seconds),
+                "classes": [_class_entry(c, info.width, info.height) for c in w.classes],
+            }
+            for w in result.windows
+        ],
+        "outputs": {kind: Path(p).name for kind, p in sorted(result.outputs.items())},
+        "timings_seconds": {k: _round(v, 3) for k, v in result.timings.items()},
+    }
+
+
+def _check_fraction_list(value: Any, n: int, where: str, problems: list[str]) -> None:
+    if not (isinstance(value, list) and len(value) == n):
+        problems.append(f"{where}: expected a list of {n} numbers, got {value!r}")
+    elif not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in value):
+        problems.append(f"{where}: values must be fractions in [0, 1], got {value!r}")
+
+
+def _check_class(entry: Any, where: str, states: set[str], problems: list[str]) -> None:
+    if not isinstance(entry, dict):
+        problems.append(f"{where}: expected an object")
+        return
+    for key in ("name", "state", "confidence", "score", "peak_value", "peak", "box"):
+        if key not in entry:
+            problems.append(f"{where}: missing {key!r}")
+    if entry.get("state") not in states:
+        problems.append(f"{where}: state {entry.get('state')!r} is not one of {sorted(states)}")
+    for key in ("confidence", "score", "peak_value"):
+        value = entry.get(key)
+        if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+            problems.append(f"{where}: {key} must be in [0, 1], got {value!r}")
+    _check_fraction_list(entry.get("peak"), 2, f"{where}.peak", problems)
+    box = entry.get("box")
+    if box is not None:
+        _check_fraction_list(box, 4, f"{where}.box", problems)
+        if isinstance(box, list) and len(box) == 4 and not (box[0] < box[2] and box[1] < box[3]):
+            problems.append(f"{where}.box: needs x0 < x1 and y0 < y1, got {box}")
+
+
+def validate_localization(document: Any) -> list[str]:
+    """Every way ``document`` breaks the ``localization.json`` schema (empty list = valid)."""
+    if not isinstance(document, dict):
+        return ["document: expected a JSON object"]
+    problems: list[str] = []
+    if document.get("schema") != SCHEMA_NAME:
+        problems.append(f"schema: expected {SCHEMA_NAME!r}, got {document.get('schema')!r}")
+    if document.get("schema_version") != SCHEMA_VERSION:
+        problems.append(
+            f"schema_version: expected {SCHEMA_VERSION}, got {document.get('schema_version')!r}"
+        )
+    for key, fields in (("video", ("path", "duration_seconds", "fps", "width", "height")),
+                        ("model", ("name", "classes")),
+                        ("settings", ("window_seconds", "hop_seconds", "smoothing"))):  # fmt: skip
+        block = document.get(key)
+        if not isinstance(block, dict):
+            problems.append(f"{key}: expected an object")
+            continue
+        problems += [f"{key}: missing {f!r}" for f in fields if f not in block]
+    classes = (document.get("model") or {}).get("classes") or []
+    states = set(document.get("states") or [])
+    windows = document.get("windows")
+    if not isinstance(windows, list):
+        return problems + ["windows: expected a list"]
+    previous = -math.inf
+    for i, window in enumerate(windows):
+        where = f"windows[{i}]"
+        if not isinstance(window, dict):
+            problems.append(f"{where}: expected an object")
+            continue
+        start, end, t = (window.get(k) for k in ("start_seconds", "end_seconds", "time_seconds"))
+        if not all(isinstance(v, (int, float)) for v in (start, end, t)) or not start <= t <= end:
+            problems.append(f"{where}: needs start_seconds <= time_seconds <= end_seconds")
+        elif t <= previous:
+            problems.append(f"{where}: time_seconds {t} is not after the previous window")
+        else:
+            previous = t
+        entries = window.get("classes")
+        if (
+            not isinstance(entries, list)
+            or [e.get("name") for e in entries if isinstance(e, dict)] != classes
+        ):
+            problems.append(f"{where}: classes must list every model class in order")
+            continue
+        for j, entry in enumerate(entries):
+            _check_class(entry, f"{where}.classes[{j}]", states, problems)
+    return problems
