@@ -369,6 +369,11 @@ def test_cli_localize_writes_outputs_and_reports_errors(
     assert main(["localize", str(clip), "--model", "fake", "-o", str(out), "--overwrite"]) == 0
     assert main(["localize", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "x")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["localize", str(clip), "--hop", "0", "-o", str(tmp_path / "y")]) == 2
+    assert "window and hop must be > 0" in capsys.readouterr().err
+    assert main(["localize", str(clip), "--threshold", "2", "-o", str(tmp_path / "y")]) == 2
+    assert "must be in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
 
 
 def test_a_saved_checkpoint_loads_by_path_and_localizes(clip: Path, tmp_path: Path) -> None:

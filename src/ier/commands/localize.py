@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help="bundled model name or checkpoint path"
     )
-    parser.add_argument("-o", "--out", type=Path, help="output folder (default: ./<video>_ier)")
+    parser.add_argument("-o", "--out", type=Path, help="output folder (None: ./<video stem>_ier)")
     add_window_options(parser)
     parser.add_argument("--save-maps", action="store_true", help="also write maps.npz")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
@@ -70,18 +70,21 @@ def summarize(result: LocalizationResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Handler: load the model, localize, print a summary."""
-    from ier.localize import check_video, load_model, localize
+    from ier.localize import DecisionRule, LocalizeSettings, check_video, load_model, localize
 
     out = args.out if args.out is not None else Path(f"{args.video.stem}_ier")
-    check_video(args.video, args.window)  # report a bad video before loading the model
+    settings = LocalizeSettings(
+        window_seconds=args.window,
+        hop_seconds=args.hop,
+        smoothing=args.smoothing,
+        rule=DecisionRule(score_threshold=args.threshold, peak_threshold=args.threshold),
+    )  # bad values and a bad video are reported before the model loads
+    check_video(args.video, args.window)
     model = load_model(args.model).to(args.device)
     result = localize(
         args.video,
         model=model,
-        window_seconds=args.window,
-        hop_seconds=args.hop,
-        smoothing=args.smoothing,
-        threshold=args.threshold,
+        settings=settings,
         out_dir=out,
         overwrite=args.overwrite,
         save_maps=args.save_maps,
