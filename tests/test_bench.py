@@ -77,6 +77,8 @@ def test_out_dir_must_be_new_or_the_same_bench(tmp_path) -> None:
     _check_out_dir(tmp_path / "bench", BenchConfig(preset="tiny"), tmp_path)  # same bench: fine
     with pytest.raises(ConfigError, match="preset 'tiny'"):
         _check_out_dir(tmp_path / "bench", BenchConfig(preset="quick"), tmp_path)
+    with pytest.raises(ConfigError, match="never mixed"):
+        _check_out_dir(tmp_path / "bench", BenchConfig(preset="tiny"), tmp_path / "other")
 
 
 # --------------------------------------------------------------------------- tables and figures

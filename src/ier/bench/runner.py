@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ier.config import ExperimentConfig, apply_overrides, preset
+from ier.distributed import barrier, init_distributed, is_main_process
 from ier.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ class BenchResult:
         out_dir: The bench folder.
         data_dir: The benchmark it ran on.
         records: One record per run (``runs/<run>/bench-record.json``), in table order.
-        files: Written outputs by kind (``markdown``, ``json``, ``bars``, ``qualitative``).
+        files: Written outputs by kind (``markdown``, ``json``, ``bars``, ``qualitative``);
+            empty on ranks other than 0 under torchrun.
     """
 
     out_dir: Path
@@ -268,6 +270,9 @@ def run_one(
         logger.info("%s: %s", run.name, "resuming training" if resumed else "training")
         fit(cfg, data_dir, run_dir, resume=resumed, progress=progress)
     trained = time.perf_counter()
+    if not is_main_process():  # under torchrun, rank 0 evaluates and records
+        barrier()
+        return json.loads(record_path.read_text(encoding="utf-8"))
     metrics = evaluate_checkpoint(
         model_path, data_dir, out_dir=run_dir / "eval",
         single_source_checkpoint=single_source_checkpoint(run_dir, cfg),
@@ -284,6 +289,7 @@ def run_one(
         "extended": extended,
     }
     _write_json(record_path, record)
+    barrier()
     return json.loads(record_path.read_text(encoding="utf-8"))  # as a later, skipping call sees it
 
 
@@ -295,6 +301,11 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
             raise ConfigError(
                 f"{out_dir} holds a bench run with preset {started.get('preset')!r}, not "
                 f"{config.preset!r}; use another --out"
+            )
+        if Path(started.get("data_dir", data_dir)).resolve() != data_dir.resolve():
+            raise ConfigError(
+                f"{out_dir} holds a bench run on {started.get('data_dir')}, not {data_dir}; "
+                "use another --out (results on different data are never mixed)"
             )
         return
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -326,17 +337,25 @@ def run_bench(
     config = config or BenchConfig()
     out = Path(out_dir)
     data = Path(data_dir) if data_dir is not None else out / "benchmark"
-    _check_out_dir(out, config, data)
-    data = ensure_benchmark(
-        data, preset_name=config.preset, seed=config.seed, workers=config.workers,
-        progress=progress,
-    )  # fmt: skip
+    world = init_distributed()
+    if world.distributed and not (data / "benchmark.json").is_file():
+        raise ConfigError(f"under torchrun, build the benchmark first (ier scenes): {data}")
+    if world.is_main:
+        _check_out_dir(out, config, data)
+        data = ensure_benchmark(
+            data, preset_name=config.preset, seed=config.seed, workers=config.workers,
+            progress=progress,
+        )  # fmt: skip
+    barrier()
     records = []
     for run in plan_runs(config):
         records.append(run_one(run, config, data, out / "runs" / run.name, progress=progress))
         logger.info("%s: train %.1f s, eval %.1f s", run.name, records[-1]["train_seconds"],
                     records[-1]["eval_seconds"])  # fmt: skip
-    files = write_reports(records, out, data, config=config)
+    files: dict[str, Path] = {}
+    if world.is_main:
+        files = write_reports(records, out, data, config=config)
+    barrier()
     return BenchResult(out_dir=out, data_dir=data, records=records, files=files)
 
 
