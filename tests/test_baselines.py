@@ -77,6 +77,28 @@ def test_every_baseline_has_a_recipe_and_model() -> None:
     assert set(BASELINES) <= set(list_methods())
 
 
+@pytest.mark.parametrize("name", ["tiny", "quick", "paper"])
+def test_baselines_get_iers_epochs_on_each_split(name) -> None:
+    from ier.models.baselines import BASELINES
+
+    def passes(cfg, split: str) -> int:
+        return sum(s.epochs for s in cfg.stages if s.split == split)
+
+    ier = preset("ier", name)
+    solo, wild = passes(ier, "train/solo"), passes(ier, "train/unconstrained")
+    for method in BASELINES:
+        cfg = preset(method, name)
+        if method == "sop":  # mix-and-separate needs single-source clips: all epochs on solo
+            assert (passes(cfg, "train/solo"), passes(cfg, "train/unconstrained")) == (
+                solo + wild,
+                0,
+            )
+        else:
+            assert (passes(cfg, "train/solo"), passes(cfg, "train/unconstrained")) == (solo, wild)
+        assert {s.batch_size for s in cfg.stages} == {ier.stages[0].batch_size}
+        assert cfg.model.width == ier.model.width and cfg.data == ier.data
+
+
 # --------------------------------------------------------------------------- losses (known values)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +20,14 @@ from scipy.optimize import linear_sum_assignment
 
 import ier.models.baselines  # noqa: F401  (registers the baseline models)
 from ier import losses
-from ier.config import DataConfig, EvalConfig, ExperimentConfig, StageConfig, register_recipe
+from ier.config import (
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    StageConfig,
+    preset,
+    register_recipe,
+)
 from ier.models.config import model_config
 from ier.tasks.base import BaseTask, StageData, register_task
 
@@ -320,13 +329,6 @@ class SupervisedTask(BaseTask):
 
 # --- recipes -------------------------------------------------------------------------------------
 
-# (epochs on train/solo, epochs on train/unconstrained, batch size) per preset; the same S1/S2 split
-# as IEr's av/cmr stages and DSOL's 15 + 5 epochs at ``paper``.
-_SCHEDULE: dict[str, tuple[int, int, int]] = {
-    "tiny": (2, 1, 16),
-    "quick": (8, 4, 32),
-    "paper": (15, 5, 32),
-}
 # Methods whose objective applies to multi-source scenes train on both splits (stages "solo" then
 # "wild"); Sound of Pixels mixes single-source clips, so it spends all its epochs on train/solo.
 _TWO_SPLIT_TASKS = {
@@ -338,38 +340,79 @@ _TWO_SPLIT_TASKS = {
 }
 
 
-def _common(preset: str) -> dict[str, float | int]:
-    batch = _SCHEDULE[preset][2]
-    lr, lr_heads = (1e-3, 3e-3) if preset == "tiny" else (1e-4, 1e-3)
-    return {"batch_size": batch, "lr": lr, "lr_heads": lr_heads, "weight_decay": 1e-4}
+@dataclass(frozen=True)
+class Budget:
+    """A preset's training budget, taken from IEr's recipe so every method gets the same passes.
+
+    Attributes:
+        solo_epochs: Epochs over train/solo (IEr: its av + aii stages).
+        wild_epochs: Epochs over train/unconstrained (IEr: its cmr stage).
+        optimizer: batch_size, lr, lr_heads and weight_decay of IEr's first stage.
+        data: IEr's data options.
+    """
+
+    solo_epochs: int
+    wild_epochs: int
+    optimizer: dict[str, Any]
+    data: DataConfig
+
+
+def ier_budget(preset_name: str) -> Budget:
+    """The training budget of IEr's recipe at ``preset_name`` (``tiny``, ``quick``, ``paper``)."""
+    reference = preset("ier", preset_name)
+    first = reference.stages[0]
+    return Budget(
+        solo_epochs=sum(s.epochs for s in reference.stages if s.split == "train/solo"),
+        wild_epochs=sum(s.epochs for s in reference.stages if s.split == "train/unconstrained"),
+        optimizer={
+            "batch_size": first.batch_size,
+            "lr": first.lr,
+            "lr_heads": first.lr_heads,
+            "weight_decay": first.weight_decay,
+        },  # fmt: skip
+        data=reference.data,
+    )
 
 
 def _experiment(
-    method: str, preset: str, stages: tuple[StageConfig, ...], *, single_source_stage: int = -1
-) -> ExperimentConfig:
+    method: str, preset_name: str, stages: tuple[StageConfig, ...], budget: Budget, *,
+    single_source_stage: int = -1,
+) -> ExperimentConfig:  # fmt: skip
     return ExperimentConfig(
         method=method,
-        preset=preset,
-        model=model_config(preset, name=method),
+        preset=preset_name,
+        model=model_config(preset_name, name=method),
         stages=stages,
-        data=DataConfig(train_frames=2 if preset == "tiny" else 4),
+        data=budget.data,
         eval=EvalConfig(single_source_stage=single_source_stage),
-        log_every=5 if preset == "tiny" else 20,
+        log_every=5 if preset_name == "tiny" else 20,
     )
 
 
 def _two_split_recipe(method: str):  # noqa: ANN202
-    def recipe(preset: str) -> ExperimentConfig:
-        solo, wild, _ = _SCHEDULE[preset]
-        task, common = _TWO_SPLIT_TASKS[method], _common(preset)
+    def recipe(preset_name: str) -> ExperimentConfig:
+        budget, task = ier_budget(preset_name), _TWO_SPLIT_TASKS[method]
         stages = (
-            StageConfig(name="solo", task=task, split="train/solo", epochs=solo, **common),
-            StageConfig(name="wild", task=task, split="train/unconstrained", epochs=wild, **common),
+            StageConfig(
+                name="solo",
+                task=task,
+                split="train/solo",
+                epochs=budget.solo_epochs,
+                **budget.optimizer,
+            ),  # fmt: skip
+            StageConfig(
+                name="wild",
+                task=task,
+                split="train/unconstrained",
+                epochs=budget.wild_epochs,
+                **budget.optimizer,
+            ),  # fmt: skip
         )
-        return _experiment(method, preset, stages)
+        return _experiment(method, preset_name, stages, budget)
 
     recipe.__doc__ = (
-        f"{method}: task {_TWO_SPLIT_TASKS[method]!r} on train/solo, then on train/unconstrained."
+        f"{method}: task {_TWO_SPLIT_TASKS[method]!r} on train/solo, then on train/unconstrained, "
+        "for IEr's epochs on each split."
     )
     return recipe
 
@@ -379,33 +422,39 @@ for _method in _TWO_SPLIT_TASKS:
 
 
 @register_recipe("sop")
-def sop_recipe(preset: str) -> ExperimentConfig:
-    """Sound of Pixels: mix-and-separate on train/solo for the epochs of both stages."""
-    solo, wild, _ = _SCHEDULE[preset]
+def sop_recipe(preset_name: str) -> ExperimentConfig:
+    """Sound of Pixels: mix-and-separate on train/solo for IEr's epochs on both splits."""
+    budget = ier_budget(preset_name)
     stage = StageConfig(
-        name="solo", task="sop", split="train/solo", epochs=solo + wild, **_common(preset)
-    )
-    return _experiment("sop", preset, (stage,))
+        name="solo", task="sop", split="train/solo",
+        epochs=budget.solo_epochs + budget.wild_epochs, **budget.optimizer,
+    )  # fmt: skip
+    return _experiment("sop", preset_name, (stage,), budget)
 
 
 @register_recipe("dsol")
-def dsol_recipe(preset: str) -> ExperimentConfig:
+def dsol_recipe(preset_name: str) -> ExperimentConfig:
     """DSOL: stage 1 = IEr's ``ier_av`` (L_av + clustering + pseudo-label CE) on train/solo;
-    stage 2 = ``dsol_cat`` on train/unconstrained with quadrant negatives, lambda 0.5. The
-    single-source maps come from the stage-1 model (method.md §2.5)."""
-    solo, wild, _ = _SCHEDULE[preset]
-    common = _common(preset)
+    stage 2 = ``dsol_cat`` on train/unconstrained with quadrant negatives, lambda 0.5; IEr's
+    epochs on each split. The single-source maps come from the stage-1 model (method.md §2.5)."""
+    budget = ier_budget(preset_name)
     stages = (
-        StageConfig(name="stage1", task="ier_av", split="train/solo", epochs=solo, **common),
+        StageConfig(
+            name="stage1",
+            task="ier_av",
+            split="train/solo",
+            epochs=budget.solo_epochs,
+            **budget.optimizer,
+        ),  # fmt: skip
         StageConfig(
             name="stage2",
             task="dsol_cat",
             split="train/unconstrained",
-            epochs=wild,
+            epochs=budget.wild_epochs,
             negative_pooling="quadrants",
             lambda_av=0.5,
             cluster=False,
-            **common,
+            **budget.optimizer,
         ),  # fmt: skip
     )
-    return _experiment("dsol", preset, stages, single_source_stage=0)
+    return _experiment("dsol", preset_name, stages, budget, single_source_stage=0)
