@@ -193,7 +193,7 @@ def _load_recipe_modules() -> None:
     """Import modules that register recipes (baselines register theirs on import)."""
     import importlib
 
-    for module in ("ier.baselines",):
+    for module in ("ier.tasks.baselines", "ier.baselines"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
@@ -205,7 +205,7 @@ def _load_recipe_modules() -> None:
 # cores on the ``default`` benchmark; ``paper`` follows DSOL (15 stage-1 epochs, 5 stage-2).
 _IER_SCHEDULE: dict[str, tuple[int, int, int, int]] = {
     "tiny": (3, 2, 2, 16),
-    "quick": (8, 4, 4, 32),
+    "quick": (12, 6, 6, 32),
     "paper": (15, 10, 5, 32),
 }
 

@@ -218,9 +218,9 @@ def _run_stage(
         torch.manual_seed(derive_seed(cfg.seed, index, epoch))
         model.train()
         prep = task.begin_epoch(epoch, stage.epochs, data)
-        total = min(data.steps_per_epoch, stage.max_steps or data.steps_per_epoch)
         desc = f"{stage.name} {epoch + 1}/{stage.epochs}"
-        with tqdm(total=total, desc=desc, disable=not (progress and world.is_main)) as bar:
+        show = progress and world.is_main
+        with tqdm(total=data.steps_per_epoch, desc=desc, disable=not show) as bar:
             batches = train_batches(
                 data.dataset, batch_size=stage.batch_size, epoch=epoch, seed=cfg.seed,
                 rank=world.rank, world_size=world.world_size,
@@ -319,6 +319,7 @@ def fit(
             pos = _Position(stage=index, global_step=pos.global_step)
         dataset = _load_train_split(cfg, stage, data_dir, classes, world)
         steps = num_train_batches(dataset, stage.batch_size, world.world_size)
+        steps = min(steps, stage.max_steps) if stage.max_steps else steps
         data = StageData(dataset, classes, cfg.data.eval_batch_size, steps, device)
         _run_stage(
             index, cfg, model, data, pos=pos, resume_state=resume_state, run_dir=run_dir,

@@ -158,7 +158,7 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
 def _load_task_modules() -> None:
     import importlib
 
-    for module in ("ier.tasks.ier", "ier.baselines"):
+    for module in ("ier.tasks.ier", "ier.tasks.baselines", "ier.baselines"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
