@@ -3,8 +3,8 @@
 Public API (imported lazily, so ``import ier`` stays cheap)::
 
     model = ier.load_model("ier-wild-small")          # bundled name or checkpoint path
-    out = model.localize(images, waves)                # per-class maps (B, C, h, w) and scores (B, C)
-    result = ier.localize("clip.mp4", model=model)     # per-window records over a whole video
+    out = model.localize(images, waves)                # class maps (B, C, h, w), scores (B, C)
+    result = ier.localize("clip.mp4", model=model)     # per-window records of a video
 """
 
 from __future__ import annotations

@@ -193,12 +193,7 @@ def _load_recipe_modules() -> None:
     """Import modules that register recipes (baselines register theirs on import)."""
     import importlib
 
-    for module in ("ier.tasks.baselines", "ier.baselines"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+    importlib.import_module("ier.tasks.baselines")
 
 
 # (epochs of S1-a/b, S1-c, S2; batch size) per preset. ``quick`` is sized for ~45 min on 2 CPU

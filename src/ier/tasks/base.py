@@ -158,12 +158,8 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
 def _load_task_modules() -> None:
     import importlib
 
-    for module in ("ier.tasks.ier", "ier.tasks.baselines", "ier.baselines"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+    for module in ("ier.tasks.ier", "ier.tasks.baselines"):
+        importlib.import_module(module)
 
 
 def list_tasks() -> list[str]:
