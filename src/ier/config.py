@@ -200,7 +200,7 @@ def _load_recipe_modules() -> None:
 # cores on the ``default`` benchmark; ``paper`` follows DSOL (15 stage-1 epochs, 5 stage-2).
 _IER_SCHEDULE: dict[str, tuple[int, int, int, int]] = {
     "tiny": (3, 2, 2, 16),
-    "quick": (12, 6, 6, 32),
+    "quick": (8, 6, 6, 32),
     "paper": (15, 10, 5, 32),
 }
 
