@@ -175,6 +175,21 @@ def test_write_mp4_rejects_bad_frames_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_write_mp4_encoder_options_reach_the_encoders(tmp_path):
+    frames = np.stack([solid(PALETTE[i % 4]) for i in range(8)])
+    path = video.write_mp4(
+        tmp_path / "opts.mp4", frames, fps=8, audio=tone(500.0, 1.0),
+        preset="ultrafast", threads=1, aac_coder="fast",
+    )  # fmt: skip
+    info = video.probe(path)
+    assert (info.n_frames, info.has_audio) == (8, True)
+    back = audio.load_audio(path, start_seconds=0.2, duration_seconds=0.5)
+    assert audio.rms(back) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
+    with pytest.raises(ValueError, match="aac_coder"):  # FFmpeg rejects an unknown coder
+        video.write_mp4(tmp_path / "bad.mp4", frames, fps=8, audio=tone(500.0, 1.0), aac_coder="?")
+    assert [p.name for p in tmp_path.iterdir()] == ["opts.mp4"]
+
+
 # --------------------------------------------------------------------------- images
 
 

@@ -306,6 +306,8 @@ def write_mp4(
     sample_rate: int = SAMPLE_RATE,
     crf: int = 23,
     preset: str = "veryfast",
+    threads: int = 0,
+    aac_coder: str | None = None,
 ) -> Path:
     """Write an mp4 with H.264 video (yuv420p, libx264) and optional mono AAC audio.
 
@@ -322,6 +324,9 @@ def write_mp4(
         sample_rate: Audio rate in Hz.
         crf: x264 constant rate factor (lower = better quality).
         preset: x264 speed preset (``"ultrafast"`` ... ``"veryslow"``).
+        threads: x264 encoder threads; 0 lets x264 choose (one per core and more). Use 1 when
+            many processes write clips in parallel.
+        aac_coder: FFmpeg AAC coder (``"fast"``, ``"twoloop"``, ...); None keeps FFmpeg's default.
 
     Returns:
         The written path.
@@ -333,10 +338,10 @@ def write_mp4(
     rate = Fraction(fps).limit_denominator(1001)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
     try:
+        options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
+        audio_options = {} if aac_coder is None else {"aac_coder": aac_coder}
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            n_frames = _mux(
-                container, frames, rate, audio, sample_rate, {"crf": str(crf), "preset": preset}
-            )
+            n_frames = _mux(container, frames, rate, audio, sample_rate, options, audio_options)
         if n_frames == 0:
             raise ValueError("write_mp4 got no frames")
         os.replace(tmp, path)
@@ -352,6 +357,7 @@ def _mux(
     audio: np.ndarray | None,
     sample_rate: int,
     options: dict[str, str],
+    audio_options: dict[str, str],
 ) -> int:
     iterator = iter(frames)
     first = next(iterator, None)
@@ -364,7 +370,7 @@ def _mux(
     video.options = options
     audio_writer = None
     if audio is not None:
-        audio_writer = _AudioWriter(container, _float_wave(audio), sample_rate)
+        audio_writer = _AudioWriter(container, _float_wave(audio), sample_rate, audio_options)
     count = 0
     for frame in itertools.chain([first], iterator):
         frame = _even_frame(frame)
@@ -394,11 +400,14 @@ def _float_wave(audio: Any) -> np.ndarray:
 class _AudioWriter:
     """Feeds a mono wave to an AAC stream in encoder-sized chunks, up to a given time."""
 
-    def __init__(self, container: Any, wave: np.ndarray, sample_rate: int) -> None:
+    def __init__(
+        self, container: Any, wave: np.ndarray, sample_rate: int, options: dict[str, str]
+    ) -> None:
         if wave.ndim != 1:
             raise ValueError(f"audio must be mono (n,), got shape {wave.shape}")
         self.container, self.wave, self.sample_rate = container, np.clip(wave, -1, 1), sample_rate
         self.stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        self.stream.options = options
         self.position = 0
         self.chunk = 1024
 
