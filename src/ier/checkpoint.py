@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 
 from ier import __version__
 from ier.errors import CheckpointError
+from ier.files import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -100,17 +100,8 @@ def save_checkpoint(
     blob = st_save(plain, metadata={_META_KEY: meta_json})
     _, data = _data_section(blob)
     blob = st_save(plain, metadata={_META_KEY: meta_json, _SUM_KEY: _digest(data, meta_json)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as handle:
+        handle.write(blob)
     return path
 
 

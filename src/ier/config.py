@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ier.errors import ConfigError
+from ier.files import atomic_write_json
 from ier.models.config import ModelConfig, model_config
 
 PRESETS = ("tiny", "quick", "paper")
@@ -456,6 +457,4 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
     """Write the resolved config as JSON (``load_config`` reads it back)."""
-    path = Path(path)
-    path.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_json(path, cfg.to_dict())

@@ -7,10 +7,8 @@ scores maps through ``ier.evaluate.evaluate`` (the same code path as ``ier evalu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from ier.data.datasets import (
 )
 from ier.data.manifest import Sample
 from ier.errors import DatasetError
+from ier.files import atomic_write_json
 from ier.predictions import Predictions, save_predictions
 
 logger = logging.getLogger(__name__)
@@ -165,14 +164,6 @@ def aii_metrics(
 # --- whole checkpoint ----------------------------------------------------------------------------
 
 
-def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
-
-
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
@@ -232,7 +223,7 @@ def evaluate_checkpoint(
         results[split] = metrics
         logger.info("%s: %s", split, _brief(metrics))
     if out_dir is not None:
-        _write_json(out_dir / "metrics.json", results)
+        atomic_write_json(out_dir / "metrics.json", results, default=str)
     return results
 
 

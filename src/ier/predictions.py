@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ier.errors import PredictionsError
+from ier.files import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -144,21 +144,12 @@ def save_predictions(
         compress: use zip deflate (smaller, slower to write and read).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"ids": _string_array(preds.ids), "classes": _string_array(preds.classes)}
     arrays["maps"] = preds.maps
     if preds.scores is not None:
         arrays["scores"] = preds.scores
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            (np.savez_compressed if compress else np.savez)(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as handle:
+        (np.savez_compressed if compress else np.savez)(handle, **arrays)
     logger.debug("wrote predictions for %d samples to %s", len(preds), path)
     return path
 

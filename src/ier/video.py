@@ -27,6 +27,7 @@ from ier.audio import (
     time_origin_seconds,
 )
 from ier.errors import MediaError
+from ier.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -334,19 +335,14 @@ def write_mp4(
     path = Path(path)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
-        audio_options = {} if aac_coder is None else {"aac_coder": aac_coder}
+    options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
+    audio_options = {} if aac_coder is None else {"aac_coder": aac_coder}
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
             n_frames = _mux(container, frames, rate, audio, sample_rate, options, audio_options)
         if n_frames == 0:
             raise ValueError("write_mp4 got no frames")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ier.bench.runner import BenchConfig, _write_json, order_records
+from ier.bench.runner import BenchConfig, order_records
+from ier.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def write_reports(
         "bars": out_dir / "bars.png",
         "qualitative": out_dir / "qualitative.png",
     }
-    _write_json(
+    atomic_write_json(
         files["json"],
         {
             "preset": config.preset,
@@ -180,6 +181,7 @@ def write_reports(
             },
             "runs": ordered,
         },
+        default=str,
     )
     files["markdown"].write_text(markdown(ordered, data_dir, config), encoding="utf-8")
     bar_chart(ordered, files["bars"])

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from ier.config import ExperimentConfig, apply_overrides, preset
 from ier.distributed import barrier, init_distributed, is_main_process
 from ier.errors import ConfigError
+from ier.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -188,15 +188,6 @@ def ensure_benchmark(
     return build_benchmark(data_dir, preset=build, seed=seed, workers=workers, progress=progress)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
-
-
 def _strip(metrics: dict[str, Any]) -> dict[str, Any]:
     return {s: {k: v for k, v in m.items() if k != "settings"} for s, m in metrics.items()}
 
@@ -288,7 +279,7 @@ def run_one(
         "metrics": _strip(metrics),
         "extended": extended,
     }
-    _write_json(record_path, record)
+    atomic_write_json(record_path, record, default=str)
     barrier()
     return json.loads(record_path.read_text(encoding="utf-8"))  # as a later, skipping call sees it
 
@@ -310,8 +301,9 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
         return
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} is not empty and holds no {BENCH_FILE}; use another --out")
-    _write_json(marker, {"preset": config.preset, "data_dir": str(data_dir),
-                         "config": dataclasses.asdict(config)})  # fmt: skip
+    marker_info = {"preset": config.preset, "data_dir": str(data_dir),
+                   "config": dataclasses.asdict(config)}  # fmt: skip
+    atomic_write_json(marker, marker_info, default=str)
 
 
 def run_bench(

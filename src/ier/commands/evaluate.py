@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from ier.data.manifest import SPLIT_KINDS
 from ier.errors import ConfigError
+from ier.files import atomic_write_json
 
 _FILE_MODE = ("predictions", "manifest")
 _CHECKPOINT_MODE = ("checkpoint", "data", "splits")
@@ -182,19 +179,6 @@ def _check_mode(args: argparse.Namespace) -> str:
     raise AssertionError("unreachable")
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _run(args: argparse.Namespace) -> int:
     from ier.evaluate import evaluate, format_table
 
@@ -215,6 +199,6 @@ def _run(args: argparse.Namespace) -> int:
     results = evaluate(load_predictions(args.predictions), read_manifest(args.manifest), settings)
     print(format_table(results))
     if args.out is not None:
-        _write_json(args.out, results)
+        atomic_write_json(args.out, results)
         print(f"wrote {args.out}")
     return 0

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from ier.data.manifest import Sample, read_manifest
 from ier.errors import DatasetError, MediaError
+from ier.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -145,15 +146,16 @@ def _cache_key(manifest: Path, ids: Sequence[str], spec: DecodeSpec) -> str:
 def _build_cache(samples: Sequence[Sample], spec: DecodeSpec, stem: Path, *, workers: int) -> None:
     """Decode every sample into ``stem.frames.npy`` / ``stem.waves.npy`` (atomic renames)."""
     shape = (len(samples), spec.num_frames, spec.image_size, spec.image_size, 3)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    tmp_frames = stem.with_name(f".{stem.name}.{os.getpid()}.frames.npy")
-    tmp_waves = stem.with_name(f".{stem.name}.{os.getpid()}.waves.npy")
-    frames = np.lib.format.open_memmap(tmp_frames, mode="w+", dtype=np.uint8, shape=shape)
-    waves = np.lib.format.open_memmap(
-        tmp_waves, mode="w+", dtype=np.float16, shape=(len(samples), spec.num_samples)
-    )
     started = time.monotonic()
-    try:
+    # Both files are renamed into place (waves, then frames) only once every clip is decoded.
+    with (
+        atomic_path(f"{stem}.frames.npy") as tmp_frames,
+        atomic_path(f"{stem}.waves.npy") as tmp_waves,
+    ):
+        frames = np.lib.format.open_memmap(tmp_frames, mode="w+", dtype=np.uint8, shape=shape)
+        waves = np.lib.format.open_memmap(
+            tmp_waves, mode="w+", dtype=np.float16, shape=(len(samples), spec.num_samples)
+        )
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             decoded = pool.map(lambda s: decode_sample(s, spec), samples)
             for i, (f, w) in enumerate(decoded):
@@ -163,11 +165,6 @@ def _build_cache(samples: Sequence[Sample], spec: DecodeSpec, stem: Path, *, wor
         frames.flush()
         waves.flush()
         del frames, waves
-        os.replace(tmp_waves, f"{stem}.waves.npy")
-        os.replace(tmp_frames, f"{stem}.frames.npy")
-    finally:
-        tmp_frames.unlink(missing_ok=True)
-        tmp_waves.unlink(missing_ok=True)
     logger.info(
         "cached %d clips in %.1f s → %s", len(samples), time.monotonic() - started, stem.name
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from ier.data.records import SPLIT_KINDS, Box, ObjectAnnotation, Sample, parse_record
 from ier.errors import ManifestError
+from ier.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -151,16 +151,6 @@ def write_manifest(
         lines.append(json.dumps(_rebased(sample, target_dir).to_dict(), ensure_ascii=False))
     if problems:
         raise ManifestError(f"cannot write {path}: {len(problems)} bad sample(s)", problems)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(line + "\n" for line in lines), fsync=True)
     logger.debug("wrote %d samples to %s", len(lines), path)
     return path

@@ -6,7 +6,6 @@ PNG frame and a WAV file per sample, so it builds in about a second and a tiny m
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import soundfile as sf
 from PIL import Image
 
 from ier.data.manifest import write_manifest
+from ier.files import atomic_write_json
 
 TOY_CLASSES = ("red", "green", "blue", "yellow")
 _COLOURS = {
@@ -109,5 +109,5 @@ def build_toy_benchmark(
     _write_split(root, "test/solo", "solo", n_test, n_objects=1, offscreen=False, **common)
     _write_split(root, "test/wild", "wild", n_test, n_objects=2, offscreen=True, **common)
     info = {"preset": "toy", "seed": seed, "size": size, "classes": list(classes)}
-    (root / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(root / "benchmark.json", info)
     return root

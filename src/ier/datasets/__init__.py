@@ -7,7 +7,6 @@ or unreadable item with the reason. See ``docs/datasets.md``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from ier.datasets.common import AdapterOutput, Problem, SampleSpec
 from ier.datasets.engine import PrepareOptions, run_specs
 from ier.datasets.presets import SPLIT_PRESETS, SplitPreset, split_preset
 from ier.errors import DatasetError
+from ier.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -207,12 +207,7 @@ def _write_report(
         "reused_from_previous_run": reused,
         "seconds": round(seconds, 2),
     }
-    report.out_dir.mkdir(parents=True, exist_ok=True)
-    path = report.out_dir / REPORT_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(report.out_dir / REPORT_NAME, payload, ensure_ascii=False)
 
 
 __all__ = [

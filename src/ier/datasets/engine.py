@@ -21,6 +21,7 @@ import numpy as np
 
 from ier.datasets.common import Problem, SampleSpec, safe_stem
 from ier.errors import ManifestError, MediaError
+from ier.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -115,19 +116,15 @@ def _timing(spec: SampleSpec, duration: float) -> tuple[float, tuple[float, floa
 def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="JPEG", quality=quality)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="JPEG", quality=quality)
 
 
 def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> None:
     import soundfile as sf
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sf.write(tmp, np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
 
 
 def _frame_entry(spec: SampleSpec, out_dir: Path, opts: PrepareOptions, time: float) -> Path | None:

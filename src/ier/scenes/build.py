@@ -6,7 +6,6 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 
 from ier.audio import SAMPLE_RATE
 from ier.errors import ConfigError
+from ier.files import atomic_write_json
 from ier.scenes import assets, catalog
 from ier.scenes.mp4 import write_clip
 from ier.scenes.recipes import RECIPES
@@ -83,18 +83,6 @@ def clip_id(split: str, index: int) -> str:
     return f"{split.replace('/', '-')}-{index:05d}"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _build_one(task: tuple[str, int, str, BuildSettings]) -> dict[str, Any]:
     """Render one clip (unless both its mp4 and its record exist) and return its record."""
     split, index, out_dir, settings = task
@@ -115,7 +103,7 @@ def _build_one(task: tuple[str, int, str, BuildSettings]) -> dict[str, Any]:
     write_clip(
         split_dir / video, frames, fps=settings.fmt.fps, audio=audio, sample_rate=SAMPLE_RATE
     )
-    _atomic_write_text(record_path, json.dumps(record))
+    atomic_write_json(record_path, record, indent=None)
     return record
 
 
@@ -234,7 +222,7 @@ def build_benchmark(
     assets.require_sources(REQUIRED_SOURCES)
     counts = PRESETS[preset]
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / BENCHMARK_FILE, json.dumps(_info(settings, counts, complete=False)))
+    atomic_write_json(out / BENCHMARK_FILE, _info(settings, counts, complete=False), indent=None)
     started = time.perf_counter()
     records = _run(_tasks(out, settings, counts), max(1, int(workers)), progress)
     by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in counts}
@@ -244,6 +232,6 @@ def build_benchmark(
         write_manifest(out / split / "manifest.jsonl", split_records)
     info = _info(settings, counts, complete=True)
     info["build_seconds"] = round(time.perf_counter() - started, 1)
-    _atomic_write_text(out / BENCHMARK_FILE, json.dumps(info, indent=2) + "\n")
+    atomic_write_json(out / BENCHMARK_FILE, info)
     logger.info("built %d clips in %s (%.1f s)", len(records), out, info["build_seconds"])
     return out
