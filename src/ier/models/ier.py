@@ -6,7 +6,6 @@ Dimensions: B batch, D embedding width, K clusters (prototypes), C categories, h
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 
@@ -23,7 +22,10 @@ from ier.models.common import (
     cosine_map,
     global_avg_pool,
     global_max_pool,
+    names_from_bytes,
+    names_to_bytes,
     prototype_cosine_map,
+    resize_names_buffer,
 )
 from ier.models.config import ModelConfig
 
@@ -99,7 +101,7 @@ class IERModel(TwoTowerModel):
     def classes(self) -> tuple[str, ...]:
         """Names of the localize maps: set names, else "cluster_k", else ("*",) (no prototypes)."""
         if self.class_names_utf8.numel():
-            return tuple(json.loads(bytes(self.class_names_utf8.tolist()).decode("utf-8")))
+            return names_from_bytes(self.class_names_utf8)
         if self.has_prototypes:
             return tuple(f"cluster_{k}" for k in range(self.num_clusters))
         return ("*",)
@@ -140,19 +142,12 @@ class IERModel(TwoTowerModel):
             raise ValueError(
                 f"cluster_to_class values must be in [-1, {len(classes)}), got {mapping.tolist()}"
             )
-        encoded = json.dumps(list(classes)).encode("utf-8")
-        self.class_names_utf8 = torch.tensor(
-            list(encoded), dtype=torch.uint8, device=self.cluster_to_class.device
-        )
+        self.class_names_utf8 = names_to_bytes(classes, device=self.cluster_to_class.device)
         self.cluster_to_class.copy_(mapping)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The class-name buffer has a data-dependent length: resize before the strict copy.
-        key = prefix + "class_names_utf8"
-        if key in state_dict:
-            self.class_names_utf8 = torch.zeros_like(
-                state_dict[key], device=self.class_names_utf8.device
-            )
+        resize_names_buffer(self, "class_names_utf8", state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ stage 1: pseudo-label heads

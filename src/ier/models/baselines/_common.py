@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from ier.models.backbones import build_audio_backbone, build_visual_backbone
-from ier.models.common import AudioFrontend, ImageNormalizer, global_max_pool
+from ier.models.common import (
+    AudioFrontend,
+    ImageNormalizer,
+    global_max_pool,
+    names_from_bytes,
+    names_to_bytes,
+    resize_names_buffer,
+)
 from ier.models.config import ModelConfig
 
 
@@ -64,22 +70,17 @@ class ClassNames(nn.Module):
     @property
     def names(self) -> tuple[str, ...]:
         """The stored names; () before ``set``."""
-        if not self.names_utf8.numel():
-            return ()
-        return tuple(json.loads(bytes(self.names_utf8.tolist()).decode("utf-8")))
+        return names_from_bytes(self.names_utf8)
 
     def set(self, names: Sequence[str]) -> None:
         """Store ``names`` (non-empty, unique)."""
         names = tuple(str(n) for n in names)
         if not names or len(set(names)) != len(names):
             raise ValueError(f"class names must be non-empty and unique, got {names}")
-        encoded = list(json.dumps(list(names)).encode("utf-8"))
-        self.names_utf8 = torch.tensor(encoded, dtype=torch.uint8, device=self.names_utf8.device)
+        self.names_utf8 = names_to_bytes(names, device=self.names_utf8.device)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
-        key = prefix + "names_utf8"
-        if key in state_dict:
-            self.names_utf8 = torch.zeros_like(state_dict[key], device=self.names_utf8.device)
+        resize_names_buffer(self, "names_utf8", state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
