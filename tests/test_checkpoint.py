@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from ier import __version__
 from ier.checkpoint import (
     FORMAT_VERSION,
+    export_model,
     load_checkpoint,
     load_model,
     optimizer_from_flat,
@@ -138,3 +139,37 @@ def test_optimizer_state_round_trips(tmp_path: Path) -> None:
     for p in net.parameters():
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(fresh.state[p][key], opt.state[p][key])
+
+
+def test_half_precision_export_is_smaller_and_matches(tiny_model, tmp_path: Path) -> None:
+    full = save_model(tmp_path / "m.safetensors", tiny_model, model_config=tiny_model.config)
+    half = export_model(full, tmp_path / "bundle.safetensors", extra_meta={"name": "x"})
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    meta = load_checkpoint(half).meta
+    assert meta["weights_dtype"] == "float16" and meta["name"] == "x" and "optimizer" not in meta
+    loaded = load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert loaded.classes == ("a", "b")
+    images, waves = _inputs()
+    with torch.no_grad():
+        expected, got = tiny_model.localize(images, waves), loaded.localize(images, waves)
+    assert torch.allclose(expected.maps, got.maps, atol=2e-2)
+
+
+def test_pretrained_models_reload_without_reading_imagenet_weights(tmp_path: Path, monkeypatch):
+    config = model_config("tiny", num_clusters=2)
+    model = create_model(config)
+    path = save_model(tmp_path / "m.safetensors", model, model_config=config)
+    # Pretend the checkpoint was trained from ImageNet weights, then make them unavailable.
+    ckpt = load_checkpoint(path)
+    meta = dict(ckpt.meta, model_config={**ckpt.meta["model_config"], "pretrained": True})
+    meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "ier_version")}
+    save_checkpoint(tmp_path / "p.safetensors", ckpt.tensors, meta)
+    import ier.models.backbones as backbones
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ImageNet weights must not be read when loading a checkpoint")
+
+    monkeypatch.setattr(backbones, "EfficientNetLite0", refuse)
+    loaded = load_model(tmp_path / "p.safetensors")
+    assert loaded.config.pretrained is True

@@ -8,6 +8,7 @@ of the tensor bytes and of the metadata detects a tampered or truncated file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -170,6 +171,33 @@ def save_model(
     return save_checkpoint(path, tensors, meta)
 
 
+def export_model(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    half: bool = True,
+    extra_meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a compact, model-only copy of a checkpoint (e.g. a bundled model).
+
+    Floating-point weights are stored as float16 when ``half`` (loading casts them back to the
+    model's float32 parameters); training state (optimizer, RNG) is dropped.
+
+    Returns:
+        The path written.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    model_from_checkpoint(ckpt)  # refuse to export something that does not load
+    tensors = {
+        f"model.{k}": v.half() if half and v.is_floating_point() else v
+        for k, v in ckpt.section("model").items()
+    }
+    keep = ("model_config", "classes", "cluster_to_class", "experiment")
+    meta = {k: ckpt.meta[k] for k in keep if k in ckpt.meta}
+    meta.update(weights_dtype="float16" if half else "float32", **(extra_meta or {}))
+    return save_checkpoint(out, tensors, meta)
+
+
 def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     """Rebuild the model from a loaded checkpoint's embedded config and weights (eval mode)."""
     from ier.models import create_model
@@ -179,7 +207,10 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
         raise CheckpointError(f"{ckpt.path}: has no model config")
     try:
         config = ModelConfig.from_dict(ckpt.meta["model_config"])
-        model = create_model(config)
+        # The checkpoint holds every weight: never load ImageNet weights just to overwrite them
+        # (and never require the `pretrained` extra to load a trained model).
+        model = create_model(dataclasses.replace(config, pretrained=False))
+        model.config = config
     except (ValueError, TypeError, KeyError) as err:
         raise CheckpointError(f"{ckpt.path}: cannot rebuild the model: {err}") from err
     state = ckpt.section("model")
