@@ -20,7 +20,7 @@ from ier import viz
 from ier.audio import load_audio
 from ier.errors import ConfigError, MediaError
 from ier.localize.records import ClassRecord, DecisionRule, LocalizeSettings, WindowRecord
-from ier.video import VideoInfo, iter_frames, resize_rgb
+from ier.video import VideoInfo, iter_frames
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class Run:
 
     def _pending(self, index: int, shown: tuple[float, np.ndarray, np.ndarray | None]) -> _Pending:
         """Window ``index`` takes the frame displayed at its centre (the last one at or before)."""
-        return _Pending(index, resize_rgb(shown[1], self.size), shown[2])
+        return _Pending(index, viz.resize_display(shown[1], self.size, self.size), shown[2])
 
     def _frames(self) -> Iterator[tuple[float, np.ndarray, np.ndarray | None]]:
         frames = iter_frames(self.path)
