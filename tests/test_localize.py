@@ -337,17 +337,27 @@ def test_read_only_output_folder(clip: Path, tmp_path: Path) -> None:
         out.chmod(0o700)
 
 
-def test_unknown_model_name_and_missing_bundled_weights(clip: Path) -> None:
+def test_unknown_model_name_and_missing_bundled_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
     with pytest.raises(CheckpointError, match="neither a bundled model"):
         load_model("no-such-model")
-    with pytest.raises(CheckpointError, match="no weights"):
-        load_model("ier-wild-small") if not _bundled_present() else pytest.skip("weights present")
+    monkeypatch.setattr(importlib.import_module("ier.localize"), "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="ier-wild-small' has no weights"):
+        load_model("ier-wild-small")
 
 
-def _bundled_present() -> bool:
+def test_the_bundled_model_localizes_a_clip(clip: Path) -> None:
     from ier.localize import WEIGHTS_DIR
 
-    return (WEIGHTS_DIR / "ier-wild-small.safetensors").exists()
+    if not (WEIGHTS_DIR / "ier-wild-small.safetensors").exists():
+        pytest.skip("the bundled weights are not in this checkout")
+    result = localize(clip, model="ier-wild-small", hop_seconds=1.0)
+    assert result.model_name == "ier-wild-small" and len(result.classes) > 1
+    assert len(result.windows) == 3
+    assert all(item.state in STATES for w in result.windows for item in w.classes)
 
 
 # --------------------------------------------------------------------------- CLI
