@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-ier demo -o "${1:-demo_out}"
+ier demo --overwrite -o "${1:-demo_out}"   # the demo replaces only its own outputs
