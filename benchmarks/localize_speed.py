@@ -44,7 +44,7 @@ def synthetic_clip(path: Path, *, seconds: float, width: int, height: int, fps: 
 
 
 def build_model(spec: str) -> torch.nn.Module:
-    """``arch:<size>`` -> untrained registry model; anything else -> ``ier.localize.load_model``."""
+    """``arch:<size>`` -> untrained registry model; else ``ier.localization.load_model``."""
     if spec.startswith("arch:"):
         from ier.models import create_model
         from ier.models.config import model_config
@@ -52,7 +52,7 @@ def build_model(spec: str) -> torch.nn.Module:
         model = create_model(model_config(spec.split(":", 1)[1]))
         model.name = spec
         return model.eval()
-    from ier.localize import load_model
+    from ier.localization import load_model
 
     return load_model(spec)
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from ier.localize import LocalizeSettings, localize
+    from ier.localization import LocalizeSettings, localize
 
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video or synthetic_clip(

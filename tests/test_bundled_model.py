@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import ier.localize as localize_module
+import ier.localization as localize_module
 from ier.checkpoint import load_checkpoint
 from ier.cli import main
 from ier.errors import CheckpointError

@@ -16,7 +16,7 @@ from torch import nn
 
 from ier.cli import main
 from ier.errors import CheckpointError, IerError, MediaError
-from ier.localize import (
+from ier.localization import (
     STATES,
     DecisionRule,
     LocalizeSettings,
@@ -344,13 +344,13 @@ def test_unknown_model_name_and_missing_bundled_weights(
 
     with pytest.raises(CheckpointError, match="neither a bundled model"):
         load_model("no-such-model")
-    monkeypatch.setattr(importlib.import_module("ier.localize"), "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(importlib.import_module("ier.localization"), "WEIGHTS_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="ier-wild-small' has no weights"):
         load_model("ier-wild-small")
 
 
 def test_the_bundled_model_localizes_a_clip(clip: Path) -> None:
-    from ier.localize import WEIGHTS_DIR
+    from ier.localization import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "ier-wild-small.safetensors").exists():
         pytest.skip("the bundled weights are not in this checkout")
@@ -366,7 +366,7 @@ def test_the_bundled_model_localizes_a_clip(clip: Path) -> None:
 def test_cli_localize_writes_outputs_and_reports_errors(
     clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import ier.localize as localize_module
+    import ier.localization as localize_module
 
     monkeypatch.setattr(localize_module, "load_model", lambda name: ColourToneModel())
     out = tmp_path / "cli"
@@ -403,7 +403,7 @@ def test_ier_localize_is_callable_as_the_package_attribute(clip: Path) -> None:
 
     import ier
 
-    importlib.import_module("ier.localize")  # binds the attribute ier.localize to the module
+    importlib.import_module("ier.localization")  # the implementation package never shadows it
     assert len(ier.localize(clip, model=ColourToneModel(), hop_seconds=1.0).windows) == 3
 
 

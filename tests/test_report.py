@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from ier.cli import main
-from ier.localize import validate_localization
+from ier.localization import validate_localization
 from ier.report import render_index, render_report
 from test_localize import ColourToneModel, make_clip  # the fake model and the generated clip
 
 
 @pytest.fixture(scope="module")
 def localized(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ier.localize import localize
+    from ier.localization import localize
 
     root = tmp_path_factory.mktemp("report")
     clip = make_clip(root / "clip.mp4")
@@ -138,7 +138,9 @@ def test_demo_fails_clearly_without_bundled_weights(
 ) -> None:
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("ier.localize"), "WEIGHTS_DIR", tmp_path / "none")
+    monkeypatch.setattr(
+        importlib.import_module("ier.localization"), "WEIGHTS_DIR", tmp_path / "none"
+    )
     assert main(["demo", "-o", str(tmp_path / "demo")]) == 2
     assert "'ier-wild-small' has no weights" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()  # nothing written before the model loads

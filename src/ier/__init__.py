@@ -15,9 +15,9 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute)
 _EXPORTS = {
-    "load_model": ("ier.localize", "load_model"),
-    "localize": ("ier.localize", "localize"),
-    "LocalizationResult": ("ier.localize", "LocalizationResult"),
+    "load_model": ("ier.localization", "load_model"),
+    "localize": ("ier.localization", "localize"),
+    "LocalizationResult": ("ier.localization", "LocalizationResult"),
     "create_model": ("ier.models", "create_model"),
     "list_models": ("ier.models", "list_models"),
     "evaluate": ("ier.evaluate", "evaluate"),

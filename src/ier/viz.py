@@ -36,7 +36,7 @@ _COPY_AUDIO_CODECS = {"aac", "mp3"}  # stored in mp4 as is; anything else is re-
 
 
 class ClassLabel(Protocol):
-    """What an overlay needs about one class in one window (``ier.localize.ClassRecord``)."""
+    """What an overlay needs about one class in one window (``ier.localization.ClassRecord``)."""
 
     name: str
     state: str

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from ier.localize import DEFAULT_MODEL, LocalizationResult
+from ier.localization import DEFAULT_MODEL, LocalizationResult
 from ier.video import load_frames
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def run_demo(
         AssetError: The benchmark's asset packages are not installed.
         IerError: The output folder exists and is not empty (without ``overwrite``).
     """
-    from ier.localize import load_model, localize, prepare_out_dir
+    from ier.localization import load_model, localize, prepare_out_dir
 
     net = load_model(model) if isinstance(model, str) else model  # fails first if not installed
     out = prepare_out_dir(out_dir, overwrite=overwrite)

@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from ier.localize import DEFAULT_MODEL, LocalizationResult
+from ier.localization import DEFAULT_MODEL, LocalizationResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +70,7 @@ def summarize(result: LocalizationResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Handler: load the model, localize, print a summary."""
-    from ier.localize import DecisionRule, LocalizeSettings, check_video, load_model, localize
+    from ier.localization import DecisionRule, LocalizeSettings, check_video, load_model, localize
 
     out = args.out if args.out is not None else Path(f"{args.video.stem}_ier")
     settings = LocalizeSettings(

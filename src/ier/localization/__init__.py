@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
-import types
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
 from ier.errors import CheckpointError, IerError, MediaError
-from ier.localize.engine import Run, decide, peak_and_box, window_times
-from ier.localize.outputs import OutputSinks, validate_localization
-from ier.localize.records import (
+from ier.localization.engine import Run, decide, peak_and_box, window_times
+from ier.localization.outputs import OutputSinks, validate_localization
+from ier.localization.records import (
     OUTPUT_NAMES,
     SCHEMA_VERSION,
     STATES,
@@ -214,15 +211,3 @@ def prepare_out_dir(out_dir: str | os.PathLike[str], *, overwrite: bool) -> Path
     except OSError as err:
         raise IerError(f"{out}: cannot write to the output folder ({err.strerror or err})") from err
     return out
-
-
-class _CallableModule(types.ModuleType):
-    """``ier.localize`` names both this module and its main function: once the submodule is
-    imported, Python binds the attribute ``ier.localize`` to the module, so calling the module
-    runs the function and ``ier.localize(video, ...)`` works either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> LocalizationResult:
-        return localize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image
 
 from ier import __version__, viz
-from ier.localize.records import SCHEMA_VERSION, STATES
+from ier.localization.records import SCHEMA_VERSION, STATES
 from ier.report import render_report
 
 if TYPE_CHECKING:
-    from ier.localize.records import ClassRecord, LocalizationResult, WindowRecord
+    from ier.localization.records import ClassRecord, LocalizationResult, WindowRecord
 
 logger = logging.getLogger(__name__)
 

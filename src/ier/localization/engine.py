@@ -19,7 +19,7 @@ from torch import nn
 from ier import viz
 from ier.audio import load_audio
 from ier.errors import ConfigError, MediaError
-from ier.localize.records import ClassRecord, DecisionRule, LocalizeSettings, WindowRecord
+from ier.localization.records import ClassRecord, DecisionRule, LocalizeSettings, WindowRecord
 from ier.video import VideoInfo, iter_frames
 
 logger = logging.getLogger(__name__)

@@ -148,6 +148,6 @@ class LocalizationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``localization.json`` document (schema in docs/localize.md)."""
-        from ier.localize.outputs import localization_document
+        from ier.localization.outputs import localization_document
 
         return localization_document(self)
