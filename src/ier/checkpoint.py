@@ -222,6 +222,44 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     return model.eval()
 
 
+def init_weights(model: nn.Module, path: str | os.PathLike[str]) -> str:
+    """Copy a checkpoint's model weights into ``model`` (``ExperimentConfig.init_from``).
+
+    Every parameter and buffer of ``model`` must be in the checkpoint with the same shape; extra
+    tensors in the checkpoint (e.g. the AII branch when ``model`` is the no-AII ablation) are
+    ignored and counted in the returned summary.
+
+    Raises:
+        CheckpointError: unreadable or tampered file, missing tensors or a shape mismatch.
+    """
+    ckpt = load_checkpoint(path)
+    state = ckpt.section("model")
+    if not state:
+        raise CheckpointError(f"{ckpt.path}: holds no model weights")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise CheckpointError(
+            f"{ckpt.path}: cannot initialise {type(model).__name__}: missing {missing[:5]}{more} "
+            "(was it trained with another method or architecture?)"
+        )
+    # Name buffers (``*_utf8``) have a data-dependent length; the model resizes them on load.
+    wrong = [
+        k for k in own
+        if not k.endswith("_utf8") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]  # fmt: skip
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(
+            f"{ckpt.path}: {len(wrong)} tensor(s) have another shape, e.g. {k}: "
+            f"{tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+        )
+    model.load_state_dict({k: state[k].to(own[k].dtype) for k in own}, strict=True)
+    ignored = len(set(state) - set(own))
+    return f"{len(own)} tensors loaded, {ignored} ignored"
+
+
 def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model from any ier checkpoint (final model or training checkpoint), in eval mode."""
     return model_from_checkpoint(load_checkpoint(path)).to(device)

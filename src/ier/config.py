@@ -69,6 +69,8 @@ class StageConfig:
             "quadrants" (each 2x2 max-pooled quadrant must be 0; multi-source scenes).
         curriculum: AII curriculum (method.md §1.5); False = the final phase from the start.
         detach_kl: Detach the target side of each KL term of L_cd (method.md Q9).
+        freeze: Module-name prefixes (e.g. ``audio_backbone``, ``av_head.audio_proj``) held
+            fixed in this stage: no gradient, no optimizer state, batch-norm statistics frozen.
         max_steps: Stop each epoch after this many steps (0 = full epoch); for smoke runs.
     """
 
@@ -88,6 +90,7 @@ class StageConfig:
     negative_pooling: Literal["global", "quadrants"] = "global"
     curriculum: bool = True
     detach_kl: bool = True
+    freeze: tuple[str, ...] = ()
     max_steps: int = 0
 
 
@@ -121,6 +124,10 @@ class ExperimentConfig:
         stages: Training stages, run in order.
         eval: End-of-run evaluation.
         log_every: Steps between log lines.
+        init_from: Checkpoint whose model weights initialise the run (e.g. a stage snapshot
+            ``RUN/stages/1-aii.safetensors``); empty = fresh weights.
+        start_stage: Index of the first stage to run; earlier stages are skipped (use with
+            ``init_from`` to re-run later stages from an earlier run's snapshot).
     """
 
     method: str
@@ -132,11 +139,18 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log_every: int = 10
+    init_from: str = ""
+    start_stage: int = 0
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
         if not names:
             raise ConfigError("an experiment needs at least one stage")
+        if not 0 <= self.start_stage < len(names):
+            raise ConfigError(
+                f"start_stage must be in [0, {len(names)}) for stages {names}, "
+                f"got {self.start_stage}"
+            )
         if len(set(names)) != len(names):
             raise ConfigError(f"stage names must be unique, got {names}")
         for stage in self.stages:

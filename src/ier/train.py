@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ier.checkpoint import (
+    init_weights,
     load_checkpoint,
     model_meta,
     optimizer_from_flat,
@@ -33,7 +34,14 @@ from ier.config import ExperimentConfig, StageConfig, load_config, save_config
 from ier.data.datasets import AVDataset, load_split, num_train_batches, read_classes, train_batches
 from ier.distributed import WorldInfo, barrier, init_distributed, wrap_ddp
 from ier.errors import ConfigError
-from ier.tasks import StageData, Task, TaskRunner, create_task
+from ier.tasks import (
+    StageData,
+    Task,
+    TaskRunner,
+    create_task,
+    freeze_parameters,
+    frozen_modules,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +214,24 @@ def _run_stage(
     history: list[dict[str, Any]], progress: bool, crash_after_steps: int | None,
 ) -> None:  # fmt: skip
     stage = cfg.stages[index]
+    frozen = freeze_parameters(model, stage.freeze)
+    try:
+        _run_stage_epochs(
+            index, cfg, model, data, pos=pos, resume_state=resume_state, run_dir=run_dir,
+            world=world, log=log, history=history, progress=progress,
+            crash_after_steps=crash_after_steps,
+        )  # fmt: skip
+    finally:
+        for param in frozen:
+            param.requires_grad_(True)
+
+
+def _run_stage_epochs(
+    index: int, cfg: ExperimentConfig, model: torch.nn.Module, data: StageData, *,
+    pos: _Position, resume_state: Any, run_dir: Path, world: WorldInfo, log: RunLog,
+    history: list[dict[str, Any]], progress: bool, crash_after_steps: int | None,
+) -> None:  # fmt: skip
+    stage = cfg.stages[index]
     task = create_task(model, stage, seed=derive_seed(cfg.seed, index) % (1 << 31) + world.rank)
     optimizer = torch.optim.Adam(task.param_groups(), weight_decay=stage.weight_decay)
     if resume_state is not None:
@@ -213,7 +239,7 @@ def _run_stage(
             optimizer, resume_state.section("optim"), resume_state.meta["optimizer"]
         )
         task.load_extra_state(resume_state.section("task"))
-    runner = wrap_ddp(TaskRunner(model, task), data.device)
+    runner = wrap_ddp(TaskRunner(model, task, frozen_modules(model, stage.freeze)), data.device)
     for epoch in range(pos.next_epoch, stage.epochs):
         torch.manual_seed(derive_seed(cfg.seed, index, epoch))
         model.train()
@@ -302,14 +328,20 @@ def fit(
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model)
-    pos = _Position()
+    pos = _Position(stage=cfg.start_stage)
     if ckpt is not None:
         model.load_state_dict(ckpt.section("model"))
         pos = _Position(**ckpt.meta["training"])
         logger.info("resuming from %s at %s", ckpt_path, pos)
+    elif cfg.init_from:
+        report = init_weights(model, cfg.init_from)
+        logger.info("initialised from %s (%s)", cfg.init_from, report)
     model.to(device)
     log = RunLog(run_dir / "log.jsonl", enabled=world.is_main)
-    log.write({"event": "start", "resume": ckpt is not None, "world_size": world.world_size})
+    log.write({
+        "event": "start", "resume": ckpt is not None, "world_size": world.world_size,
+        "init_from": cfg.init_from, "start_stage": cfg.start_stage,
+    })  # fmt: skip
     history: list[dict[str, Any]] = []
     for index, stage in enumerate(cfg.stages):
         if index < pos.stage or (index == pos.stage and pos.stage_done):
@@ -341,10 +373,7 @@ def _finish(
         if cfg.eval.at_end:
             from ier.predict import evaluate_checkpoint
 
-            single = None
-            if cfg.eval.single_source_stage >= 0:
-                i = cfg.eval.single_source_stage
-                single = run_dir / "stages" / f"{i}-{cfg.stages[i].name}.safetensors"
+            single = _single_source_checkpoint(cfg, run_dir)
             metrics = evaluate_checkpoint(
                 model_path, data_dir, splits=cfg.eval.splits or None, out_dir=run_dir / "eval",
                 single_source_checkpoint=single, batch_size=cfg.data.eval_batch_size,
@@ -354,6 +383,20 @@ def _finish(
         log.write({"event": "done", "model": str(model_path)})
     barrier()
     return FitResult(run_dir=run_dir, model_path=model_path, history=history, metrics=metrics)
+
+
+def _single_source_checkpoint(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
+    """The stage snapshot that gives the single-source maps (``cfg.eval.single_source_stage``).
+
+    A stage skipped by ``start_stage`` has no snapshot in this run: the ``init_from`` checkpoint
+    (the model the run started from) stands in for it.
+    """
+    i = cfg.eval.single_source_stage
+    if i < 0:
+        return None
+    if i < cfg.start_stage:
+        return Path(cfg.init_from) if cfg.init_from else None
+    return run_dir / "stages" / f"{i}-{cfg.stages[i].name}.safetensors"
 
 
 def _strip_settings(metrics: dict[str, Any]) -> dict[str, Any]:

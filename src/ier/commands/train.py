@@ -37,6 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a config value, e.g. --set stages.0.epochs=2 --set model.width=16",
     )
     parser.add_argument(
+        "--init",
+        type=Path,
+        metavar="CKPT",
+        help="start from this checkpoint's weights (e.g. RUN/stages/1-aii.safetensors); "
+        "same as --set init_from=CKPT",
+    )
+    parser.add_argument(
+        "--start-stage",
+        type=int,
+        metavar="N",
+        help="skip the recipe's stages before index N (with --init: re-run later stages of an "
+        "earlier run); same as --set start_stage=N",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
     parser.add_argument("--device", help="torch device (default: this rank's GPU, else cpu)")
@@ -49,14 +63,22 @@ def _run(args: argparse.Namespace) -> int:
     from ier.train import fit
 
     cfg = None
-    explicit = args.config is not None or args.overrides
+    overrides = list(args.overrides)
+    if args.init is not None:
+        if not args.init.is_file():
+            args._train_parser.error(f"--init: no such checkpoint: {args.init}")
+        overrides.append(f"init_from={args.init}")
+    if args.start_stage is not None:
+        overrides.append(f"start_stage={args.start_stage}")
+    explicit = args.config is not None or overrides
     if args.resume and explicit:
         args._train_parser.error(
-            "--resume continues with the run's saved config; drop --config/--set"
+            "--resume continues with the run's saved config; "
+            "drop --config/--set/--init/--start-stage"
         )
     if not (args.resume and (args.out / "config.json").is_file()):
         cfg = load_config(args.config) if args.config else preset(args.method, args.preset)
-        cfg = apply_overrides(cfg, args.overrides)
+        cfg = apply_overrides(cfg, overrides)
     result = fit(
         cfg, args.data, args.out, resume=args.resume, device=args.device,
         progress=not args.no_progress,

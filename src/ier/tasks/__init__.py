@@ -8,6 +8,8 @@ from ier.tasks.base import (
     Task,
     TaskRunner,
     create_task,
+    freeze_parameters,
+    frozen_modules,
     list_tasks,
     register_task,
 )
@@ -18,6 +20,8 @@ __all__ = [
     "Task",
     "TaskRunner",
     "create_task",
+    "freeze_parameters",
+    "frozen_modules",
     "list_tasks",
     "register_task",
 ]

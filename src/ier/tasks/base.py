@@ -123,19 +123,61 @@ class BaseTask:
         return None
 
 
+def frozen_modules(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Module]:
+    """The submodules named by ``prefixes`` (``StageConfig.freeze``); ConfigError if one is unknown.
+
+    A prefix names a submodule (``audio_backbone``, ``av_head.audio_proj``) or a single parameter
+    (``av_head.bias``); a parameter's owning module is returned for the latter.
+    """
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+    found: list[nn.Module] = []
+    for prefix in prefixes:
+        if prefix in modules and prefix:
+            found.append(modules[prefix])
+        elif prefix in params:
+            owner = prefix.rpartition(".")[0]
+            found.append(modules[owner])
+        else:
+            top = sorted(name for name, _ in model.named_children())
+            raise ConfigError(
+                f"freeze: {prefix!r} is not a module or parameter of {type(model).__name__}; "
+                f"top-level modules: {top}"
+            )
+    return found
+
+
+def freeze_parameters(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Parameter]:
+    """Turn off ``requires_grad`` of every parameter under ``prefixes``; returns those changed
+    (the caller turns them back on when the stage ends)."""
+    frozen_modules(model, prefixes)  # validates
+    changed = []
+    for name, param in model.named_parameters():
+        hit = any(name == p or name.startswith(p + ".") for p in prefixes)
+        if hit and param.requires_grad:
+            param.requires_grad_(False)
+            changed.append(param)
+    return changed
+
+
 class TaskRunner(nn.Module):
     """Holds the model as a submodule so DDP sees its parameters; ``forward`` runs ``task.step``.
 
     Wrapping this module (not the model) in DDP synchronises the gradients of every parameter a
-    task touches, whichever model methods it calls.
+    task touches, whichever model methods it calls. Modules in ``frozen`` are switched to eval
+    mode before every step, so their batch-norm statistics stay fixed even after a task's
+    no-grad pass restored training mode.
     """
 
-    def __init__(self, model: nn.Module, task: Task) -> None:
+    def __init__(self, model: nn.Module, task: Task, frozen: list[nn.Module] | None = None) -> None:
         super().__init__()
         self.model = model
         self._task = task
+        self._frozen = list(frozen or [])
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for module in self._frozen:
+            module.eval()
         return self._task.step(batch)
 
 
