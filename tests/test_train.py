@@ -230,6 +230,37 @@ def test_later_stages_rerun_from_a_stage_snapshot(toy: Path, tmp_path: Path) -> 
     assert all(torch.allclose(a[k].float(), b[k].float()) for k in a)
 
 
+def test_stop_stage_ends_the_run_with_the_stage_1_model(toy: Path, tmp_path: Path) -> None:
+    """--stop-stage 1 trains stages av and aii only; its final model is stage 1's snapshot."""
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        str(toy),
+        "--out",
+        str(tmp_path / "s1"),
+        "--stop-stage",
+        "1",
+        "--no-progress",
+        *sum((["--set", s] for s in SHORT), []),
+    ]
+    assert main(args) == 0
+    log = [json.loads(line) for line in (tmp_path / "s1/log.jsonl").open()]
+    assert {r["stage"] for r in log if r["event"] == "epoch"} == {"av", "aii"}
+    assert log[-1]["event"] == "done"
+    assert not (tmp_path / "s1/stages/2-cmr.safetensors").exists()
+    snapshot = load_checkpoint(tmp_path / "s1/stages/1-aii.safetensors").section("model")
+    final = _weights(tmp_path / "s1")
+    assert all(torch.equal(snapshot[k], final[k]) for k in snapshot)
+    cfg = preset("ier", "tiny")
+    with pytest.raises(ConfigError, match="stop_stage"):
+        apply_overrides(cfg, ["start_stage=2", "stop_stage=1"])
+    with pytest.raises(ConfigError, match="stop_stage"):
+        apply_overrides(cfg, ["stop_stage=3"])
+    assert apply_overrides(cfg, ["stop_stage=1"]).last_stage == 1 and cfg.last_stage == 2
+
+
 def test_init_from_an_incompatible_checkpoint_is_a_clear_error(toy: Path, tmp_path: Path) -> None:
     from ier.checkpoint import init_weights
     from ier.models import create_model

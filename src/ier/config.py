@@ -128,6 +128,8 @@ class ExperimentConfig:
             ``RUN/stages/1-aii.safetensors``); empty = fresh weights.
         start_stage: Index of the first stage to run; earlier stages are skipped (use with
             ``init_from`` to re-run later stages from an earlier run's snapshot).
+        stop_stage: Index of the last stage to run (inclusive); -1 = the last stage of the
+            recipe. With ``stop_stage=1`` an IEr run ends after stage 1 (the stage-1-only model).
     """
 
     method: str
@@ -141,6 +143,7 @@ class ExperimentConfig:
     log_every: int = 10
     init_from: str = ""
     start_stage: int = 0
+    stop_stage: int = -1
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
@@ -150,6 +153,11 @@ class ExperimentConfig:
             raise ConfigError(
                 f"start_stage must be in [0, {len(names)}) for stages {names}, "
                 f"got {self.start_stage}"
+            )
+        if not (self.stop_stage == -1 or self.start_stage <= self.stop_stage < len(names)):
+            raise ConfigError(
+                f"stop_stage must be -1 (all) or in [start_stage={self.start_stage}, "
+                f"{len(names)}) for stages {names}, got {self.stop_stage}"
             )
         if len(set(names)) != len(names):
             raise ConfigError(f"stage names must be unique, got {names}")
@@ -161,6 +169,11 @@ class ExperimentConfig:
                     f"stage {stage.name!r}: negative_pooling must be 'global' or 'quadrants', "
                     f"got {stage.negative_pooling!r}"
                 )
+
+    @property
+    def last_stage(self) -> int:
+        """Index of the last stage this run trains (``stop_stage`` resolved)."""
+        return len(self.stages) - 1 if self.stop_stage == -1 else self.stop_stage
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able nested dict (``from_dict`` inverts it)."""

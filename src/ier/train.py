@@ -340,12 +340,14 @@ def fit(
     log = RunLog(run_dir / "log.jsonl", enabled=world.is_main)
     log.write({
         "event": "start", "resume": ckpt is not None, "world_size": world.world_size,
-        "init_from": cfg.init_from, "start_stage": cfg.start_stage,
+        "init_from": cfg.init_from, "start_stage": cfg.start_stage, "stop_stage": cfg.stop_stage,
     })  # fmt: skip
     history: list[dict[str, Any]] = []
     for index, stage in enumerate(cfg.stages):
         if index < pos.stage or (index == pos.stage and pos.stage_done):
             continue
+        if index > cfg.last_stage:
+            break
         resume_state = ckpt if (ckpt is not None and index == pos.stage) else None
         if index != pos.stage:
             pos = _Position(stage=index, global_step=pos.global_step)
@@ -389,10 +391,11 @@ def _single_source_checkpoint(cfg: ExperimentConfig, run_dir: Path) -> Path | No
     """The stage snapshot that gives the single-source maps (``cfg.eval.single_source_stage``).
 
     A stage skipped by ``start_stage`` has no snapshot in this run: the ``init_from`` checkpoint
-    (the model the run started from) stands in for it.
+    (the model the run started from) stands in for it. A stage after ``stop_stage`` never ran:
+    the final model serves for both kinds of maps.
     """
     i = cfg.eval.single_source_stage
-    if i < 0:
+    if i < 0 or i > cfg.last_stage:
         return None
     if i < cfg.start_stage:
         return Path(cfg.init_from) if cfg.init_from else None

@@ -51,6 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "earlier run); same as --set start_stage=N",
     )
     parser.add_argument(
+        "--stop-stage",
+        type=int,
+        metavar="N",
+        help="end the run after stage N (e.g. 1 for IEr's stage-1-only model); "
+        "same as --set stop_stage=N",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
     parser.add_argument("--device", help="torch device (default: this rank's GPU, else cpu)")
@@ -70,11 +77,13 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"init_from={args.init}")
     if args.start_stage is not None:
         overrides.append(f"start_stage={args.start_stage}")
+    if args.stop_stage is not None:
+        overrides.append(f"stop_stage={args.stop_stage}")
     explicit = args.config is not None or overrides
     if args.resume and explicit:
         args._train_parser.error(
             "--resume continues with the run's saved config; "
-            "drop --config/--set/--init/--start-stage"
+            "drop --config/--set/--init/--start-stage/--stop-stage"
         )
     if not (args.resume and (args.out / "config.json").is_file()):
         cfg = load_config(args.config) if args.config else preset(args.method, args.preset)
