@@ -414,3 +414,45 @@ def test_stage1_av_loss_learns_to_point_at_the_sounding_patch() -> None:
         row, col = divmod(int(maps[i].argmax()), 4)
         hits += (y // 16 <= row <= (y + 15) // 16) and (x // 16 <= col <= (x + 15) // 16)
     assert hits / 64 > 0.45  # the peak cell touches the patch; chance is about 0.25
+
+
+def test_objectness_is_min_max_normalised_mean_absolute_activation() -> None:
+    from ier.models.common import gate_by_objectness, objectness
+
+    features = torch.zeros(1, 2, 2, 2)
+    features[0, 0] = torch.tensor([[1.0, -3.0], [0.0, 2.0]])
+    features[0, 1] = torch.tensor([[1.0, 1.0], [0.0, -2.0]])
+    # mean |a| per cell: [[1, 2], [0, 2]] -> min-max: [[0.5, 1], [0, 1]]
+    expected = torch.tensor([[[[0.5, 1.0], [0.0, 1.0]]]])
+    torch.testing.assert_close(objectness(features), expected)
+    assert objectness(torch.ones(1, 3, 2, 2)).abs().sum() == 0  # a constant map carries no prior
+    maps = torch.full((1, 2, 2, 2), 0.8)
+    assert gate_by_objectness(maps, expected, 0.0) is maps
+    torch.testing.assert_close(
+        gate_by_objectness(maps, expected, 1.0), 0.8 * expected.expand(1, 2, 2, 2)
+    )
+    torch.testing.assert_close(
+        gate_by_objectness(maps, expected, 0.5)[0, 0], 0.8 * (0.5 + 0.5 * expected[0, 0])
+    )
+
+
+def test_object_prior_gates_single_source_and_class_maps() -> None:
+    import dataclasses
+
+    from ier.models.common import objectness
+
+    cfg = tiny(num_clusters=3)
+    model = with_prototypes(create_model(cfg)).eval()
+    model.set_class_mapping(["a", "b", "c"], [0, 1, 2])
+    images, waves = inputs(cfg)
+    plain_single, plain = model.localize_single(images, waves), model.localize(images, waves)
+    model.config = dataclasses.replace(cfg, object_prior=1.0)
+    with torch.no_grad():
+        prior = objectness(model.visual_backbone(model.image_normalizer(images)))
+    torch.testing.assert_close(model.localize_single(images, waves), plain_single * prior)
+    gated = model.localize(images, waves)
+    torch.testing.assert_close(gated.maps, plain.maps * prior)
+    # the least object-like cell of every image is switched off in every class map
+    assert (gated.maps.flatten(2).amin(dim=2) == 0).all()
+    with pytest.raises(ValueError, match="object_prior"):
+        tiny(object_prior=1.5)

@@ -85,3 +85,24 @@ def test_evaluate_checkpoint_without_out_dir_writes_nothing(toy: Path, model, tm
     results = evaluate_checkpoint(ckpt, toy, splits=["test/solo"], out_dir=None)
     assert list(results) == ["test/solo"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_evaluate_checkpoint_object_prior_override(toy: Path, model, tmp_path) -> None:
+    from ier.errors import ConfigError
+    from ier.predict import set_object_prior
+
+    ckpt = tmp_path / "m.safetensors"
+    save_model(ckpt, model, model_config=model.config)
+    evaluate_checkpoint(ckpt, toy, splits=["test/solo"], out_dir=tmp_path / "plain")
+    evaluate_checkpoint(
+        ckpt, toy, splits=["test/solo"], out_dir=tmp_path / "gated", object_prior=1.0
+    )
+    plain = load_predictions(tmp_path / "plain/predictions_solo.npz").maps
+    gated = load_predictions(tmp_path / "gated/predictions_solo.npz").maps
+    assert plain.shape == gated.shape and (gated <= plain + 1e-6).all()
+    assert (gated.reshape(len(gated), -1).min(axis=1) == 0).all()  # least object-like cell off
+    assert (plain.reshape(len(plain), -1).min(axis=1) > 0).all()
+    with pytest.raises(ConfigError, match="does not support"):
+        set_object_prior(create_model(model_config("tiny", name="sop")), 0.5)
+    with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
+        set_object_prior(model, -0.1)

@@ -7,6 +7,7 @@ scores maps through ``ier.evaluate.evaluate`` (the same code path as ``ier evalu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from ier.data.datasets import (
     read_classes,
 )
 from ier.data.manifest import Sample
-from ier.errors import DatasetError
+from ier.errors import ConfigError, DatasetError
 from ier.files import atomic_write_json
 from ier.predictions import Predictions, save_predictions
 
@@ -164,6 +165,22 @@ def aii_metrics(
 # --- whole checkpoint ----------------------------------------------------------------------------
 
 
+def set_object_prior(model: torch.nn.Module, weight: float) -> torch.nn.Module:
+    """Make ``model`` gate its maps by objectness with ``weight`` (``ModelConfig.object_prior``).
+
+    Raises:
+        ConfigError: ``weight`` outside [0, 1], or a model whose maps ignore the prior (only
+            models built on ``TwoTowerModel`` without their own ``localize`` honour it).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"object_prior must be in [0, 1], got {weight}")
+    if weight and not getattr(model, "supports_object_prior", False):
+        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        raise ConfigError(f"model {name!r} does not support the objectness prior (object_prior)")
+    model.config = dataclasses.replace(model.config, object_prior=float(weight))
+    return model
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
@@ -174,6 +191,7 @@ def evaluate_checkpoint(
     single_source_checkpoint: str | os.PathLike[str] | None = None,
     batch_size: int = 32,
     cache_dir: str | os.PathLike[str] | None = None,
+    object_prior: float | None = None,
 ) -> dict[str, Any]:
     """Predict and score every test split; write ``predictions_<split>.npz`` and ``metrics.json``.
 
@@ -187,6 +205,8 @@ def evaluate_checkpoint(
             model); default ``checkpoint``. Solo splits are scored on its class-agnostic map.
         batch_size: Clips per forward pass.
         cache_dir: Decoded-data cache folder (default ``<data_dir>/.ier-cache``).
+        object_prior: Override the models' ``object_prior`` (``set_object_prior``); None keeps
+            the checkpoints' value.
 
     Returns:
         ``{split: metrics}``, each from ``ier.evaluate.evaluate`` plus the AII metrics.
@@ -197,6 +217,9 @@ def evaluate_checkpoint(
     out_dir = Path(out_dir) if out_dir is not None else None
     model = load_model(checkpoint)
     single_model = load_model(single_source_checkpoint) if single_source_checkpoint else model
+    if object_prior is not None:
+        for m in {id(model): model, id(single_model): single_model}.values():
+            set_object_prior(m, object_prior)
     splits = list(splits) if splits else list_splits(data_dir, "test/")
     if not splits:
         raise DatasetError(f"{data_dir}: no test splits (test/*/manifest.jsonl) to evaluate")

@@ -10,7 +10,7 @@ from ier.errors import ConfigError
 from ier.files import atomic_write_json
 
 _FILE_MODE = ("predictions", "manifest")
-_CHECKPOINT_MODE = ("checkpoint", "data", "splits")
+_CHECKPOINT_MODE = ("checkpoint", "data", "splits", "object_prior")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ckpt.add_argument("--data", type=Path, help="benchmark directory (DIR/<split>/manifest.jsonl)")
     ckpt.add_argument(
         "--splits", nargs="+", metavar="SPLIT", help="splits to evaluate (default: all test splits)"
+    )
+    ckpt.add_argument(
+        "--object-prior",
+        type=float,
+        metavar="W",
+        help="gate the model's maps by visual objectness with weight W in [0, 1] "
+        "(default: the checkpoint's model.object_prior, 0 = off; docs/metrics.md)",
     )
     parser.add_argument(
         "--out",
@@ -188,8 +195,9 @@ def _run(args: argparse.Namespace) -> int:
         from ier.predict import evaluate_checkpoint
 
         results = evaluate_checkpoint(
-            args.checkpoint, args.data, splits=args.splits, out_dir=args.out, settings=settings
-        )
+            args.checkpoint, args.data, splits=args.splits, out_dir=args.out, settings=settings,
+            object_prior=args.object_prior,
+        )  # fmt: skip
         for split_results in (results or {}).values():
             print(format_table(split_results), end="\n\n")
         return 0

@@ -203,6 +203,25 @@ class AVHead(nn.Module):
         return self.activate(cosine_map(fv, fa))
 
 
+def objectness(features: torch.Tensor) -> torch.Tensor:
+    """Visual objectness O: (B, C, h, w) backbone map -> (B, 1, h, w) in [0, 1].
+
+    The mean absolute activation over channels, min-max normalised per image (EZ-VSL's
+    object-guided localization prior). A constant map gives zeros.
+    """
+    energy = features.abs().mean(dim=1, keepdim=True)
+    low = energy.flatten(1).amin(dim=1)[:, None, None, None]
+    high = energy.flatten(1).amax(dim=1)[:, None, None, None]
+    return (energy - low) / (high - low).clamp_min(COSINE_EPS)
+
+
+def gate_by_objectness(maps: torch.Tensor, prior: torch.Tensor, weight: float) -> torch.Tensor:
+    """maps (B, C, h, w) in [0, 1] times (1 - weight) + weight * prior (B, 1, h, w); same range."""
+    if weight == 0.0:
+        return maps
+    return maps * ((1.0 - weight) + weight * prior)
+
+
 class TwoTowerModel(nn.Module):
     """Visual + audio encoders with a DSOL AV head: the stage-1 network (an AVOL/OTS model).
 
@@ -212,6 +231,8 @@ class TwoTowerModel(nn.Module):
     Args:
         config: Model architecture.
     """
+
+    supports_object_prior = True  # ``localize``/``localize_single`` honour config.object_prior
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -241,7 +262,17 @@ class TwoTowerModel(nn.Module):
 
     def encode_visual(self, images: torch.Tensor) -> torch.Tensor:
         """Args: images (B, 3, S, S) in [0, 1]. Returns: f^v (B, D, S/16, S/16)."""
-        return self.av_head.project_visual(self.visual_backbone(self.image_normalizer(images)))
+        return self.encode_visual_with_prior(images)[0]
+
+    def encode_visual_with_prior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: images (B, 3, S, S) in [0, 1].
+
+        Returns:
+            f^v (B, D, S/16, S/16) and the backbone's objectness O (B, 1, S/16, S/16) in [0, 1]
+            (``ModelConfig.object_prior``).
+        """
+        features = self.visual_backbone(self.image_normalizer(images))
+        return self.av_head.project_visual(features), objectness(features)
 
     def encode_audio(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: waves (B, n_samples) at 16 kHz.
@@ -268,9 +299,13 @@ class TwoTowerModel(nn.Module):
 
     @torch.no_grad()
     def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
-        """Stage-1 AV map for the single-source metrics: (B, 1, h, w) in [0, 1]."""
+        """Stage-1 AV map for the single-source metrics: (B, 1, h, w) in [0, 1].
+
+        With ``config.object_prior`` = w > 0 the map is gated by the visual objectness.
+        """
         fa, _ = self.encode_audio(waves)
-        return self.av_map(self.encode_visual(images), fa)
+        fv, prior = self.encode_visual_with_prior(images)
+        return gate_by_objectness(self.av_map(fv, fa), prior, self.config.object_prior)
 
     @torch.no_grad()
     def localize(self, images: torch.Tensor, waves: torch.Tensor) -> LocalizationOutput:

@@ -147,6 +147,11 @@ class ModelConfig:
         num_clusters: K, the number of prototypes / pseudo-classes.
         frontend: Audio front end.
         ier: IEr hyper-parameters and switches (ignored by baselines).
+        object_prior: Weight w in [0, 1] of the visual objectness gate at inference (EZ-VSL's
+            object-guided localization, used as a gate): every output map M becomes
+            M * ((1 - w) + w * O), where O in [0, 1] is the per-image min-max normalised mean
+            |activation| of the visual backbone. 0 (default) = off, the method as published.
+            Models whose ``localize`` comes from ``TwoTowerModel`` or IEr honour it.
     """
 
     name: str = "ier"
@@ -159,8 +164,11 @@ class ModelConfig:
     num_clusters: int = 11
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     ier: IERConfig = field(default_factory=IERConfig)
+    object_prior: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.object_prior <= 1.0:
+            raise ValueError(f"object_prior must be in [0, 1], got {self.object_prior}")
         if self.visual_backbone not in VISUAL_BACKBONES:
             raise ValueError(
                 f"visual_backbone must be one of {VISUAL_BACKBONES}, got {self.visual_backbone!r}"

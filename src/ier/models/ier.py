@@ -20,6 +20,7 @@ from ier.models.common import (
     LocalizationOutput,
     TwoTowerModel,
     cosine_map,
+    gate_by_objectness,
     global_avg_pool,
     global_max_pool,
     names_from_bytes,
@@ -254,13 +255,15 @@ class IERModel(TwoTowerModel):
 
         A cluster's map is L^av_k (optionally DSOL-sharpened); a category's map is the max (or
         clamped sum) of its clusters' maps; its score is the peak of its unsharpened map. Before
-        prototypes exist this is the stage-1 AV map as the single class "*".
+        prototypes exist this is the stage-1 AV map as the single class "*". With
+        ``config.object_prior`` > 0 the cluster maps are gated by the visual objectness first.
         """
         if not self.has_prototypes:
             return super().localize(images, waves)
-        fv = self.encode_visual(images)
+        fv, prior = self.encode_visual_with_prior(images)
         fa, mid = self.encode_audio(waves)
         cluster_maps = self.cmr(fv, self.expand_audio(fa, mid))["cmr_maps"]
+        cluster_maps = gate_by_objectness(cluster_maps, prior, self.config.object_prior)
         scores = global_max_pool(self._to_categories(cluster_maps))
         sharpen = self.config.ier.test_sharpen
         if sharpen > 0:

@@ -33,6 +33,8 @@ class DSOLModel(IERModel):
         config: Architecture; ``config.ier.use_aii`` is ignored (DSOL has no AII).
     """
 
+    supports_object_prior = False  # its class-aware localize is DSOL's own
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(
             dataclasses.replace(config, ier=dataclasses.replace(config.ier, use_aii=False))
