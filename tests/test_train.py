@@ -204,6 +204,22 @@ def test_a_frozen_module_keeps_weights_and_batch_norm_statistics(toy: Path, tmp_
     assert all(p.requires_grad for p in model.parameters())
 
 
+def test_the_ier_recipe_freezes_the_audio_side_in_stage_2() -> None:
+    from ier.models import create_model
+    from ier.tasks import frozen_modules
+
+    cfg = preset("ier", "tiny")
+    assert [s.freeze for s in cfg.stages][:2] == [(), ()]
+    assert set(cfg.stages[2].freeze) == {"audio_backbone", "av_head.audio_proj", "identify"}
+    full = create_model(cfg.model)
+    assert len(frozen_modules(full, cfg.stages[2].freeze)) == 3
+    # the no-AII ablation has no Identify branch: nothing to freeze there, and no error
+    no_aii = create_model(apply_overrides(cfg, ["model.ier.use_aii=false"]).model)
+    assert frozen_modules(no_aii, ("identify",)) == []
+    with pytest.raises(ConfigError, match="'identify_x' is not a module"):
+        frozen_modules(no_aii, ("identify_x",))
+
+
 def test_freeze_names_must_exist(toy: Path, tmp_path: Path) -> None:
     cfg = apply_overrides(preset("ier", "tiny"), [*SHORT, 'stages.av.freeze=["audio_tower"]'])
     with pytest.raises(ConfigError, match="'audio_tower' is not a module or parameter"):

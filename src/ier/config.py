@@ -233,6 +233,12 @@ _IER_SCHEDULE: dict[str, tuple[int, int, int, int]] = {
 }
 
 
+# Stage 2 keeps the audio side as stage 1 left it (docs/method.md §8, Q10): the audio prototypes
+# P^a are frozen, and fine-tuning the audio encoder and the AII branch against them let the audio
+# embedding drift away (AII NMI 52.5 -> 9.6 at the quick scale, docs/results.md).
+IER_STAGE2_FROZEN = ("audio_backbone", "av_head.audio_proj", "identify")
+
+
 @register_recipe("ier")
 def ier_recipe(name: str) -> ExperimentConfig:
     """IEr (method.md §1.7): S1-a/b ``ier_av``, S1-c ``ier_aii`` on solo clips; S2 ``ier_cmr``."""
@@ -249,6 +255,7 @@ def ier_recipe(name: str) -> ExperimentConfig:
             split="train/unconstrained",
             epochs=epochs_cmr,
             negative_pooling="quadrants",
+            freeze=IER_STAGE2_FROZEN,
             **common,
         ),
     )

@@ -127,12 +127,16 @@ def frozen_modules(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Modul
     """The submodules named by ``prefixes`` (``StageConfig.freeze``); ConfigError if one is unknown.
 
     A prefix names a submodule (``audio_backbone``, ``av_head.audio_proj``) or a single parameter
-    (``av_head.bias``); a parameter's owning module is returned for the latter.
+    (``av_head.bias``); a parameter's owning module is returned for the latter. An optional part
+    that this model switched off (an attribute set to None, e.g. ``identify`` with
+    ``use_aii=False``) has nothing to freeze and is skipped.
     """
     modules = dict(model.named_modules())
     params = dict(model.named_parameters())
     found: list[nn.Module] = []
     for prefix in prefixes:
+        if _is_switched_off(model, prefix):
+            continue
         if prefix in modules and prefix:
             found.append(modules[prefix])
         elif prefix in params:
@@ -145,6 +149,12 @@ def frozen_modules(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Modul
                 f"top-level modules: {top}"
             )
     return found
+
+
+def _is_switched_off(model: nn.Module, name: str) -> bool:
+    owner_name, _, attr = name.rpartition(".")
+    owner = dict(model.named_modules()).get(owner_name)
+    return owner is not None and attr in owner.__dict__ and owner.__dict__[attr] is None
 
 
 def freeze_parameters(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Parameter]:
