@@ -106,3 +106,23 @@ def test_evaluate_checkpoint_object_prior_override(toy: Path, model, tmp_path) -
         set_object_prior(create_model(model_config("tiny", name="sop")), 0.5)
     with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
         set_object_prior(model, -0.1)
+
+
+def test_reference_maps_benchmark_scores_uniform_and_objectness(toy: Path, model, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "m.safetensors"
+    save_model(ckpt, model, model_config=model.config)
+    script = Path(__file__).parents[1] / "benchmarks/reference_maps.py"
+    out = tmp_path / "ref.json"
+    run = subprocess.run(
+        [sys.executable, str(script), "--data", str(toy), "--checkpoint", str(ckpt),
+         "--splits", "test/solo", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    results = json.loads(out.read_text())
+    assert results["uniform"]["test/solo"]["iou@0.5"] == 0.0  # 0.5 everywhere: the box never wins
+    assert 0.0 <= results["objectness"]["test/solo"]["auc"] <= 1.0
+    assert "objectness test/solo" in " ".join(run.stdout.split())
