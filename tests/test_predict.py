@@ -126,3 +126,22 @@ def test_reference_maps_benchmark_scores_uniform_and_objectness(toy: Path, model
     assert results["uniform"]["test/solo"]["iou@0.5"] == 0.0  # 0.5 everywhere: the box never wins
     assert 0.0 <= results["objectness"]["test/solo"]["auc"] <= 1.0
     assert "objectness test/solo" in " ".join(run.stdout.split())
+
+
+def test_pointing_game_diagnostic_runs(toy: Path, model, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "m.safetensors"
+    save_model(ckpt, model, model_config=model.config)
+    script = Path(__file__).parents[1] / "benchmarks/pointing_game.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--data", str(toy), "--checkpoint", str(ckpt),
+         "--oracle-sizes", "64"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    solo = next(line for line in lines if "test/solo" in line)
+    assert "av=" in solo and "objectness=" in solo and "chance=" in solo
+    assert any(line.startswith("oracle-prototype ceiling") for line in lines)

@@ -1,0 +1,158 @@
+r"""Diagnostics: does a map's peak land on the sounding object? (the pointing game)
+
+    python benchmarks/pointing_game.py --data bench/default \
+        --checkpoint runs/ier-quick/stages/1-aii.safetensors
+    python benchmarks/pointing_game.py --data bench/default \
+        --checkpoint runs/ier-quick/model.safetensors --oracle-sizes 128 192 224
+
+For every sounding, labelled object of a test split, a hit is the argmax cell of a map falling
+inside the object's box; "chance" is the mean box area (a uniformly random cell). Maps compared:
+
+- ``av``: the stage-1 AV map (one map for all classes);
+- ``objectness``: the visual backbone's objectness O, no audio (``ier.models.common.objectness``);
+- ``av*O``: the AV map gated by O (``model.object_prior = 1``);
+- for an IEr checkpoint with prototypes, per category: ``Lv`` (visual prototype maps), ``A``
+  (class AV maps of the expanded audio), ``Lav`` (the CMR maps, what ``localize`` returns).
+
+``--oracle-sizes`` adds a ceiling that **uses labels** (a diagnostic, never a result): class
+prototypes are the mean normalised feature at the box centre of each ``test/solo`` object,
+computed with a freshly built copy of the checkpoint's architecture (ImageNet weights when the
+checkpoint uses a pretrained backbone) at each input size; it then plays the pointing game with
+cos(prototype_c, feature_xy) on the mixture splits, for the raw backbone features. It measures
+how class-specific the features are at that resolution before any training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _hit(cell_map: np.ndarray, box) -> bool:
+    h, w = cell_map.shape
+    y, x = np.unravel_index(int(cell_map.argmax()), (h, w))
+    x0, y0, x1, y1 = box
+    return bool(x0 <= (x + 0.5) / w <= x1 and y0 <= (y + 0.5) / h <= y1)
+
+
+def _sounding(sample, classes):
+    return [(classes.index(o.label), o.box) for o in sample.objects
+            if o.sounding and o.label in classes]  # fmt: skip
+
+
+def _load(data: Path, split: str, model, classes):
+    from ier.data.datasets import load_split
+
+    cfg = model.config
+    return load_split(
+        data, split, classes=classes, input_size=cfg.input_size,
+        sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples, train=False,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def map_variants(model, images: torch.Tensor, waves: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Name -> (B, 1 or C, h, w) maps of one batch."""
+    fv, prior = model.encode_visual_with_prior(images)
+    fa, mid = model.encode_audio(waves)
+    av = model.av_map(fv, fa)
+    out = {"av": av, "objectness": prior, "av*O": av * prior}
+    if getattr(model, "has_prototypes", False):
+        cmr = model.cmr(fv, model.expand_audio(fa, mid))
+        out["Lv"] = model._to_categories(cmr["visual_maps"])
+        out["A"] = model._to_categories(cmr["class_av_maps"])
+        out["Lav"] = model._to_categories(cmr["cmr_maps"])
+    return out
+
+
+def pointing(model, data: Path, split: str, classes: list[str], batch_size: int) -> dict:
+    """Pointing accuracy of every map variant on one split, plus the chance level."""
+    from ier.data.datasets import eval_batches
+
+    model.eval()
+    dataset = _load(data, split, model, classes)
+    map_classes = list(model.classes)
+    hits: dict[str, int] = {}
+    n, area, start = 0, 0.0, 0
+    for batch in eval_batches(dataset, batch_size):
+        maps = {k: v.numpy() for k, v in map_variants(model, batch["image"], batch["wave"]).items()}
+        for j in range(len(batch["image"])):
+            for c, box in _sounding(dataset.samples[start + j], classes):
+                n, area = n + 1, area + (box[2] - box[0]) * (box[3] - box[1])
+                for name, m in maps.items():
+                    if m.shape[1] == 1:
+                        channel = 0
+                    elif classes[c] in map_classes:
+                        channel = map_classes.index(classes[c])
+                    else:
+                        continue
+                    hits[name] = hits.get(name, 0) + _hit(m[j, channel], box)
+        start += len(batch["image"])
+    return {"n": n, "chance": area / max(n, 1), **{k: v / max(n, 1) for k, v in hits.items()}}
+
+
+@torch.no_grad()
+def oracle_ceiling(model, data: Path, size: int, splits: list[str], classes: list[str]) -> dict:
+    """Label-using ceiling: pointing of oracle box-centre prototypes on raw backbone features."""
+    from ier.data.datasets import eval_batches
+    from ier.models import create_model
+
+    fresh = create_model(dataclasses.replace(model.config, input_size=size)).eval()
+
+    def features(split):
+        dataset = _load(data, split, fresh, classes)
+        feats = [fresh.visual_backbone(fresh.image_normalizer(b["image"]))
+                 for b in eval_batches(dataset, 64)]  # fmt: skip
+        return dataset, F.normalize(torch.cat(feats), dim=1)
+
+    solo, f = features("test/solo")
+    h, w = f.shape[-2:]
+    protos = torch.zeros(len(classes), f.shape[1])
+    for i, sample in enumerate(solo.samples):
+        for c, (x0, y0, x1, y1) in _sounding(sample, classes)[:1]:
+            cx, cy = min(int((x0 + x1) / 2 * w), w - 1), min(int((y0 + y1) / 2 * h), h - 1)
+            protos[c] += f[i, :, cy, cx]
+    protos = F.normalize(protos, dim=1)
+    out = {}
+    for split in splits:
+        dataset, f = features(split)
+        maps = torch.einsum("bdhw,kd->bkhw", f, protos).numpy()
+        hits = [_hit(maps[i, c], box) for i, s in enumerate(dataset.samples)
+                for c, box in _sounding(s, classes)]  # fmt: skip
+        out[split] = float(np.mean(hits)) if hits else float("nan")
+    return out
+
+
+def main() -> None:
+    from ier.checkpoint import load_model
+    from ier.data.datasets import list_splits, read_classes
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="benchmark directory")
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--splits", nargs="+", help="default: every test split with sound boxes")
+    parser.add_argument("--oracle-sizes", type=int, nargs="*", default=[], metavar="PX")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+
+    model = load_model(args.checkpoint)
+    classes = list(read_classes(args.data))
+    splits = args.splits or [s for s in list_splits(args.data, "test/") if "negative" not in s]
+    for split in splits:
+        r = pointing(model, args.data, split, classes, args.batch_size)
+        shown = " ".join(f"{k}={v:.3f}" for k, v in r.items() if k not in ("n", "chance"))
+        print(f"pointing {split:16s} n={r['n']} chance={r['chance']:.3f} {shown}", flush=True)
+    mixtures = [s for s in splits if not s.endswith("/solo")]
+    for size in args.oracle_sizes:
+        r = oracle_ceiling(model, args.data, size, mixtures, classes)
+        shown = " ".join(f"{k}={v:.3f}" for k, v in r.items())
+        print(f"oracle-prototype ceiling (uses labels) at {size} px: {shown}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
