@@ -437,10 +437,11 @@ def test_cli_checkpoint_mode_calls_predict_evaluate_checkpoint(
 ) -> None:
     calls = {}
 
-    def fake_evaluate_checkpoint(checkpoint, data_dir, *, splits, out_dir, settings):
+    def fake_evaluate_checkpoint(checkpoint, data_dir, *, splits, out_dir, settings, object_prior):
         calls.update(
-            checkpoint=checkpoint, data=data_dir, splits=splits, out=out_dir, settings=settings
-        )
+            checkpoint=checkpoint, data=data_dir, splits=splits, out=out_dir, settings=settings,
+            object_prior=object_prior,
+        )  # fmt: skip
         preds = _preds(["a"], _box_map(0.0)[None], classes=("*",))
         return {
             "test/solo": evaluate(preds, [_sample("a", [_obj("x", TOP_LEFT, True)], "test/solo")])
@@ -453,6 +454,8 @@ def test_cli_checkpoint_mode_calls_predict_evaluate_checkpoint(
     assert main([*argv, "--out", str(tmp_path / "eval"), "--tau", "0.3"]) == 0
     assert calls["checkpoint"] == Path("c.st") and calls["splits"] == ["test/solo"]
     assert calls["out"] == tmp_path / "eval" and calls["settings"].tau == 0.3
+    assert calls["object_prior"] is None  # the checkpoint's own setting
+    assert main([*argv, "--object-prior", "0.7"]) == 0 and calls["object_prior"] == 0.7
     assert "test/solo" in capsys.readouterr().out
 
 
