@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         metavar="W",
         help="gate the model's maps by visual objectness with weight W in [0, 1] "
-        "(default: the checkpoint's model.object_prior, 0 = off; docs/metrics.md)",
+        "(default: the checkpoint's model.object_prior, 0 = off; docs/method.md §6)",
     )
     parser.add_argument(
         "--out",
