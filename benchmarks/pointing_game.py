@@ -78,6 +78,7 @@ def pointing(model, data: Path, split: str, classes: list[str], batch_size: int)
     dataset = _load(data, split, model, classes)
     map_classes = list(model.classes)
     hits: dict[str, int] = {}
+    counted: dict[str, int] = {}  # per variant: objects whose class has a map
     n, area, start = 0, 0.0, 0
     for batch in eval_batches(dataset, batch_size):
         maps = {k: v.numpy() for k, v in map_variants(model, batch["image"], batch["wave"]).items()}
@@ -92,8 +93,9 @@ def pointing(model, data: Path, split: str, classes: list[str], batch_size: int)
                     else:
                         continue
                     hits[name] = hits.get(name, 0) + _hit(m[j, channel], box)
+                    counted[name] = counted.get(name, 0) + 1
         start += len(batch["image"])
-    return {"n": n, "chance": area / max(n, 1), **{k: v / max(n, 1) for k, v in hits.items()}}
+    return {"n": n, "chance": area / max(n, 1), **{k: v / counted[k] for k, v in hits.items()}}
 
 
 @torch.no_grad()
@@ -141,6 +143,9 @@ def main() -> None:
     args = parser.parse_args()
 
     model = load_model(args.checkpoint)
+    if not hasattr(model, "encode_visual_with_prior"):
+        parser.error(f"{args.checkpoint}: a {model.config.name!r} model has no AV map and backbone "
+                     "objectness to compare; use an IEr, DSOL or OTS checkpoint")  # fmt: skip
     classes = list(read_classes(args.data))
     splits = args.splits or [s for s in list_splits(args.data, "test/") if "negative" not in s]
     for split in splits:

@@ -55,6 +55,9 @@ def main() -> None:
     args = parser.parse_args()
 
     model = load_model(args.checkpoint)
+    if not hasattr(model, "visual_backbone"):
+        parser.error(f"{args.checkpoint}: a {model.config.name!r} model has no visual_backbone "
+                     "to take the objectness from")  # fmt: skip
     cfg = model.config
     classes = read_classes(args.data)
     results: dict[str, dict[str, dict]] = {"uniform": {}, "objectness": {}}

@@ -456,3 +456,14 @@ def test_object_prior_gates_single_source_and_class_maps() -> None:
     assert (gated.maps.flatten(2).amin(dim=2) == 0).all()
     with pytest.raises(ValueError, match="object_prior"):
         tiny(object_prior=1.5)
+    # DSOL's class softmax would lift an objectness-0 cell to 1/K: the gate applies after it
+    sharp = dataclasses.replace(cfg, object_prior=1.0, ier=IERConfig(test_sharpen=3.0))
+    model.config = sharp
+    assert (model.localize(images, waves).maps.flatten(2).amin(dim=2) == 0).all()
+    # a model whose maps would ignore the prior refuses it instead
+    with pytest.raises(ConfigError, match="does not support the objectness prior"):
+        create_model(tiny(name="sop", object_prior=0.5))
+    assert create_model(tiny(name="ots", object_prior=0.5)).config.object_prior == 0.5
+    # the default is left out of saved configs, so earlier versions can still read them
+    assert "object_prior" not in cfg.to_dict() and sharp.to_dict()["object_prior"] == 1.0
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg

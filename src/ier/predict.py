@@ -169,8 +169,8 @@ def set_object_prior(model: torch.nn.Module, weight: float) -> torch.nn.Module:
     """Make ``model`` gate its maps by objectness with ``weight`` (``ModelConfig.object_prior``).
 
     Raises:
-        ConfigError: ``weight`` outside [0, 1], or a model whose maps ignore the prior (only
-            models built on ``TwoTowerModel`` without their own ``localize`` honour it).
+        ConfigError: ``weight`` outside [0, 1], or a model whose maps ignore the prior (IEr and
+            OTS honour it: ``supports_object_prior``).
     """
     if not 0.0 <= weight <= 1.0:
         raise ConfigError(f"object_prior must be in [0, 1], got {weight}")

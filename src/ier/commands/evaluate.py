@@ -168,10 +168,10 @@ def _check_mode(args: argparse.Namespace) -> str:
     parser: argparse.ArgumentParser = args._evaluate_parser
     given_files = [n for n in _FILE_MODE if getattr(args, n) is not None]
     given_ckpt = [n for n in _CHECKPOINT_MODE if getattr(args, n) is not None]
-    flags = ", ".join(f"--{n}" for n in given_files + given_ckpt)
+    flags = ", ".join(f"--{n.replace('_', '-')}" for n in given_files + given_ckpt)
     if given_files and given_ckpt:
         parser.error(
-            "use either --predictions/--manifest or --checkpoint/--data/--splits, "
+            "use either --predictions/--manifest or --checkpoint/--data/--splits/--object-prior, "
             f"not both (got {flags})"
         )
     if given_files:

@@ -69,7 +69,13 @@ def create_model(config: ModelConfig | dict[str, Any] | None = None, **overrides
         raise ConfigError(f"invalid model config: {exc}") from exc
     if config.name not in _REGISTRY:
         raise ConfigError(f"unknown model {config.name!r}; registered: {', '.join(list_models())}")
-    return _REGISTRY[config.name](config)
+    factory = _REGISTRY[config.name]
+    if config.object_prior and not getattr(factory, "supports_object_prior", False):
+        raise ConfigError(
+            f"model {config.name!r} does not support the objectness prior "
+            f"(object_prior={config.object_prior}); only IEr and OTS maps honour it"
+        )
+    return factory(config)
 
 
 # Registration side effects: importing the modules adds their models to the registry.

@@ -185,7 +185,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able nested dict."""
-        return _to_dict(self)
+        data = _to_dict(self)
+        if not self.object_prior:
+            del data["object_prior"]  # the default: earlier ier versions can still read the config
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

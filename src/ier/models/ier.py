@@ -256,19 +256,22 @@ class IERModel(TwoTowerModel):
         A cluster's map is L^av_k (optionally DSOL-sharpened); a category's map is the max (or
         clamped sum) of its clusters' maps; its score is the peak of its unsharpened map. Before
         prototypes exist this is the stage-1 AV map as the single class "*". With
-        ``config.object_prior`` > 0 the cluster maps are gated by the visual objectness first.
+        ``config.object_prior`` > 0 the (sharpened) maps and the scores' maps are gated by the
+        visual objectness.
         """
         if not self.has_prototypes:
             return super().localize(images, waves)
         fv, prior = self.encode_visual_with_prior(images)
         fa, mid = self.encode_audio(waves)
         cluster_maps = self.cmr(fv, self.expand_audio(fa, mid))["cmr_maps"]
-        cluster_maps = gate_by_objectness(cluster_maps, prior, self.config.object_prior)
-        scores = global_max_pool(self._to_categories(cluster_maps))
+        weight = self.config.object_prior
+        scores = global_max_pool(
+            self._to_categories(gate_by_objectness(cluster_maps, prior, weight))
+        )
         sharpen = self.config.ier.test_sharpen
         if sharpen > 0:
             cluster_maps = torch.softmax(sharpen * cluster_maps, dim=1)
-        maps = self._to_categories(cluster_maps)
+        maps = self._to_categories(gate_by_objectness(cluster_maps, prior, weight))
         return LocalizationOutput(maps=maps, scores=scores)
 
     def _to_categories(self, cluster_maps: torch.Tensor) -> torch.Tensor:
