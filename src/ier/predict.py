@@ -172,12 +172,14 @@ def set_object_prior(model: torch.nn.Module, weight: float) -> torch.nn.Module:
         ConfigError: ``weight`` outside [0, 1], or a model whose maps ignore the prior (IEr and
             OTS honour it: ``supports_object_prior``).
     """
-    if not 0.0 <= weight <= 1.0:
-        raise ConfigError(f"object_prior must be in [0, 1], got {weight}")
-    if weight and not getattr(model, "supports_object_prior", False):
-        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
-        raise ConfigError(f"model {name!r} does not support the objectness prior (object_prior)")
-    model.config = dataclasses.replace(model.config, object_prior=float(weight))
+    from ier.models import check_object_prior
+
+    try:
+        config = dataclasses.replace(model.config, object_prior=float(weight))
+    except ValueError as exc:  # out of [0, 1]: ModelConfig validates it
+        raise ConfigError(str(exc)) from None
+    check_object_prior(type(model), config)
+    model.config = config
     return model
 
 

@@ -70,12 +70,17 @@ def create_model(config: ModelConfig | dict[str, Any] | None = None, **overrides
     if config.name not in _REGISTRY:
         raise ConfigError(f"unknown model {config.name!r}; registered: {', '.join(list_models())}")
     factory = _REGISTRY[config.name]
-    if config.object_prior and not getattr(factory, "supports_object_prior", False):
+    check_object_prior(factory, config)
+    return factory(config)
+
+
+def check_object_prior(model_type: type, config: ModelConfig) -> None:
+    """ConfigError when ``config.object_prior`` > 0 but ``model_type``'s maps would ignore it."""
+    if config.object_prior and not getattr(model_type, "supports_object_prior", False):
         raise ConfigError(
             f"model {config.name!r} does not support the objectness prior "
             f"(object_prior={config.object_prior}); only IEr and OTS maps honour it"
         )
-    return factory(config)
 
 
 # Registration side effects: importing the modules adds their models to the registry.

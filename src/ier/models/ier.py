@@ -264,14 +264,12 @@ class IERModel(TwoTowerModel):
         fv, prior = self.encode_visual_with_prior(images)
         fa, mid = self.encode_audio(waves)
         cluster_maps = self.cmr(fv, self.expand_audio(fa, mid))["cmr_maps"]
-        weight = self.config.object_prior
-        scores = global_max_pool(
-            self._to_categories(gate_by_objectness(cluster_maps, prior, weight))
-        )
-        sharpen = self.config.ier.test_sharpen
-        if sharpen > 0:
-            cluster_maps = torch.softmax(sharpen * cluster_maps, dim=1)
+        weight, sharpen = self.config.object_prior, self.config.ier.test_sharpen
         maps = self._to_categories(gate_by_objectness(cluster_maps, prior, weight))
+        scores = global_max_pool(maps)
+        if sharpen > 0:
+            sharpened = torch.softmax(sharpen * cluster_maps, dim=1)
+            maps = self._to_categories(gate_by_objectness(sharpened, prior, weight))
         return LocalizationOutput(maps=maps, scores=scores)
 
     def _to_categories(self, cluster_maps: torch.Tensor) -> torch.Tensor:

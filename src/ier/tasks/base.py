@@ -135,8 +135,13 @@ def frozen_modules(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Modul
     params = dict(model.named_parameters())
     found: list[nn.Module] = []
     for prefix in prefixes:
-        if _is_switched_off(model, prefix):
-            continue
+        owner_name, _, attr = prefix.rpartition(".")
+        if (
+            owner_name in modules
+            and hasattr(modules[owner_name], attr)
+            and (getattr(modules[owner_name], attr) is None)
+        ):
+            continue  # an optional part this model switched off
         if prefix in modules and prefix:
             found.append(modules[prefix])
         elif prefix in params:
@@ -149,12 +154,6 @@ def frozen_modules(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Modul
                 f"top-level modules: {top}"
             )
     return found
-
-
-def _is_switched_off(model: nn.Module, name: str) -> bool:
-    owner_name, _, attr = name.rpartition(".")
-    owner = dict(model.named_modules()).get(owner_name)
-    return owner is not None and attr in owner.__dict__ and owner.__dict__[attr] is None
 
 
 def freeze_parameters(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Parameter]:
