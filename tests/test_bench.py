@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -13,7 +14,7 @@ from PIL import Image
 from ier.bench import IER_ABLATIONS, METHOD_ORDER, BenchConfig, experiment_for, plan_runs, run_bench
 from ier.bench.figures import BAR_METRICS, bar_chart
 from ier.bench.report import markdown
-from ier.bench.runner import BENCH_FILE, RECORD_FILE, _check_out_dir
+from ier.bench.runner import BENCH_FILE, RECORD_FILE, _check_out_dir, run_one
 from ier.cli import main
 from ier.errors import ConfigError
 
@@ -58,6 +59,7 @@ def test_experiment_for_applies_ablations_and_tiny_smoke_limits() -> None:
     assert no_aii.model.ier.use_aii is False and no_aii.seed == 3
     assert all(s.epochs == 1 and s.max_steps == 3 for s in no_aii.stages)
     assert no_aii.eval.at_end is False
+    assert no_aii.init_from == "" and no_aii.start_stage == 0  # no runs folder: trains it all
     curriculum = experiment_for(by_name["ier-aii-no-curriculum"], config)
     assert [s.curriculum for s in curriculum.stages if s.name == "aii"] == [False]
     assert experiment_for(by_name["ier-no-silent-filter"], config).model.ier.silent_filter is False
@@ -79,6 +81,12 @@ def test_out_dir_must_be_new_or_the_same_bench(tmp_path) -> None:
         _check_out_dir(tmp_path / "bench", BenchConfig(preset="quick"), tmp_path)
     with pytest.raises(ConfigError, match="never mixed"):
         _check_out_dir(tmp_path / "bench", BenchConfig(preset="tiny"), tmp_path / "other")
+    # A quick bench from before the quick bench trained at ``short`` is not resumed into a new one.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / BENCH_FILE).write_text(json.dumps({"preset": "quick",
+                                                           "data_dir": str(tmp_path)}))  # fmt: skip
+    with pytest.raises(ConfigError, match="training preset 'quick'"):
+        _check_out_dir(tmp_path / "old", BenchConfig(preset="quick"), tmp_path)
 
 
 # --------------------------------------------------------------------------- tables and figures
@@ -97,6 +105,35 @@ def test_markdown_tables_hold_every_row_and_formatted_values(tmp_path) -> None:
     assert re.search(r"\| IEr? \| 0\.809", aii) or "| ier | 0.809" in aii
     assert "| ↳ ier-no-aii | 0.809" in aii
     assert "| ots | 1.2 | 0.5 | 1.8 |" in text.split("## Wall time")[1]
+
+
+def test_bench_quick_trains_every_method_at_the_short_preset() -> None:
+    config = BenchConfig(preset="quick")
+    for run in plan_runs(config):
+        cfg = experiment_for(run, config)
+        assert cfg.preset == "short" and cfg.model.input_size == 128
+        assert all(s.max_steps == 0 for s in cfg.stages)
+    # every method gets IEr's passes over each split (12,000 clips of the default benchmark)
+    runs = {r.name: r for r in plan_runs(config)}
+    ier, ots = (experiment_for(runs[name], config) for name in ("ier", "ots"))
+    solo = [sum(s.epochs for s in c.stages if s.split == "train/solo") for c in (ier, ots)]
+    wild = [sum(s.epochs for s in c.stages if s.split == "train/unconstrained") for c in (ier, ots)]
+    assert solo == [3, 3] and wild == [1, 1]
+
+
+def test_ablations_start_from_the_full_runs_stage_snapshot(tmp_path) -> None:
+    config = BenchConfig(preset="tiny")
+    by_name = {r.name: r for r in IER_ABLATIONS}
+    with pytest.raises(ConfigError, match="run ier first"):
+        experiment_for(by_name["ier-no-aii"], config, tmp_path)
+    (tmp_path / "ier" / "stages").mkdir(parents=True)
+    for name in ("0-av", "1-aii"):
+        (tmp_path / "ier" / "stages" / f"{name}.safetensors").write_bytes(b"")
+    no_aii = experiment_for(by_name["ier-no-aii"], config, tmp_path)
+    assert (no_aii.start_stage, Path(no_aii.init_from).name) == (1, "0-av.safetensors")
+    no_silent = experiment_for(by_name["ier-no-silent-filter"], config, tmp_path)
+    assert (no_silent.start_stage, Path(no_silent.init_from).name) == (2, "1-aii.safetensors")
+    assert no_silent.model.ier.silent_filter is False
 
 
 def test_bar_chart_draws_bar_heights_proportional_to_values(tmp_path) -> None:
@@ -150,6 +187,18 @@ def test_bench_two_methods_end_to_end_skips_and_resumes(small_benchmark, tmp_pat
     assert ots["metrics"]["test/solo"]["auc"] == pytest.approx(
         result.records[0]["metrics"]["test/solo"]["auc"]
     )
+
+    # A CMR ablation trains stage 2 only, from IEr's stage-1 snapshot: its solo maps (stage 1's
+    # model) are IEr's, so its solo metrics are IEr's to the last digit.
+    (ablation,) = [r for r in IER_ABLATIONS if r.name == "ier-no-silent-filter"]
+    record = run_one(ablation, config, small_benchmark, out / "runs" / ablation.name,
+                     progress=False)  # fmt: skip
+    assert (record["start_stage"], record["shared_from"]) == (2, "ier")
+    assert record["metrics"]["test/solo"] == ier["metrics"]["test/solo"]
+    assert record["metrics"]["test/wild"] != ier["metrics"]["test/wild"]
+    assert sorted(p.name for p in (out / "runs" / ablation.name / "stages").iterdir()) == [
+        "2-cmr.safetensors"
+    ]
 
 
 @pytest.mark.slow

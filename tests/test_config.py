@@ -32,9 +32,12 @@ def test_preset_round_trips_through_json(name: str) -> None:
 
 
 def test_presets_scale_up() -> None:
-    tiny, quick, paper = (preset("ier", n) for n in PRESETS)
+    tiny, short, quick, paper = (preset("ier", n) for n in PRESETS)
     assert (tiny.model.input_size, quick.model.input_size, paper.model.input_size) == (64, 128, 224)
     assert tiny.model.width < quick.model.width < paper.model.width
+    # ``short`` is the quick model for fewer epochs of every stage (the bench's quick budget)
+    assert short.model == quick.model and short.stages[2].freeze == quick.stages[2].freeze
+    assert all(s.epochs < q.epochs for s, q in zip(short.stages, quick.stages, strict=True))
     assert paper.stages[0].epochs == 15  # DSOL's stage-1 schedule
     assert paper.stages[2].negative_pooling == "quadrants"
 

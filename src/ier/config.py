@@ -19,8 +19,10 @@ from ier.errors import ConfigError
 from ier.files import atomic_write_json
 from ier.models.config import ModelConfig, model_config
 
-PRESETS = ("tiny", "quick", "paper")
-"""Named scales: ``tiny`` (seconds; tests), ``quick`` (CPU, ~45 min), ``paper`` (GPU, DSOL)."""
+PRESETS = ("tiny", "short", "quick", "paper")
+"""Named scales: ``tiny`` (seconds; tests), ``short`` (the quick model for about a fifth of the
+quick epochs, ~9 min on 2 CPU cores; what ``ier bench --preset quick`` trains, so that every method
+and ablation fits in 2 hours), ``quick`` (CPU, ~45 min), ``paper`` (GPU, DSOL)."""
 
 T = TypeVar("T")
 
@@ -225,9 +227,11 @@ def _load_recipe_modules() -> None:
 
 
 # (epochs of S1-a/b, S1-c, S2; batch size) per preset. ``quick`` is sized for ~45 min on 2 CPU
-# cores on the ``default`` benchmark; ``paper`` follows DSOL (15 stage-1 epochs, 5 stage-2).
+# cores on the ``default`` benchmark, ``short`` for ~9 min (12,000 clips: the bench budget,
+# docs/baselines.md); ``paper`` follows DSOL (15 stage-1 epochs, 5 stage-2).
 _IER_SCHEDULE: dict[str, tuple[int, int, int, int]] = {
     "tiny": (3, 2, 2, 16),
+    "short": (2, 1, 1, 32),
     "quick": (8, 6, 6, 32),
     "paper": (15, 10, 5, 32),
 }

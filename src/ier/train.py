@@ -267,7 +267,7 @@ def _run_stage_epochs(
         if world.is_main:
             if last:
                 save_model(
-                    run_dir / "stages" / f"{index}-{stage.name}.safetensors", model,
+                    stage_snapshot(run_dir, cfg, index), model,
                     model_config=cfg.model, extra_meta={"experiment": cfg.to_dict()},
                 )  # fmt: skip
             tensors, meta = _checkpoint_state(model, optimizer, task, cfg, pos)
@@ -375,7 +375,7 @@ def _finish(
         if cfg.eval.at_end:
             from ier.predict import evaluate_checkpoint
 
-            single = _single_source_checkpoint(cfg, run_dir)
+            single = single_source_checkpoint(cfg, run_dir)
             metrics = evaluate_checkpoint(
                 model_path, data_dir, splits=cfg.eval.splits or None, out_dir=run_dir / "eval",
                 single_source_checkpoint=single, batch_size=cfg.data.eval_batch_size,
@@ -387,7 +387,7 @@ def _finish(
     return FitResult(run_dir=run_dir, model_path=model_path, history=history, metrics=metrics)
 
 
-def _single_source_checkpoint(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
+def single_source_checkpoint(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
     """The stage snapshot that gives the single-source maps (``cfg.eval.single_source_stage``).
 
     A stage skipped by ``start_stage`` has no snapshot in this run: the ``init_from`` checkpoint
@@ -399,7 +399,12 @@ def _single_source_checkpoint(cfg: ExperimentConfig, run_dir: Path) -> Path | No
         return None
     if i < cfg.start_stage:
         return Path(cfg.init_from) if cfg.init_from else None
-    return run_dir / "stages" / f"{i}-{cfg.stages[i].name}.safetensors"
+    return stage_snapshot(run_dir, cfg, i)
+
+
+def stage_snapshot(run_dir: Path, cfg: ExperimentConfig, index: int) -> Path:
+    """Where ``fit`` saves the model as stage ``index`` of ``cfg`` left it."""
+    return run_dir / "stages" / f"{index}-{cfg.stages[index].name}.safetensors"
 
 
 def _strip_settings(metrics: dict[str, Any]) -> dict[str, Any]:

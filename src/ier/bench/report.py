@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ier.bench.runner import BenchConfig, order_records
+from ier.bench.runner import TRAIN_PRESET, BenchConfig, order_records
 from ier.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ def _time_table(records: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| Method | Train (s) | Eval (s) | Total (s) |", "|---|---:|---:|---:|"]
     for r in records:
         note = " (resumed: this session's time)" if r.get("resumed") else ""
+        if r.get("shared_from"):
+            note += f" (stage {r['start_stage']} on; earlier stages are {r['shared_from']}'s)"
         total = r["train_seconds"] + r["eval_seconds"]
         lines.append(
             f"| {_label(r)}{note} | {r['train_seconds']:.1f} | {r['eval_seconds']:.1f} | "
@@ -113,6 +115,11 @@ def markdown(records: Sequence[dict[str, Any]], data_dir: Path, config: BenchCon
         f"# Bench results (preset `{config.preset}`)",
         "",
         _benchmark_line(data_dir),
+        "",
+        f"Every run trains at the `{TRAIN_PRESET[config.preset]}` training preset (`ier train "
+        f"--preset {TRAIN_PRESET[config.preset]}`): the same model size and the same passes over "
+        "each training split for every method. The IEr ablations re-train only the stages they "
+        "change, from the full IEr run's snapshot of the stage before.",
         "",
         "Values are percentages. Maps are binarised at alpha x max (solo 0.1, synthetic and wild "
         "0.5, duet 0.2; DSOL's protocol), CIoU is a success rate at 0.3, AUC spans thresholds "

@@ -40,6 +40,10 @@ LABELS = {
     "supervised": "Supervised (ceiling)",
 }
 BENCHMARK_PRESET = {"tiny": "small", "quick": "default", "paper": "default"}
+TRAIN_PRESET = {"tiny": "tiny", "quick": "short", "paper": "paper"}
+"""The training preset (``ier.config.preset``) each bench preset trains every method at. ``quick``
+trains at ``short`` (about a fifth of the ``quick`` epochs) so that all runs fit in 2 h on 2 CPU
+cores (docs/baselines.md, "Budget")."""
 SMOKE_STEPS = {"tiny": 3}
 """At these presets every stage runs one epoch of at most this many steps (a smoke run)."""
 BENCH_FILE = "bench.json"
@@ -56,6 +60,11 @@ class BenchRun:
         overrides: ``key=value`` overrides of the recipe.
         label: Row label in the tables.
         ablation: An IEr ablation (its own table section and the AII table).
+        start_stage: First stage this run trains; the earlier stages are shared with
+            ``shared_from`` (0: trains every stage).
+        shared_from: The run whose snapshot of stage ``start_stage - 1`` this run starts from. An
+            ablation that changes only later stages thus differs from the full method in those
+            stages alone, and the bench does not train the shared stages twice.
     """
 
     name: str
@@ -63,31 +72,49 @@ class BenchRun:
     overrides: tuple[str, ...] = ()
     label: str = ""
     ablation: bool = False
+    start_stage: int = 0
+    shared_from: str = ""
 
 
+# The AII ablations re-train from IEr's S1-a/b model (stage 0), the CMR ablations from its stage-1
+# model (stage 1): each differs from the full IEr row only where the ablation does.
 IER_ABLATIONS = (
-    BenchRun("ier-no-aii", "ier", ("model.ier.use_aii=false",), "IEr w/o AII", True),
+    BenchRun(
+        "ier-no-aii",
+        "ier",
+        ("model.ier.use_aii=false",),
+        "IEr w/o AII",
+        True,
+        start_stage=1,
+        shared_from="ier",
+    ),
     BenchRun(
         "ier-aii-no-curriculum",
         "ier",
         ("stages.aii.curriculum=false",),
         "IEr, AII w/o curriculum",
         True,
-    ),  # fmt: skip
+        start_stage=1,
+        shared_from="ier",
+    ),
     BenchRun(
         "ier-no-silent-filter",
         "ier",
         ("model.ier.silent_filter=false",),
         "IEr w/o silent-object filter",
         True,
-    ),  # fmt: skip
+        start_stage=2,
+        shared_from="ier",
+    ),
     BenchRun(
         "ier-no-offscreen-filter",
         "ier",
         ("model.ier.offscreen_filter=false",),
         "IEr w/o off-screen filter",
         True,
-    ),  # fmt: skip
+        start_stage=2,
+        shared_from="ier",
+    ),
 )
 
 
@@ -150,18 +177,39 @@ def plan_runs(config: BenchConfig) -> list[BenchRun]:
     return runs
 
 
-def experiment_for(run: BenchRun, config: BenchConfig) -> ExperimentConfig:
-    """The run's experiment: recipe at the preset, its overrides, the bench's, no end-of-run eval
-    (the bench evaluates and times it separately), and the smoke limits of ``tiny``."""
-    from ier.tasks import baselines as _baselines  # noqa: F401  (registers the baseline recipes)
+def experiment_for(
+    run: BenchRun, config: BenchConfig, runs_dir: Path | None = None
+) -> ExperimentConfig:
+    """The run's experiment: recipe at the bench preset's training preset, its overrides, the
+    bench's, no end-of-run eval (the bench evaluates and times it separately), the smoke limits of
+    ``tiny``, and, for a run with ``shared_from``, the start from that run's stage snapshot in
+    ``runs_dir``.
 
-    cfg = apply_overrides(preset(run.method, config.preset), [*run.overrides, *config.overrides])
+    Raises:
+        ConfigError: the shared run has no snapshot of the stage this run starts after.
+    """
+    from ier.tasks import baselines as _baselines  # noqa: F401  (registers the baseline recipes)
+    from ier.train import stage_snapshot
+
+    recipe = preset(run.method, TRAIN_PRESET[config.preset])
+    cfg = apply_overrides(recipe, [*run.overrides, *config.overrides])
     smoke = SMOKE_STEPS.get(config.preset, 0)
     extra = ["eval.at_end=false"]
     if smoke:
         for i in range(len(cfg.stages)):
             extra += [f"stages.{i}.epochs=1", f"stages.{i}.max_steps={smoke}"]
-    return apply_overrides(cfg, extra)
+    cfg = apply_overrides(cfg, extra)
+    if run.shared_from and runs_dir is not None:
+        before = run.start_stage - 1
+        snapshot = stage_snapshot(runs_dir / run.shared_from, cfg, before)
+        if not snapshot.is_file():
+            raise ConfigError(
+                f"{run.name} starts from {run.shared_from}'s stage {before} "
+                f"({cfg.stages[before].name}), but {snapshot} is missing; run {run.shared_from} "
+                "first (the bench runs it before its ablations)"
+            )
+        cfg = dataclasses.replace(cfg, init_from=str(snapshot), start_stage=run.start_stage)
+    return cfg
 
 
 def ensure_benchmark(
@@ -192,15 +240,6 @@ def _strip(metrics: dict[str, Any]) -> dict[str, Any]:
     return {s: {k: v for k, v in m.items() if k != "settings"} for s, m in metrics.items()}
 
 
-def single_source_checkpoint(run_dir: Path, cfg: ExperimentConfig) -> Path | None:
-    """The stage snapshot whose model gives the solo maps (``ier.train`` names them
-    ``stages/<index>-<name>.safetensors``), or None for the final model."""
-    index = cfg.eval.single_source_stage
-    if index < 0:
-        return None
-    return run_dir / "stages" / f"{index}-{cfg.stages[index].name}.safetensors"
-
-
 def extended_metrics(run_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> dict[str, Any] | None:
     """SLAVC's extended protocol: test/solo positives + test/negative negatives, both mapped by
     the single-source model (class-agnostic map), scored together for ``ap`` and ``max_f1``.
@@ -213,13 +252,14 @@ def extended_metrics(run_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> di
     from ier.evaluate import evaluate
     from ier.predict import predict
     from ier.predictions import Predictions, load_predictions
+    from ier.train import single_source_checkpoint
 
     solo_path = run_dir / "eval" / "predictions_solo.npz"
     if not {"test/solo", "test/negative"} <= set(list_splits(data_dir, "test/")):
         return None
     if not solo_path.is_file():
         return None
-    model = load_model(single_source_checkpoint(run_dir, cfg) or run_dir / "model.safetensors")
+    model = load_model(single_source_checkpoint(cfg, run_dir) or run_dir / "model.safetensors")
     negative = load_split(
         data_dir, "test/negative", classes=read_classes(data_dir),
         input_size=model.config.input_size, sample_rate=model.config.frontend.sample_rate,
@@ -247,13 +287,13 @@ def run_one(
     """Train (or resume) one run, evaluate every test split, and record it; a run with a record is
     skipped. Returns the record (also written to ``run_dir/bench-record.json``)."""
     from ier.predict import evaluate_checkpoint
-    from ier.train import MODEL_NAME, fit
+    from ier.train import MODEL_NAME, fit, single_source_checkpoint
 
     record_path = run_dir / RECORD_FILE
     if record_path.is_file():
         logger.info("%s: finished earlier, skipped", run.name)
         return json.loads(record_path.read_text(encoding="utf-8"))
-    cfg = experiment_for(run, config)
+    cfg = experiment_for(run, config, run_dir.parent)
     model_path = run_dir / MODEL_NAME
     resumed = run_dir.is_dir() and any(run_dir.iterdir())
     started = time.perf_counter()
@@ -266,13 +306,14 @@ def run_one(
         return json.loads(record_path.read_text(encoding="utf-8"))
     metrics = evaluate_checkpoint(
         model_path, data_dir, out_dir=run_dir / "eval",
-        single_source_checkpoint=single_source_checkpoint(run_dir, cfg),
+        single_source_checkpoint=single_source_checkpoint(cfg, run_dir),
         batch_size=cfg.data.eval_batch_size, cache_dir=cfg.data.cache_dir or None,
     )  # fmt: skip
     extended = extended_metrics(run_dir, cfg, data_dir)
     record = {
         **dataclasses.asdict(run),
         "preset": config.preset,
+        "train_preset": TRAIN_PRESET[config.preset],
         "train_seconds": round(trained - started, 2),
         "eval_seconds": round(time.perf_counter() - trained, 2),
         "resumed": resumed,
@@ -288,10 +329,13 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
     marker = out_dir / BENCH_FILE
     if marker.is_file():
         started = json.loads(marker.read_text(encoding="utf-8"))
-        if started.get("preset") != config.preset:
+        # A bench from before ``TRAIN_PRESET`` trained at the preset of the same name.
+        budget = started.get("train_preset", started.get("preset"))
+        if (started.get("preset"), budget) != (config.preset, TRAIN_PRESET[config.preset]):
             raise ConfigError(
-                f"{out_dir} holds a bench run with preset {started.get('preset')!r}, not "
-                f"{config.preset!r}; use another --out"
+                f"{out_dir} holds a bench run with preset {started.get('preset')!r} (training "
+                f"preset {budget!r}), not {config.preset!r} (training preset "
+                f"{TRAIN_PRESET[config.preset]!r}); use another --out"
             )
         if Path(started.get("data_dir", data_dir)).resolve() != data_dir.resolve():
             raise ConfigError(
@@ -301,8 +345,8 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
         return
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} is not empty and holds no {BENCH_FILE}; use another --out")
-    marker_info = {"preset": config.preset, "data_dir": str(data_dir),
-                   "config": dataclasses.asdict(config)}  # fmt: skip
+    marker_info = {"preset": config.preset, "train_preset": TRAIN_PRESET[config.preset],
+                   "data_dir": str(data_dir), "config": dataclasses.asdict(config)}  # fmt: skip
     atomic_write_json(marker, marker_info, default=str)
 
 

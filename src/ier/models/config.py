@@ -225,8 +225,12 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+# The ``short`` training preset: quick's model for fewer epochs.
+MODEL_SIZES["short"] = MODEL_SIZES["quick"]
+
+
 def model_config(size: str = "paper", **overrides: Any) -> ModelConfig:
-    """A ``ModelConfig`` at a named size ("tiny", "quick", "paper") with field overrides."""
+    """A ``ModelConfig`` at a named size ("tiny", "short", "quick", "paper") with overrides."""
     if size not in MODEL_SIZES:
         raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_SIZES)}")
     return ModelConfig(**{**MODEL_SIZES[size], **overrides})
