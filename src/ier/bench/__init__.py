@@ -10,6 +10,7 @@ from __future__ import annotations
 from ier.bench.runner import (
     IER_ABLATIONS,
     METHOD_ORDER,
+    TRAIN_PRESET,
     BenchConfig,
     BenchResult,
     BenchRun,
@@ -23,6 +24,7 @@ from ier.bench.runner import (
 __all__ = [
     "IER_ABLATIONS",
     "METHOD_ORDER",
+    "TRAIN_PRESET",
     "BenchConfig",
     "BenchResult",
     "BenchRun",
