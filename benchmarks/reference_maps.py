@@ -44,7 +44,7 @@ def main() -> None:
     from ier.checkpoint import load_model
     from ier.data.datasets import list_splits, load_split, read_classes
     from ier.evaluate import evaluate, split_kind
-    from ier.predictions import Predictions
+    from ier.predictions import Predictions, constant_predictions
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="benchmark directory")
@@ -69,13 +69,13 @@ def main() -> None:
         prior = objectness_maps(model, dataset, args.batch_size)
         names = ("*",) if split_kind(split) == "solo" else tuple(classes)
         n, side = len(prior), prior.shape[-1]
-        for ref, maps in (("uniform", np.full((n, 1, side, side), 0.5, np.float32)),
-                          ("objectness", prior.astype(np.float32))):  # fmt: skip
-            maps = np.repeat(maps, len(names), axis=1)
-            preds = Predictions(
-                ids=tuple(s.id for s in dataset.samples), classes=names, maps=maps,
-                scores=maps.reshape(n, len(names), -1).max(axis=2),
-            )  # fmt: skip
+        ids = tuple(s.id for s in dataset.samples)
+        maps = np.repeat(prior.astype(np.float32), len(names), axis=1)
+        objectness = Predictions(
+            ids=ids, classes=names, maps=maps, scores=maps.reshape(n, len(names), -1).max(axis=2)
+        )
+        for ref, preds in (("uniform", constant_predictions(ids, names, 0.5, side)),
+                           ("objectness", objectness)):  # fmt: skip
             metrics = evaluate(preds, dataset.samples)
             results[ref][split] = {k: metrics[k] for k in KEYS if metrics.get(k) is not None}
             shown = " ".join(f"{k}={100 * v:.1f}" for k, v in results[ref][split].items())

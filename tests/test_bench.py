@@ -105,6 +105,44 @@ def test_markdown_tables_hold_every_row_and_formatted_values(tmp_path) -> None:
     assert re.search(r"\| IEr? \| 0\.809", aii) or "| ier | 0.809" in aii
     assert "| ↳ ier-no-aii | 0.809" in aii
     assert "| ots | 1.2 | 0.5 | 1.8 |" in text.split("## Wall time")[1]
+    assert "| **All runs** | 3.8 | 1.5 | 5.2 (0.00 h) |" in text.split("## Wall time")[1]
+
+
+def test_reference_rows_head_the_metric_tables_only(tmp_path) -> None:
+    reference = {**fake_record("uniform", value=0.0), "label": "Uniform map", "reference": True}
+    reference.pop("train_seconds"), reference.pop("eval_seconds")
+    text = markdown([fake_record("ier")], tmp_path, BenchConfig(preset="tiny"), [reference])
+    for section in ("## Localization", "## Interference"):
+        rows = [line for line in text.split(section)[1].split("##")[0].splitlines()
+                if line.startswith("| ")][1:]  # fmt: skip
+        assert [r.split("|")[1].strip() for r in rows] == ["Uniform map", "ier"]
+    assert "Uniform map" not in text.split("## Wall time")[1]
+    assert "chance level" in text
+    assert "chance level" not in markdown([fake_record("ier")], tmp_path, BenchConfig("tiny"))
+
+
+def test_uniform_reference_scores_each_splits_chance(small_benchmark) -> None:
+    from ier.bench.runner import uniform_reference
+    from ier.data.datasets import split_manifest
+    from ier.data.manifest import read_manifest
+
+    record = uniform_reference(small_benchmark)
+    assert record["reference"] and set(record["metrics"]) >= {"test/solo", "test/negative"}
+    # An all-on map's IoU with the sounding box is the box's area, so the solo AUC (the mean
+    # success rate over IoU thresholds) is the mean box area, up to the 0.05 threshold step.
+    areas = []
+    for sample in read_manifest(split_manifest(small_benchmark, "test/solo")):
+        (box,) = [o.box for o in sample.objects if o.sounding]
+        areas.append((box[2] - box[0]) * (box[3] - box[1]))
+    solo = record["metrics"]["test/solo"]
+    assert solo["auc"] == pytest.approx(sum(areas) / len(areas), abs=0.03)
+    big = sum(a >= 0.5 for a in areas) / len(areas)  # boxes an all-on map covers at IoU >= 0.5
+    assert solo["iou@0.5"] == pytest.approx(big, abs=0.05)
+    # 0.5 never exceeds tau = 0.5: no false positive anywhere, every non-sounding area is dark.
+    assert record["metrics"]["test/negative"]["negative_fp"] == 0.0
+    assert record["metrics"]["test/wild"]["silent_fp"] == 0.0
+    assert record["metrics"]["test/wild"]["nsa"] == 1.0
+    assert record["extended"]["n"] == 64
 
 
 def test_bench_quick_trains_every_method_at_the_short_preset() -> None:
@@ -164,6 +202,7 @@ def test_bench_two_methods_end_to_end_skips_and_resumes(small_benchmark, tmp_pat
     for kind in ("json", "markdown", "bars", "qualitative"):
         assert result.files[kind].is_file()
     summary = json.loads(result.files["json"].read_text())
+    assert [r["name"] for r in summary["references"]] == ["uniform"]
     ier = next(r for r in summary["runs"] if r["name"] == "ier")
     assert set(ier["metrics"]) == {f"test/{s}" for s in ("solo", "synthetic", "duet", "wild",
                                                            "negative")}  # fmt: skip
@@ -172,6 +211,7 @@ def test_bench_two_methods_end_to_end_skips_and_resumes(small_benchmark, tmp_pat
     assert ier["train_seconds"] > 0 and ier["eval_seconds"] > 0
     text = result.files["markdown"].read_text()
     assert "| Objects that Sound |" in text and "| IEr |" in text
+    assert "| Uniform map (reference: no model, no audio) |" in text
     grid = Image.open(result.files["qualitative"])
     assert grid.size == (170 + 2 * 160, grid.size[1]) and grid.size[1] > 2 * 160
 

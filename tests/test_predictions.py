@@ -101,3 +101,14 @@ def test_predictions_error_is_an_ier_error_importable_from_both_modules() -> Non
     assert issubclass(PredictionsError, ier.errors.IerError)
     with pytest.raises(ier.errors.IerError, match="duplicates"):
         Predictions(ids=["a", "a"], classes=("*",), maps=np.zeros((2, 1, 2, 2), np.float32))
+
+
+def test_constant_predictions_are_flat_maps_and_scores() -> None:
+    from ier.predictions import constant_predictions
+
+    preds = constant_predictions(["a", "b"], ["dog", "cat"], 0.25, side=4)
+    assert preds.maps.shape == (2, 2, 4, 4) and preds.maps.dtype == np.float32
+    assert np.all(preds.maps == 0.25) and np.all(preds.scores == 0.25)
+    assert preds.classes == ("dog", "cat") and preds.index_of("b") == 1
+    with pytest.raises(PredictionsError, match=r"lie in \[0, 1\], got 1.5"):
+        constant_predictions(["a"], ["*"], 1.5)

@@ -26,6 +26,7 @@ __all__ = [
     "AGNOSTIC_CLASS",
     "Predictions",
     "PredictionsError",
+    "constant_predictions",
     "load_predictions",
     "save_predictions",
 ]
@@ -80,6 +81,25 @@ class Predictions:
     def map_for(self, sample_id: str) -> np.ndarray:
         """The ``(C, H, W)`` maps of one sample; raises ``KeyError`` if it has none."""
         return self.maps[self._index[sample_id]]
+
+
+def constant_predictions(
+    ids: Sequence[str], classes: Sequence[str], value: float = 0.5, side: int = 8
+) -> Predictions:
+    """Maps equal to ``value`` everywhere, for every sample and class, with scores ``value``.
+
+    This is the audio-free "uniform map" reference row of a results table: it carries no
+    information, so a method's margin over it is what the method adds. At ``value`` 0.5 it never
+    exceeds the absolute threshold tau = 0.5, so its false-positive metrics are 0 by construction.
+    """
+    if not 0.0 <= value <= 1.0:
+        raise PredictionsError(f"a constant map's value must lie in [0, 1], got {value}")
+    n, c = len(ids), len(classes)
+    return Predictions(
+        ids=tuple(ids), classes=tuple(classes),
+        maps=np.full((n, c, side, side), value, np.float32),
+        scores=np.full((n, c), value, np.float32),
+    )  # fmt: skip
 
 
 def _check(

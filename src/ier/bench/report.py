@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ier.bench.runner import TRAIN_PRESET, BenchConfig, order_records
-from ier.files import atomic_write_json
+from ier.files import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,12 @@ def _time_table(records: Sequence[dict[str, Any]]) -> list[str]:
             f"| {_label(r)}{note} | {r['train_seconds']:.1f} | {r['eval_seconds']:.1f} | "
             f"{total:.1f} |"
         )
+    train = sum(r["train_seconds"] for r in records)
+    evaluation = sum(r["eval_seconds"] for r in records)
+    lines.append(
+        f"| **All runs** | {train:.1f} | {evaluation:.1f} | {train + evaluation:.1f} "
+        f"({(train + evaluation) / 3600:.2f} h) |"
+    )
     return lines
 
 
@@ -107,10 +113,17 @@ def _benchmark_line(data_dir: Path) -> str:
     )
 
 
-def markdown(records: Sequence[dict[str, Any]], data_dir: Path, config: BenchConfig) -> str:
-    """The whole ``results.md`` text."""
+def markdown(
+    records: Sequence[dict[str, Any]],
+    data_dir: Path,
+    config: BenchConfig,
+    references: Sequence[dict[str, Any]] = (),
+) -> str:
+    """The whole ``results.md`` text; ``references`` (e.g. the uniform map) head the metric
+    tables."""
     records = order_records(records)
     aii = [r for name in AII_RUNS for r in records if r["name"] == name]
+    scored = [*references, *records]
     parts = [
         f"# Bench results (preset `{config.preset}`)",
         "",
@@ -128,13 +141,23 @@ def markdown(records: Sequence[dict[str, Any]], data_dir: Path, config: BenchCon
         "positives plus test/negative negatives (SLAVC's extended protocol). ↓: lower is better. "
         "docs/metrics.md defines every metric; docs/baselines.md every method.",
         "",
+        *(
+            [
+                "The first row is a reference, not a method: maps of 0.5 everywhere, with no "
+                "model and no audio. Its AUC is each split's chance level; its false-positive "
+                "columns are 0 by construction (0.5 never exceeds tau = 0.5).",
+                "",
+            ]
+            if references
+            else []
+        ),
         "## Localization (the paper's table layout)",
         "",
-        *_table(records, LOCALIZATION_COLUMNS),
+        *_table(scored, LOCALIZATION_COLUMNS),
         "",
         "## Interference: silent objects, off-screen sound, negatives",
         "",
-        *_table(records, INTERFERENCE_COLUMNS),
+        *_table(scored, INTERFERENCE_COLUMNS),
         "",
     ]
     if aii:
@@ -160,9 +183,16 @@ def markdown(records: Sequence[dict[str, Any]], data_dir: Path, config: BenchCon
 
 
 def write_reports(
-    records: Sequence[dict[str, Any]], out_dir: Path, data_dir: Path, *, config: BenchConfig
+    records: Sequence[dict[str, Any]],
+    out_dir: Path,
+    data_dir: Path,
+    *,
+    config: BenchConfig,
+    references: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Path]:
     """Write ``results.json``, ``results.md``, ``bars.png`` and ``qualitative.png`` in ``out_dir``.
+    ``references`` (records of reference maps, no run folder) go in the JSON and the metric
+    tables, not in the figures or the wall-time table.
 
     Returns:
         Paths by kind: ``json``, ``markdown``, ``bars``, ``qualitative``.
@@ -186,11 +216,12 @@ def write_reports(
                 "interference": [list(c) for c in INTERFERENCE_COLUMNS],
                 "aii": [list(c) for c in AII_COLUMNS],
             },
+            "references": list(references),
             "runs": ordered,
         },
         default=str,
     )
-    files["markdown"].write_text(markdown(ordered, data_dir, config), encoding="utf-8")
+    atomic_write_text(files["markdown"], markdown(ordered, data_dir, config, references))
     bar_chart(ordered, files["bars"])
     qualitative_grid(
         ordered, out_dir / "runs", data_dir, files["qualitative"],
