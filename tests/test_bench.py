@@ -1,9 +1,11 @@
-"""``ier bench``: run planning, per-run configs, tables and figures from known records, an
-end-to-end run of two methods with skip/resume on the small benchmark, and (slow) every method
-via the CLI."""
+"""``ier bench``: run planning, per-run configs, tables and figures from known records, the
+uniform reference row's known values, and ``ier bench --preset tiny`` end to end through the CLI
+(every method and ablation, then skip and resume) on the small benchmark."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
@@ -11,10 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ier.bench import IER_ABLATIONS, METHOD_ORDER, BenchConfig, experiment_for, plan_runs, run_bench
+from ier.bench import IER_ABLATIONS, METHOD_ORDER, BenchConfig, experiment_for, plan_runs
 from ier.bench.figures import BAR_METRICS, bar_chart
 from ier.bench.report import markdown
-from ier.bench.runner import BENCH_FILE, RECORD_FILE, _check_out_dir, run_one
+from ier.bench.runner import BENCH_FILE, RECORD_FILE, _check_out_dir
 from ier.cli import main
 from ier.errors import ConfigError
 
@@ -191,72 +193,75 @@ def test_bar_chart_draws_bar_heights_proportional_to_values(tmp_path) -> None:
 # --------------------------------------------------------------------------- end to end
 
 
-def test_bench_two_methods_end_to_end_skips_and_resumes(small_benchmark, tmp_path) -> None:
-    out = tmp_path / "bench"
-    config = BenchConfig(
-        preset="tiny", methods=("ots", "ier"), ablations=False,
-        overrides=(f"data.cache_dir={tmp_path / 'cache'}",), qualitative_samples=2,
-    )  # fmt: skip
-    result = run_bench(out, data_dir=small_benchmark, config=config, progress=False)
-    assert [r["name"] for r in result.records] == ["ots", "ier"]
-    for kind in ("json", "markdown", "bars", "qualitative"):
-        assert result.files[kind].is_file()
-    summary = json.loads(result.files["json"].read_text())
+@pytest.fixture(scope="module")
+def tiny_bench(small_benchmark, tmp_path_factory):
+    """``ier bench --preset tiny`` through the CLI on the small benchmark: every method and every
+    IEr ablation, trained, evaluated and reported (about a minute on 2 cores). Returns the bench
+    folder, the CLI arguments and what the command printed."""
+    out = tmp_path_factory.mktemp("tiny-bench") / "bench"
+    args = ["bench", "--preset", "tiny", "--data", str(small_benchmark), "--out", str(out),
+            "--no-progress", "--set", f"data.cache_dir={out.parent / 'cache'}"]  # fmt: skip
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(args) == 0
+    return out, args, printed.getvalue()
+
+
+def test_bench_cli_tiny_runs_every_method_and_ablation(tiny_bench) -> None:
+    out, _, printed = tiny_bench
+    summary = json.loads((out / "results.json").read_text())
+    expected = list(METHOD_ORDER) + [r.name for r in IER_ABLATIONS]
+    assert [r["name"] for r in summary["runs"]] == expected  # table order
     assert [r["name"] for r in summary["references"]] == ["uniform"]
+    text = (out / "results.md").read_text()
+    assert text in printed and "results.md" in printed
+    for section in ("## Localization", "## Interference"):
+        rows = [line for line in text.split(section)[1].split("##")[0].splitlines()
+                if line.startswith("| ")][1:]  # fmt: skip
+        assert len(rows) == 1 + len(expected)  # the uniform reference, then every run
+        assert rows[0].startswith("| Uniform map (reference")
+    aii = text.split("## Audio-Instance-Identifier")[1].split("##")[0]
+    assert [line.split("|")[1].strip() for line in aii.splitlines() if line.startswith("| ")][
+        1:
+    ] == ["↳ IEr w/o AII", "↳ IEr, AII w/o curriculum", "IEr"]
+    for run in summary["runs"]:
+        assert run["metrics"]["test/wild"]["ciou@0.3"] is not None
+        assert run["train_seconds"] > 0 and run["eval_seconds"] > 0
+        assert set(run["metrics"]) == {f"test/{s}" for s in ("solo", "synthetic", "duet", "wild",
+                                                              "negative")}  # fmt: skip
     ier = next(r for r in summary["runs"] if r["name"] == "ier")
-    assert set(ier["metrics"]) == {f"test/{s}" for s in ("solo", "synthetic", "duet", "wild",
-                                                           "negative")}  # fmt: skip
     assert ier["metrics"]["test/solo"]["aii_nmi"] is not None
     assert ier["extended"]["n"] == 64  # test/solo + test/negative
-    assert ier["train_seconds"] > 0 and ier["eval_seconds"] > 0
-    text = result.files["markdown"].read_text()
-    assert "| Objects that Sound |" in text and "| IEr |" in text
-    assert "| Uniform map (reference: no model, no audio) |" in text
-    grid = Image.open(result.files["qualitative"])
-    assert grid.size == (170 + 2 * 160, grid.size[1]) and grid.size[1] > 2 * 160
-
-    # A second call skips both runs (the records are reused as they are).
-    again = run_bench(out, data_dir=small_benchmark, config=config, progress=False)
-    assert again.records == result.records
-    # A run that lost its record and final model resumes from its checkpoint.
-    (out / "runs" / "ots" / RECORD_FILE).unlink()
-    (out / "runs" / "ots" / "model.safetensors").unlink()
-    resumed = run_bench(out, data_dir=small_benchmark, config=config, progress=False)
-    ots = resumed.records[0]
-    assert ots["resumed"] is True and (out / "runs" / "ots" / "model.safetensors").is_file()
-    assert ots["metrics"]["test/solo"]["auc"] == pytest.approx(
-        result.records[0]["metrics"]["test/solo"]["auc"]
-    )
+    grid = Image.open(out / "qualitative.png")
+    assert grid.size[0] == 170 + 4 * 160 and grid.size[1] > len(expected) * 160
+    assert Image.open(out / "bars.png").size[0] > 0
 
     # A CMR ablation trains stage 2 only, from IEr's stage-1 snapshot: its solo maps (stage 1's
     # model) are IEr's, so its solo metrics are IEr's to the last digit.
-    (ablation,) = [r for r in IER_ABLATIONS if r.name == "ier-no-silent-filter"]
-    record = run_one(ablation, config, small_benchmark, out / "runs" / ablation.name,
-                     progress=False)  # fmt: skip
-    assert (record["start_stage"], record["shared_from"]) == (2, "ier")
-    assert record["metrics"]["test/solo"] == ier["metrics"]["test/solo"]
-    assert record["metrics"]["test/wild"] != ier["metrics"]["test/wild"]
-    assert sorted(p.name for p in (out / "runs" / ablation.name / "stages").iterdir()) == [
+    ablation = next(r for r in summary["runs"] if r["name"] == "ier-no-silent-filter")
+    assert (ablation["start_stage"], ablation["shared_from"]) == (2, "ier")
+    assert ablation["metrics"]["test/solo"] == ier["metrics"]["test/solo"]
+    assert ablation["metrics"]["test/wild"] != ier["metrics"]["test/wild"]
+    assert sorted(p.name for p in (out / "runs" / ablation["name"] / "stages").iterdir()) == [
         "2-cmr.safetensors"
     ]
 
 
-@pytest.mark.slow
-def test_bench_cli_tiny_runs_every_method_and_ablation(small_benchmark, tmp_path, capsys) -> None:
-    out = tmp_path / "bench"
-    code = main(["bench", "--preset", "tiny", "--data", str(small_benchmark), "--out", str(out),
-                 "--no-progress", "--set", f"data.cache_dir={tmp_path / 'cache'}"])  # fmt: skip
-    assert code == 0
-    summary = json.loads((out / "results.json").read_text())
-    expected = list(METHOD_ORDER) + [r.name for r in IER_ABLATIONS]
-    assert sorted(r["name"] for r in summary["runs"]) == sorted(expected)
-    text = (out / "results.md").read_text()
-    localization = text.split("## Localization")[1].split("##")[0]
-    assert len([line for line in localization.splitlines() if line.startswith("| ")]) == 1 + len(
-        expected
+def test_bench_skips_finished_runs_and_resumes_an_interrupted_one(tiny_bench) -> None:
+    out, args, _ = tiny_bench
+    before = json.loads((out / "results.json").read_text())["runs"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 0  # every run has its record: nothing trains again
+    assert json.loads((out / "results.json").read_text())["runs"] == before
+
+    # A run that lost its record and final model resumes from its last epoch checkpoint.
+    (out / "runs" / "ots" / RECORD_FILE).unlink()
+    (out / "runs" / "ots" / "model.safetensors").unlink()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 0
+    ots = next(r for r in json.loads((out / "results.json").read_text())["runs"]
+               if r["name"] == "ots")  # fmt: skip
+    assert ots["resumed"] is True and (out / "runs" / "ots" / "model.safetensors").is_file()
+    assert ots["metrics"]["test/solo"]["auc"] == pytest.approx(
+        before[0]["metrics"]["test/solo"]["auc"]
     )
-    for run in summary["runs"]:
-        assert run["metrics"]["test/wild"]["ciou@0.3"] is not None
-        assert run["train_seconds"] > 0
-    assert "results.md" in capsys.readouterr().out
-    assert Image.open(out / "qualitative.png").size[1] > len(expected) * 160

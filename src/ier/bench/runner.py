@@ -434,6 +434,13 @@ def run_bench(
 
 
 def order_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records in table order (methods by ``METHOD_ORDER``, then ablations)."""
+    """Records in table order: methods by ``METHOD_ORDER``, then the ablations as
+    ``IER_ABLATIONS`` lists them (others by name)."""
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return sorted(records, key=lambda r: (r["ablation"], rank.get(r["method"], 99), r["name"]))
+    ablation_rank = {r.name: i for i, r in enumerate(IER_ABLATIONS)}
+    return sorted(
+        records,
+        key=lambda r: (
+            r["ablation"], rank.get(r["method"], 99), ablation_rank.get(r["name"], 99), r["name"]
+        ),
+    )  # fmt: skip
