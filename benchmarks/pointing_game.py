@@ -4,6 +4,7 @@ r"""Diagnostics: does a map's peak land on the sounding object? (the pointing ga
         --checkpoint runs/ier-quick/stages/1-aii.safetensors
     python benchmarks/pointing_game.py --data bench/default \
         --checkpoint runs/ier-quick/model.safetensors --oracle-sizes 128 192 224
+    python benchmarks/pointing_game.py --data bench/default --bench runs/bench-quick
 
 For every sounding, labelled object of a test split, a hit is the argmax cell of a map falling
 inside the object's box; "chance" is the mean box area (a uniformly random cell). Maps compared:
@@ -13,6 +14,13 @@ inside the object's box; "chance" is the mean box area (a uniformly random cell)
 - ``av*O``: the AV map gated by O (``model.object_prior = 1``);
 - for an IEr checkpoint with prototypes, per category: ``Lv`` (visual prototype maps), ``A``
   (class AV maps of the expanded audio), ``Lav`` (the CMR maps, what ``localize`` returns).
+
+``--bench DIR`` plays the game on the maps an ``ier bench`` folder already saved
+(``runs/<run>/eval/predictions_<split>.npz``: each method's own class maps, or its one map for
+every class), so every method is compared without a forward pass; it prints a Markdown table.
+Unlike the alpha x max binarisation of IoU/CIoU, it is blind to a map's floor: a map whose every
+cell is above 0.1 x its peak scores exactly like the uniform map on solo IoU/AUC, yet its peak can
+still point at the object.
 
 ``--oracle-sizes`` adds a ceiling that **uses labels** (a diagnostic, never a result): class
 prototypes are the mean normalised feature at the box centre of each ``test/solo`` object,
@@ -130,24 +138,78 @@ def oracle_ceiling(model, data: Path, size: int, splits: list[str], classes: lis
     return out
 
 
+def pointing_predictions(preds, samples, classes: list[str]) -> dict:
+    """Pointing accuracy of saved predictions (``ier.predictions.Predictions``) on a split's
+    samples: each sounding, labelled object is scored on its class's map (a class-agnostic
+    method's one map for every class); objects whose class has no map are left out."""
+    hits = counted = n = 0
+    area = 0.0
+    for sample in samples:
+        row = preds.index_of(sample.id)
+        for c, box in _sounding(sample, classes):
+            n, area = n + 1, area + (box[2] - box[0]) * (box[3] - box[1])
+            if preds.class_agnostic:
+                channel = 0
+            elif classes[c] in preds.classes:
+                channel = preds.classes.index(classes[c])
+            else:
+                continue
+            counted += 1
+            hits += row is not None and _hit(preds.maps[row, channel], box)
+    return {"n": n, "chance": area / max(n, 1), "hit": hits / counted if counted else None}
+
+
+def bench_table(data: Path, bench: Path, splits: list[str], classes: list[str]) -> list[str]:
+    """Markdown rows: chance, then every run of an ``ier bench`` folder that saved predictions."""
+    from ier.data.datasets import split_manifest
+    from ier.data.manifest import read_manifest
+    from ier.predictions import load_predictions
+
+    samples = {s: read_manifest(split_manifest(data, s)) for s in splits}
+    rows, chance = [], {}
+    for run_dir in sorted(p for p in (bench / "runs").iterdir() if (p / "eval").is_dir()):
+        cells = []
+        for split in splits:
+            path = run_dir / "eval" / f"predictions_{split.split('/')[-1]}.npz"
+            if not path.is_file():
+                cells.append("–")
+                continue
+            r = pointing_predictions(load_predictions(path), samples[split], classes)
+            chance[split] = r["chance"]
+            cells.append("–" if r["hit"] is None else f"{100 * r['hit']:.1f}")
+        rows.append(f"| {run_dir.name} | " + " | ".join(cells) + " |")
+    chance_cells = [f"{100 * chance[s]:.1f}" if s in chance else "–" for s in splits]
+    return [
+        "| run | " + " | ".join(s.split("/")[-1] for s in splits) + " |",
+        "|---|" + "---:|" * len(splits),
+        "| chance (mean box area) | " + " | ".join(chance_cells) + " |",
+        *rows,
+    ]
+
+
 def main() -> None:
     from ier.checkpoint import load_model
     from ier.data.datasets import list_splits, read_classes
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="benchmark directory")
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="a model: every map variant it has")
+    source.add_argument("--bench", type=Path, help="an ier bench folder: every run's saved maps")
     parser.add_argument("--splits", nargs="+", help="default: every test split with sound boxes")
     parser.add_argument("--oracle-sizes", type=int, nargs="*", default=[], metavar="PX")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
+    classes = list(read_classes(args.data))
+    splits = args.splits or [s for s in list_splits(args.data, "test/") if "negative" not in s]
+    if args.bench:
+        print("\n".join(bench_table(args.data, args.bench, splits, classes)))
+        return
     model = load_model(args.checkpoint)
     if not hasattr(model, "encode_visual_with_prior"):
         parser.error(f"{args.checkpoint}: a {model.config.name!r} model has no AV map and backbone "
                      "objectness to compare; use an IEr, DSOL or OTS checkpoint")  # fmt: skip
-    classes = list(read_classes(args.data))
-    splits = args.splits or [s for s in list_splits(args.data, "test/") if "negative" not in s]
     for split in splits:
         r = pointing(model, args.data, split, classes, args.batch_size)
         shown = " ".join(f"{k}={v:.3f}" for k, v in r.items() if k not in ("n", "chance"))
