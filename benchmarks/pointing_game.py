@@ -17,7 +17,9 @@ inside the object's box; "chance" is the mean box area (a uniformly random cell)
 
 ``--bench DIR`` plays the game on the maps an ``ier bench`` folder already saved
 (``runs/<run>/eval/predictions_<split>.npz``: each method's own class maps, or its one map for
-every class), so every method is compared without a forward pass; it prints a Markdown table.
+every class), so every method is compared without a forward pass; it prints a Markdown table,
+with one more column: the ROC AUC of the maps' peak between test/wild clips with on-screen sound
+and test/negative clips, a threshold-free check of whether the maps react to the sound at all.
 Unlike the alpha x max binarisation of IoU/CIoU, it is blind to a map's floor: a map whose every
 cell is above 0.1 x its peak scores exactly like the uniform map on solo IoU/AUC, yet its peak can
 still point at the object.
@@ -177,14 +179,41 @@ def bench_table(data: Path, bench: Path, splits: list[str], classes: list[str]) 
             r = pointing_predictions(load_predictions(path), samples[split], classes)
             chance[split] = r["chance"]
             cells.append("–" if r["hit"] is None else f"{100 * r['hit']:.1f}")
+        auroc = peak_auroc(run_dir / "eval", data)
+        cells.append("–" if auroc is None else f"{100 * auroc:.1f}")
         rows.append(f"| {run_dir.name} | " + " | ".join(cells) + " |")
     chance_cells = [f"{100 * chance[s]:.1f}" if s in chance else "–" for s in splits]
     return [
-        "| run | " + " | ".join(s.split("/")[-1] for s in splits) + " |",
-        "|---|" + "---:|" * len(splits),
-        "| chance (mean box area) | " + " | ".join(chance_cells) + " |",
+        "| run | " + " | ".join(s.split("/")[-1] for s in splits) + " | peak AUROC wild/negative |",
+        "|---|" + "---:|" * (len(splits) + 1),
+        "| chance (mean box area; AUROC 50) | " + " | ".join(chance_cells) + " | 50.0 |",
         *rows,
     ]
+
+
+def peak_auroc(eval_dir: Path, data: Path) -> float | None:
+    """Threshold-free "is something here sounding?": ROC AUC of the maps' peak (over cells and
+    classes) between test/wild clips with a sounding on-screen object and test/negative clips.
+    Unlike the tau = 0.5 false-positive rates, it does not depend on the maps' absolute scale."""
+    from sklearn.metrics import roc_auc_score
+
+    from ier.data.datasets import split_manifest
+    from ier.data.manifest import read_manifest
+    from ier.predictions import load_predictions
+
+    paths = [eval_dir / f"predictions_{s}.npz" for s in ("wild", "negative")]
+    if not all(p.is_file() for p in paths):
+        return None
+    wild, negative = (load_predictions(p) for p in paths)
+    sounding = {s.id for s in read_manifest(split_manifest(data, "test/wild"))
+                if any(o.sounding for o in s.objects)}  # fmt: skip
+    rows = [i for i, sample_id in enumerate(wild.ids) if sample_id in sounding]
+    if not rows:
+        return None
+    peaks = [wild.maps[rows].reshape(len(rows), -1).max(1),
+             negative.maps.reshape(len(negative), -1).max(1)]  # fmt: skip
+    labels = np.r_[np.ones(len(peaks[0])), np.zeros(len(peaks[1]))]
+    return float(roc_auc_score(labels, np.concatenate(peaks)))
 
 
 def main() -> None:
