@@ -142,7 +142,9 @@ def test_buffers_are_not_persistent_and_functional_matches_module():
 
 
 def test_top_db_is_per_example_and_power_changes_scale():
-    waves = torch.stack([0.5 * torch.randn(SR), 0.001 * torch.randn(SR)])
+    generator = torch.Generator().manual_seed(0)
+    waves = torch.stack([0.5 * torch.randn(SR, generator=generator),
+                         0.001 * torch.randn(SR, generator=generator)])  # fmt: skip
     together = audio.LogMel()(waves)
     alone = audio.LogMel()(waves[1:])
     torch.testing.assert_close(together[1], alone[0])
@@ -151,7 +153,9 @@ def test_top_db_is_per_example_and_power_changes_scale():
     for power, shift_db in [(1.0, 10.0), (2.0, 20.0)]:
         module = audio.LogMel(top_db=None, power=power)
         base, louder = module(waves[:1]), module(10.0 * waves[:1])
-        live = base > -90  # skip the two empty mel filters, which sit at the amin floor
+        # Bins within 60 dB of the peak: float32 STFT noise (~1e-7 of the peak) moves bins far
+        # below it by a few 1e-3 dB, and the two empty mel filters sit at the amin floor.
+        live = base > base.max() - 60.0
         shift = louder[live] - base[live]
         torch.testing.assert_close(shift, torch.full_like(shift, shift_db), atol=1e-3, rtol=0)
 
