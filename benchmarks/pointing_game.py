@@ -42,17 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def _hit(cell_map: np.ndarray, box) -> bool:
-    h, w = cell_map.shape
-    y, x = np.unravel_index(int(cell_map.argmax()), (h, w))
-    x0, y0, x1, y1 = box
-    return bool(x0 <= (x + 0.5) / w <= x1 and y0 <= (y + 0.5) / h <= y1)
-
-
-def _sounding(sample, classes):
-    return [(classes.index(o.label), o.box) for o in sample.objects
-            if o.sounding and o.label in classes]  # fmt: skip
+from ier.bench.diagnostics import peak_hit, sounding_objects
 
 
 def _load(data: Path, split: str, model, classes):
@@ -93,7 +83,7 @@ def pointing(model, data: Path, split: str, classes: list[str], batch_size: int)
     for batch in eval_batches(dataset, batch_size):
         maps = {k: v.numpy() for k, v in map_variants(model, batch["image"], batch["wave"]).items()}
         for j in range(len(batch["image"])):
-            for c, box in _sounding(dataset.samples[start + j], classes):
+            for c, box in sounding_objects(dataset.samples[start + j], classes):
                 n, area = n + 1, area + (box[2] - box[0]) * (box[3] - box[1])
                 for name, m in maps.items():
                     if m.shape[1] == 1:
@@ -102,7 +92,7 @@ def pointing(model, data: Path, split: str, classes: list[str], batch_size: int)
                         channel = map_classes.index(classes[c])
                     else:
                         continue
-                    hits[name] = hits.get(name, 0) + _hit(m[j, channel], box)
+                    hits[name] = hits.get(name, 0) + peak_hit(m[j, channel], box)
                     counted[name] = counted.get(name, 0) + 1
         start += len(batch["image"])
     return {"n": n, "chance": area / max(n, 1), **{k: v / counted[k] for k, v in hits.items()}}
@@ -126,7 +116,7 @@ def oracle_ceiling(model, data: Path, size: int, splits: list[str], classes: lis
     h, w = f.shape[-2:]
     protos = torch.zeros(len(classes), f.shape[1])
     for i, sample in enumerate(solo.samples):
-        for c, (x0, y0, x1, y1) in _sounding(sample, classes)[:1]:
+        for c, (x0, y0, x1, y1) in sounding_objects(sample, classes)[:1]:
             cx, cy = min(int((x0 + x1) / 2 * w), w - 1), min(int((y0 + y1) / 2 * h), h - 1)
             protos[c] += f[i, :, cy, cx]
     protos = F.normalize(protos, dim=1)
@@ -134,86 +124,10 @@ def oracle_ceiling(model, data: Path, size: int, splits: list[str], classes: lis
     for split in splits:
         dataset, f = features(split)
         maps = torch.einsum("bdhw,kd->bkhw", f, protos).numpy()
-        hits = [_hit(maps[i, c], box) for i, s in enumerate(dataset.samples)
-                for c, box in _sounding(s, classes)]  # fmt: skip
+        hits = [peak_hit(maps[i, c], box) for i, s in enumerate(dataset.samples)
+                for c, box in sounding_objects(s, classes)]  # fmt: skip
         out[split] = float(np.mean(hits)) if hits else float("nan")
     return out
-
-
-def pointing_predictions(preds, samples, classes: list[str]) -> dict:
-    """Pointing accuracy of saved predictions (``ier.predictions.Predictions``) on a split's
-    samples: each sounding, labelled object is scored on its class's map (a class-agnostic
-    method's one map for every class); objects whose class has no map are left out."""
-    hits = counted = n = 0
-    area = 0.0
-    for sample in samples:
-        row = preds.index_of(sample.id)
-        for c, box in _sounding(sample, classes):
-            n, area = n + 1, area + (box[2] - box[0]) * (box[3] - box[1])
-            if preds.class_agnostic:
-                channel = 0
-            elif classes[c] in preds.classes:
-                channel = preds.classes.index(classes[c])
-            else:
-                continue
-            counted += 1
-            hits += row is not None and _hit(preds.maps[row, channel], box)
-    return {"n": n, "chance": area / max(n, 1), "hit": hits / counted if counted else None}
-
-
-def bench_table(data: Path, bench: Path, splits: list[str], classes: list[str]) -> list[str]:
-    """Markdown rows: chance, then every run of an ``ier bench`` folder that saved predictions."""
-    from ier.data.datasets import split_manifest
-    from ier.data.manifest import read_manifest
-    from ier.predictions import load_predictions
-
-    samples = {s: read_manifest(split_manifest(data, s)) for s in splits}
-    rows, chance = [], {}
-    for run_dir in sorted(p for p in (bench / "runs").iterdir() if (p / "eval").is_dir()):
-        cells = []
-        for split in splits:
-            path = run_dir / "eval" / f"predictions_{split.split('/')[-1]}.npz"
-            if not path.is_file():
-                cells.append("–")
-                continue
-            r = pointing_predictions(load_predictions(path), samples[split], classes)
-            chance[split] = r["chance"]
-            cells.append("–" if r["hit"] is None else f"{100 * r['hit']:.1f}")
-        auroc = peak_auroc(run_dir / "eval", data)
-        cells.append("–" if auroc is None else f"{100 * auroc:.1f}")
-        rows.append(f"| {run_dir.name} | " + " | ".join(cells) + " |")
-    chance_cells = [f"{100 * chance[s]:.1f}" if s in chance else "–" for s in splits]
-    return [
-        "| run | " + " | ".join(s.split("/")[-1] for s in splits) + " | peak AUROC wild/negative |",
-        "|---|" + "---:|" * (len(splits) + 1),
-        "| chance (mean box area; AUROC 50) | " + " | ".join(chance_cells) + " | 50.0 |",
-        *rows,
-    ]
-
-
-def peak_auroc(eval_dir: Path, data: Path) -> float | None:
-    """Threshold-free "is something here sounding?": ROC AUC of the maps' peak (over cells and
-    classes) between test/wild clips with a sounding on-screen object and test/negative clips.
-    Unlike the tau = 0.5 false-positive rates, it does not depend on the maps' absolute scale."""
-    from sklearn.metrics import roc_auc_score
-
-    from ier.data.datasets import split_manifest
-    from ier.data.manifest import read_manifest
-    from ier.predictions import load_predictions
-
-    paths = [eval_dir / f"predictions_{s}.npz" for s in ("wild", "negative")]
-    if not all(p.is_file() for p in paths):
-        return None
-    wild, negative = (load_predictions(p) for p in paths)
-    sounding = {s.id for s in read_manifest(split_manifest(data, "test/wild"))
-                if any(o.sounding for o in s.objects)}  # fmt: skip
-    rows = [i for i, sample_id in enumerate(wild.ids) if sample_id in sounding]
-    if not rows:
-        return None
-    peaks = [wild.maps[rows].reshape(len(rows), -1).max(1),
-             negative.maps.reshape(len(negative), -1).max(1)]  # fmt: skip
-    labels = np.r_[np.ones(len(peaks[0])), np.zeros(len(peaks[1]))]
-    return float(roc_auc_score(labels, np.concatenate(peaks)))
 
 
 def main() -> None:
@@ -233,7 +147,12 @@ def main() -> None:
     classes = list(read_classes(args.data))
     splits = args.splits or [s for s in list_splits(args.data, "test/") if "negative" not in s]
     if args.bench:
-        print("\n".join(bench_table(args.data, args.bench, splits, classes)))
+        from ier.bench.diagnostics import run_diagnostics
+        from ier.bench.report import diagnostics_table
+
+        runs = sorted(p.name for p in (args.bench / "runs").iterdir() if (p / "eval").is_dir())
+        found = {r: run_diagnostics(args.bench / "runs" / r / "eval", args.data) for r in runs}
+        print("\n".join(diagnostics_table([{"name": r} for r in runs], found)))
         return
     model = load_model(args.checkpoint)
     if not hasattr(model, "encode_visual_with_prior"):

@@ -16,7 +16,7 @@ from ier.data.toy import build_toy_benchmark
 from ier.evaluate import evaluate
 from ier.models import create_model, model_config
 from ier.predict import category_probabilities, evaluate_checkpoint, predict
-from ier.predictions import Predictions, load_predictions
+from ier.predictions import load_predictions
 
 
 @pytest.fixture(scope="module")
@@ -145,37 +145,3 @@ def test_pointing_game_diagnostic_runs(toy: Path, model, tmp_path) -> None:
     solo = next(line for line in lines if "test/solo" in line)
     assert "av=" in solo and "objectness=" in solo and "chance=" in solo
     assert any(line.startswith("oracle-prototype ceiling") for line in lines)
-
-
-def test_pointing_game_scores_saved_predictions_known_values() -> None:
-    import importlib.util
-
-    from test_evaluate import _obj, _sample
-
-    script = Path(__file__).parents[1] / "benchmarks/pointing_game.py"
-    spec = importlib.util.spec_from_file_location("pointing_game", script)
-    game = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(game)
-    classes = ["cello", "violin", "dog"]
-    samples = [  # a sounding violin top-left; a sounding cello bottom-right and a silent violin
-        _sample("a", [_obj("violin", [0.0, 0.0, 0.5, 0.5], True)]),
-        _sample(
-            "b",
-            [
-                _obj("cello", [0.5, 0.5, 1.0, 1.0], True),
-                _obj("violin", [0.0, 0.0, 0.5, 0.5], False),
-            ],
-        ),  # fmt: skip
-    ]
-    maps = np.zeros((2, 2, 4, 4), np.float32)  # classes violin, cello
-    maps[0, 0, 0, 0] = 1.0  # a: violin's peak in its box (hit)
-    maps[1, 1, 0, 0] = 1.0  # b: cello's peak top-left, outside its box (miss)
-    preds = Predictions(ids=("a", "b"), classes=("violin", "cello"), maps=maps)
-    r = game.pointing_predictions(preds, samples, classes)
-    assert (r["n"], r["hit"], r["chance"]) == (2, 0.5, 0.25)
-    one = np.zeros((2, 1, 4, 4), np.float32)
-    one[:, 0, 3, 3] = 1.0  # one map for every class, peaking bottom-right: a misses, b hits
-    agnostic = Predictions(ids=("a", "b"), classes=("*",), maps=one)
-    assert game.pointing_predictions(agnostic, samples, classes)["hit"] == 0.5
-    only_dog = Predictions(ids=("a", "b"), classes=("dog",), maps=maps[:, :1])
-    assert game.pointing_predictions(only_dog, samples, classes)["hit"] is None  # no class mapped

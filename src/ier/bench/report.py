@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,34 @@ def _time_table(records: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def diagnostics_table(
+    records: Sequence[dict[str, Any]], diagnostics: Mapping[str, dict[str, Any]]
+) -> list[str]:
+    """Pointing game per split and the peak AUROC (``ier.bench.diagnostics``), chance first."""
+    from ier.bench.diagnostics import POINTING_SPLITS
+
+    def cell(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f}"
+
+    names = [s.split("/")[-1] for s in POINTING_SPLITS]
+    lines = [
+        "| Method | " + " | ".join(f"Pointing {n}" for n in names) + " | Peak AUROC wild/neg. |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    chance: dict[str, float] = {}
+    for d in diagnostics.values():
+        chance.update({k: v for k, v in d["chance"].items() if v is not None})
+    chance_cells = " | ".join(cell(chance.get(s)) for s in POINTING_SPLITS)
+    lines.append(f"| Chance (mean box area; AUROC 50) | {chance_cells} | 50.0 |")
+    for r in records:
+        d = diagnostics.get(r["name"])
+        if d is None:
+            continue
+        cells = [cell(d["pointing"].get(s)) for s in POINTING_SPLITS] + [cell(d["peak_auroc"])]
+        lines.append(f"| {_label(r)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _benchmark_line(data_dir: Path) -> str:
     info_path = data_dir / "benchmark.json"
     if not info_path.is_file():
@@ -118,9 +146,11 @@ def markdown(
     data_dir: Path,
     config: BenchConfig,
     references: Sequence[dict[str, Any]] = (),
+    diagnostics: Mapping[str, dict[str, Any]] | None = None,
 ) -> str:
     """The whole ``results.md`` text; ``references`` (e.g. the uniform map) head the metric
-    tables."""
+    tables; ``diagnostics`` (run name -> ``ier.bench.diagnostics.run_diagnostics``) add their
+    table."""
     records = order_records(records)
     aii = [r for name in AII_RUNS for r in records if r["name"] == name]
     scored = [*references, *records]
@@ -170,6 +200,19 @@ def markdown(
             *_table(aii, AII_COLUMNS, percent=False),
             "",
         ]
+    if diagnostics:
+        parts += [
+            "## Diagnostics from the saved maps (pointing game, peak AUROC)",
+            "",
+            "Pointing: the peak cell of the sounding object's class map (a class-agnostic "
+            "method's one map) inside its box; blind to a map's floor, which alpha = 0.1 "
+            "punishes on solo. Peak AUROC: each clip's map peak, test/wild clips with on-screen "
+            "sound against test/negative clips; 50 = the maps ignore the sound, and unlike the "
+            "tau-based rates it does not depend on the maps' scale (`ier.bench.diagnostics`).",
+            "",
+            *diagnostics_table(records, diagnostics),
+            "",
+        ]
     parts += [
         "## Wall time per run",
         "",
@@ -197,9 +240,15 @@ def write_reports(
     Returns:
         Paths by kind: ``json``, ``markdown``, ``bars``, ``qualitative``.
     """
+    from ier.bench.diagnostics import run_diagnostics
     from ier.bench.figures import bar_chart, qualitative_grid
 
     ordered = order_records(records)
+    diagnostics = {
+        r["name"]: run_diagnostics(out_dir / "runs" / r["name"] / "eval", data_dir)
+        for r in ordered
+        if (out_dir / "runs" / r["name"] / "eval").is_dir()
+    }
     files = {
         "json": out_dir / "results.json",
         "markdown": out_dir / "results.md",
@@ -217,11 +266,14 @@ def write_reports(
                 "aii": [list(c) for c in AII_COLUMNS],
             },
             "references": list(references),
+            "diagnostics": diagnostics,
             "runs": ordered,
         },
         default=str,
     )
-    atomic_write_text(files["markdown"], markdown(ordered, data_dir, config, references))
+    atomic_write_text(
+        files["markdown"], markdown(ordered, data_dir, config, references, diagnostics)
+    )
     bar_chart(ordered, files["bars"])
     qualitative_grid(
         ordered, out_dir / "runs", data_dir, files["qualitative"],
