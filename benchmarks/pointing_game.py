@@ -147,11 +147,18 @@ def main() -> None:
     classes = list(read_classes(args.data))
     splits = args.splits or [s for s in list_splits(args.data, "test/") if "negative" not in s]
     if args.bench:
-        from ier.bench.diagnostics import run_diagnostics
+        from ier.bench.diagnostics import read_test_samples, run_diagnostics
         from ier.bench.report import diagnostics_table
 
+        if args.splits or args.oracle_sizes:
+            parser.error("--splits and --oracle-sizes need --checkpoint; --bench scores every "
+                         "run's saved maps on the splits of ier.bench.diagnostics")  # fmt: skip
+        if not (args.bench / "runs").is_dir():
+            parser.error(f"{args.bench} is not an ier bench folder (it has no runs/)")
+        samples = read_test_samples(args.data)
         runs = sorted(p.name for p in (args.bench / "runs").iterdir() if (p / "eval").is_dir())
-        found = {r: run_diagnostics(args.bench / "runs" / r / "eval", args.data) for r in runs}
+        found = {r: run_diagnostics(args.bench / "runs" / r / "eval", samples, classes)
+                 for r in runs}  # fmt: skip
         print("\n".join(diagnostics_table([{"name": r} for r in runs], found)))
         return
     model = load_model(args.checkpoint)

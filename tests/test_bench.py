@@ -127,11 +127,11 @@ def test_reference_rows_head_the_metric_tables_only(tmp_path) -> None:
 
 
 def test_uniform_reference_scores_each_splits_chance(small_benchmark) -> None:
-    from ier.bench.runner import uniform_reference
-    from ier.data.datasets import split_manifest
+    from ier.bench.diagnostics import read_test_samples, uniform_reference
+    from ier.data.datasets import read_classes, split_manifest
     from ier.data.manifest import read_manifest
 
-    record = uniform_reference(small_benchmark)
+    record = uniform_reference(read_test_samples(small_benchmark), read_classes(small_benchmark))
     assert record["reference"] and set(record["metrics"]) >= {"test/solo", "test/negative"}
     # An all-on map's IoU with the sounding box is the box's area, so the solo AUC (the mean
     # success rate over IoU thresholds) is the mean box area, up to the 0.05 threshold step.

@@ -1,5 +1,10 @@
-"""Diagnostics that the default metrics hide, computed from the maps a bench run saved
-(``runs/<run>/eval/predictions_<split>.npz``) with no forward pass.
+"""What the bench scores without a forward pass: the uniform-map reference row, and diagnostics
+that the default metrics hide, computed from the maps a bench run saved
+(``runs/<run>/eval/predictions_<split>.npz``).
+
+- **Uniform map**: maps of 0.5 everywhere, no model and no audio, scored by the same
+  ``ier.evaluate.evaluate``. Its AUC is each split's chance level; its false-positive rates are 0
+  by construction (0.5 never exceeds tau = 0.5), not an achievement.
 
 - **Pointing game**: for each sounding, labelled object, a hit is the peak cell of the object's
   class map (a class-agnostic method's one map) inside the object's box; chance is the mean box
@@ -13,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,25 +95,67 @@ def peak_auroc(
     return float(roc_auc_score(labels, peaks))
 
 
-def run_diagnostics(eval_dir: Path, data_dir: Path) -> dict[str, Any]:
+def read_test_samples(data_dir: Path) -> dict[str, list[Sample]]:
+    """Every ``test/*`` split's manifest samples, read once for all the rows of a report."""
+    from ier.data.datasets import list_splits, split_manifest
+    from ier.data.manifest import read_manifest
+
+    return {s: read_manifest(split_manifest(data_dir, s)) for s in list_splits(data_dir, "test/")}
+
+
+UNIFORM_REFERENCE = "uniform"
+"""Name of the reference row every metric table starts with."""
+
+
+def uniform_reference(
+    samples: Mapping[str, Sequence[Sample]], classes: Sequence[str]
+) -> dict[str, Any]:
+    """The uniform-map reference record: every split of ``samples`` (and SLAVC's extended
+    protocol, test/solo positives + test/negative negatives) scored on maps of 0.5 everywhere
+    (``constant_predictions``); solo splits get the one class-agnostic map."""
+    from ier.evaluate import evaluate, split_kind
+    from ier.predictions import AGNOSTIC_CLASS, constant_predictions
+
+    def score(split_samples: Sequence[Sample], names: Sequence[str]) -> dict[str, Any]:
+        ids = [s.id for s in split_samples]
+        result = evaluate(constant_predictions(ids, names), split_samples)
+        return {k: v for k, v in result.items() if k != "settings"}
+
+    metrics = {
+        split: score(found, (AGNOSTIC_CLASS,) if split_kind(split) == "solo" else classes)
+        for split, found in samples.items()
+    }
+    extended = None
+    if {"test/solo", "test/negative"} <= set(samples):
+        extended = score([*samples["test/solo"], *samples["test/negative"]], (AGNOSTIC_CLASS,))
+    return {
+        "name": UNIFORM_REFERENCE, "method": UNIFORM_REFERENCE, "overrides": [],
+        "label": "Uniform map (reference: no model, no audio)", "ablation": False,
+        "reference": True, "metrics": metrics, "extended": extended,
+    }  # fmt: skip
+
+
+def run_diagnostics(
+    eval_dir: Path, samples: Mapping[str, Sequence[Sample]], classes: Sequence[str]
+) -> dict[str, Any]:
     """Pointing game per split and the peak AUROC of one run's saved predictions.
+
+    Args:
+        eval_dir: The run's ``eval`` folder (``predictions_<split>.npz``).
+        samples: ``read_test_samples`` of the benchmark.
+        classes: The benchmark's categories (``read_classes``).
 
     Returns:
         ``{"pointing": {split: hit}, "chance": {split: mean box area}, "peak_auroc": x}``, with
-        the splits (and the AUROC) that have no saved predictions or manifest left out (None).
+        the splits (and the AUROC) that have no saved predictions or samples left out (None).
     """
-    from ier.data.datasets import read_classes
-    from ier.data.manifest import read_manifest
     from ier.predictions import load_predictions
 
-    classes = read_classes(data_dir)
-
-    def load(split: str) -> tuple[Predictions, list[Sample]] | None:
+    def load(split: str) -> tuple[Predictions, Sequence[Sample]] | None:
         path = eval_dir / f"predictions_{split.split('/')[-1]}.npz"
-        manifest = data_dir / split / "manifest.jsonl"
-        if not (path.is_file() and manifest.is_file()):
+        if not path.is_file() or split not in samples:
             return None
-        return load_predictions(path), read_manifest(manifest)
+        return load_predictions(path), samples[split]
 
     out: dict[str, Any] = {"pointing": {}, "chance": {}, "peak_auroc": None}
     for split in POINTING_SPLITS:

@@ -231,21 +231,24 @@ def write_reports(
     data_dir: Path,
     *,
     config: BenchConfig,
-    references: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Path]:
     """Write ``results.json``, ``results.md``, ``bars.png`` and ``qualitative.png`` in ``out_dir``.
-    ``references`` (records of reference maps, no run folder) go in the JSON and the metric
-    tables, not in the figures or the wall-time table.
+    The uniform-map reference row (JSON and metric tables only, not the figures or the wall-time
+    table) and each run's diagnostics come from ``ier.bench.diagnostics``, with the test
+    manifests read once.
 
     Returns:
         Paths by kind: ``json``, ``markdown``, ``bars``, ``qualitative``.
     """
-    from ier.bench.diagnostics import run_diagnostics
+    from ier.bench.diagnostics import read_test_samples, run_diagnostics, uniform_reference
     from ier.bench.figures import bar_chart, qualitative_grid
+    from ier.data.datasets import read_classes
 
     ordered = order_records(records)
+    samples, classes = read_test_samples(data_dir), read_classes(data_dir)
+    references = [uniform_reference(samples, classes)]
     diagnostics = {
-        r["name"]: run_diagnostics(out_dir / "runs" / r["name"] / "eval", data_dir)
+        r["name"]: run_diagnostics(out_dir / "runs" / r["name"] / "eval", samples, classes)
         for r in ordered
         if (out_dir / "runs" / r["name"] / "eval").is_dir()
     }
@@ -265,7 +268,7 @@ def write_reports(
                 "interference": [list(c) for c in INTERFERENCE_COLUMNS],
                 "aii": [list(c) for c in AII_COLUMNS],
             },
-            "references": list(references),
+            "references": references,
             "diagnostics": diagnostics,
             "runs": ordered,
         },

@@ -281,43 +281,6 @@ def extended_metrics(run_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> di
     return {k: v for k, v in result.items() if k != "settings"}
 
 
-UNIFORM_REFERENCE = "uniform"
-"""Name of the reference row every table starts with: a constant map, no model and no audio."""
-
-
-def uniform_reference(data_dir: Path) -> dict[str, Any]:
-    """The "uniform map" reference record: every test split (and SLAVC's extended protocol)
-    scored by ``ier.evaluate.evaluate`` on maps that are 0.5 everywhere (``constant_predictions``).
-
-    It needs no training and no model, so it is recomputed with the reports. A method whose AUC
-    is at this row's has learned nothing about *where*; the row's false-positive columns are 0 by
-    construction (0.5 never exceeds tau = 0.5), not an achievement.
-    """
-    from ier.data.datasets import list_splits, read_classes, split_manifest
-    from ier.data.manifest import read_manifest
-    from ier.evaluate import evaluate, split_kind
-    from ier.predictions import AGNOSTIC_CLASS, constant_predictions
-
-    classes = read_classes(data_dir)
-    metrics: dict[str, Any] = {}
-    by_split = {}
-    for split in list_splits(data_dir, "test/"):
-        samples = read_manifest(split_manifest(data_dir, split))
-        names = (AGNOSTIC_CLASS,) if split_kind(split) == "solo" else classes
-        metrics[split] = evaluate(constant_predictions([s.id for s in samples], names), samples)
-        by_split[split] = samples
-    extended = None
-    if {"test/solo", "test/negative"} <= set(by_split):  # solo positives + negative negatives
-        joined = by_split["test/solo"] + by_split["test/negative"]
-        extended = evaluate(constant_predictions([s.id for s in joined], (AGNOSTIC_CLASS,)), joined)
-        extended = {k: v for k, v in extended.items() if k != "settings"}
-    return {
-        "name": UNIFORM_REFERENCE, "method": UNIFORM_REFERENCE, "overrides": [],
-        "label": "Uniform map (reference: no model, no audio)", "ablation": False,
-        "reference": True, "metrics": _strip(metrics), "extended": extended,
-    }  # fmt: skip
-
-
 def run_one(
     run: BenchRun, config: BenchConfig, data_dir: Path, run_dir: Path, *, progress: bool = True
 ) -> dict[str, Any]:
@@ -427,8 +390,7 @@ def run_bench(
                     records[-1]["eval_seconds"])  # fmt: skip
     files: dict[str, Path] = {}
     if world.is_main:
-        references = [uniform_reference(data)]
-        files = write_reports(records, out, data, config=config, references=references)
+        files = write_reports(records, out, data, config=config)
     barrier()
     return BenchResult(out_dir=out, data_dir=data, records=records, files=files)
 
