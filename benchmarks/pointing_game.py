@@ -5,6 +5,8 @@ r"""Diagnostics: does a map's peak land on the sounding object? (the pointing ga
     python benchmarks/pointing_game.py --data bench/default \
         --checkpoint runs/ier-quick/model.safetensors --oracle-sizes 128 192 224
     python benchmarks/pointing_game.py --data bench/default --bench runs/bench-quick
+    python benchmarks/pointing_game.py --data bench/default \
+        --oracle-trunks efficientnet_lite0 efficientnet_lite1 --oracle-sizes 224 288
 
 For every sounding, labelled object of a test split, a hit is the argmax cell of a map falling
 inside the object's box; "chance" is the mean box area (a uniformly random cell). Maps compared:
@@ -26,16 +28,17 @@ still point at the object.
 
 ``--oracle-sizes`` adds a ceiling that **uses labels** (a diagnostic, never a result): class
 prototypes are the mean normalised feature at the box centre of each ``test/solo`` object,
-computed with a freshly built copy of the checkpoint's architecture (ImageNet weights when the
-checkpoint uses a pretrained backbone) at each input size; it then plays the pointing game with
-cos(prototype_c, feature_xy) on the mixture splits, for the raw backbone features. It measures
-how class-specific the features are at that resolution before any training.
+computed with a freshly built visual backbone (the checkpoint's, or each of ``--oracle-trunks``;
+ImageNet weights when it is pretrained) at each input size; it then plays the pointing game with
+cos(prototype_c, feature_xy) on the mixture splits, on the trunk output (the feature cache point)
+and on the backbone output after its last block (``/head``). It measures how class-specific the
+features are at that resolution before any training, and prints the trunk's extraction speed and
+the float16 size of one cached frame. ``--oracle-trunks`` needs no checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +49,9 @@ from ier.bench.diagnostics import peak_hit, sounding_objects
 
 
 def _load(data: Path, split: str, model, classes):
-    from ier.data.datasets import load_split
+    from ier.data.datasets import load_eval_split
 
-    cfg = model.config
-    return load_split(
-        data, split, classes=classes, input_size=cfg.input_size,
-        sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples, train=False,
-    )  # fmt: skip
+    return load_eval_split(data, split, model, classes=classes)
 
 
 @torch.no_grad()
@@ -98,35 +97,73 @@ def pointing(model, data: Path, split: str, classes: list[str], batch_size: int)
     return {"n": n, "chance": area / max(n, 1), **{k: v / counted[k] for k, v in hits.items()}}
 
 
-@torch.no_grad()
-def oracle_ceiling(model, data: Path, size: int, splits: list[str], classes: list[str]) -> dict:
-    """Label-using ceiling: pointing of oracle box-centre prototypes on raw backbone features."""
-    from ier.data.datasets import eval_batches
-    from ier.models import create_model
+def _oracle_pointing(f: torch.Tensor, protos: torch.Tensor, samples, classes) -> float:
+    maps = torch.einsum("bdhw,kd->bkhw", F.normalize(f, dim=1), protos).numpy()
+    hits = [peak_hit(maps[i, c], box) for i, s in enumerate(samples)
+            for c, box in sounding_objects(s, classes)]  # fmt: skip
+    return float(np.mean(hits)) if hits else float("nan")
 
-    fresh = create_model(dataclasses.replace(model.config, input_size=size)).eval()
 
-    def features(split):
-        dataset = _load(data, split, fresh, classes)
-        feats = [fresh.visual_backbone(fresh.image_normalizer(b["image"]))
-                 for b in eval_batches(dataset, 64)]  # fmt: skip
-        return dataset, F.normalize(torch.cat(feats), dim=1)
-
-    solo, f = features("test/solo")
+def _box_centre_prototypes(f: torch.Tensor, samples, classes) -> torch.Tensor:
+    f = F.normalize(f, dim=1)
     h, w = f.shape[-2:]
     protos = torch.zeros(len(classes), f.shape[1])
-    for i, sample in enumerate(solo.samples):
+    for i, sample in enumerate(samples):
         for c, (x0, y0, x1, y1) in sounding_objects(sample, classes)[:1]:
             cx, cy = min(int((x0 + x1) / 2 * w), w - 1), min(int((y0 + y1) / 2 * h), h - 1)
             protos[c] += f[i, :, cy, cx]
-    protos = F.normalize(protos, dim=1)
-    out = {}
+    return F.normalize(protos, dim=1)
+
+
+@torch.no_grad()
+def oracle_ceiling(
+    backbone_name: str, data: Path, size: int, splits: list[str], classes: list[str], *,
+    width: int = 64, pretrained: bool = True, batch_size: int = 16,
+) -> dict:  # fmt: skip
+    """Label-using ceiling of one visual backbone at one input size.
+
+    Prototypes are the mean normalised feature at the box centre of each ``test/solo`` object;
+    the pointing game is played with cos(prototype_c, feature_xy) on ``splits``, once on the
+    trunk output (``<split>``: the feature cache point of ``ier.data.features``) and once on the
+    backbone output after its last block (``<split>/head``). Also returns the trunk's speed
+    (``trunk_img_s``, images per second of ``ier.data.features.trunk_features``, timed in this run)
+    and the float16 bytes of one cached frame (``cache_bytes``).
+    """
+    import time
+
+    from ier.data.datasets import eval_batches, load_split
+    from ier.data.features import trunk_features
+    from ier.models.backbones import build_visual_backbone
+    from ier.models.common import ImageNormalizer
+
+    backbone = build_visual_backbone(backbone_name, width=width, pretrained=pretrained).eval()
+    normalizer = ImageNormalizer()
+    seconds, images = 0.0, 0
+
+    def features(split):
+        nonlocal seconds, images
+        dataset = load_split(data, split, classes=classes, input_size=size, sample_rate=16000,
+                             num_samples=16000, train=False)  # fmt: skip
+        trunk, head = [], []
+        for batch in eval_batches(dataset, batch_size):
+            started = time.perf_counter()
+            t = trunk_features(backbone, normalizer(batch["image"]))
+            seconds, images = seconds + time.perf_counter() - started, images + len(t)
+            trunk.append(t.float())
+            head.append(backbone.head(t.float()))
+        return dataset.samples, torch.cat(trunk), torch.cat(head)
+
+    solo, f_trunk, f_head = features("test/solo")
+    protos = {"trunk": _box_centre_prototypes(f_trunk, solo, classes),
+              "head": _box_centre_prototypes(f_head, solo, classes)}  # fmt: skip
+    out: dict = {}
     for split in splits:
-        dataset, f = features(split)
-        maps = torch.einsum("bdhw,kd->bkhw", f, protos).numpy()
-        hits = [peak_hit(maps[i, c], box) for i, s in enumerate(dataset.samples)
-                for c, box in sounding_objects(s, classes)]  # fmt: skip
-        out[split] = float(np.mean(hits)) if hits else float("nan")
+        samples, f_trunk, f_head = features(split)
+        out[split] = _oracle_pointing(f_trunk, protos["trunk"], samples, classes)
+        out[f"{split}/head"] = _oracle_pointing(f_head, protos["head"], samples, classes)
+    side = -(-size // 16)
+    out["trunk_img_s"] = images / max(seconds, 1e-9)
+    out["cache_bytes"] = int(backbone.trunk_channels * side * side * 2)
     return out
 
 
@@ -136,11 +173,13 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="benchmark directory")
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="a model: every map variant it has")
     source.add_argument("--bench", type=Path, help="an ier bench folder: every run's saved maps")
     parser.add_argument("--splits", nargs="+", help="default: every test split with sound boxes")
     parser.add_argument("--oracle-sizes", type=int, nargs="*", default=[], metavar="PX")
+    parser.add_argument("--oracle-trunks", nargs="*", default=[], metavar="BACKBONE",
+                        help="visual backbones for the oracle (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
@@ -150,9 +189,10 @@ def main() -> None:
         from ier.bench.diagnostics import read_test_samples, run_diagnostics
         from ier.bench.report import diagnostics_table
 
-        if args.splits or args.oracle_sizes:
-            parser.error("--splits and --oracle-sizes need --checkpoint; --bench scores every "
-                         "run's saved maps on the splits of ier.bench.diagnostics")  # fmt: skip
+        if args.splits or args.oracle_sizes or args.oracle_trunks:
+            parser.error("--splits and --oracle-* need --checkpoint or --oracle-trunks; "
+                         "--bench scores every run's saved maps on the splits of "
+                         "ier.bench.diagnostics")  # fmt: skip
         if not (args.bench / "runs").is_dir():
             parser.error(f"{args.bench} is not an ier bench folder (it has no runs/)")
         samples = read_test_samples(args.data)
@@ -160,6 +200,12 @@ def main() -> None:
         found = {r: run_diagnostics(args.bench / "runs" / r / "eval", samples, classes)
                  for r in runs}  # fmt: skip
         print("\n".join(diagnostics_table([{"name": r} for r in runs], found)))
+        return
+    mixtures = [s for s in splits if not s.endswith("/solo")]
+    if args.checkpoint is None:
+        if not (args.oracle_sizes and args.oracle_trunks):
+            parser.error("give --checkpoint or --bench, or --oracle-trunks with --oracle-sizes")
+        _print_oracle(args.oracle_trunks, args.oracle_sizes, args.data, mixtures, classes)
         return
     model = load_model(args.checkpoint)
     if not hasattr(model, "encode_visual_with_prior"):
@@ -169,11 +215,18 @@ def main() -> None:
         r = pointing(model, args.data, split, classes, args.batch_size)
         shown = " ".join(f"{k}={v:.3f}" for k, v in r.items() if k not in ("n", "chance"))
         print(f"pointing {split:16s} n={r['n']} chance={r['chance']:.3f} {shown}", flush=True)
-    mixtures = [s for s in splits if not s.endswith("/solo")]
-    for size in args.oracle_sizes:
-        r = oracle_ceiling(model, args.data, size, mixtures, classes)
-        shown = " ".join(f"{k}={v:.3f}" for k, v in r.items())
-        print(f"oracle-prototype ceiling (uses labels) at {size} px: {shown}", flush=True)
+    trunks = args.oracle_trunks or [model.config.visual_backbone]
+    _print_oracle(trunks, args.oracle_sizes, args.data, mixtures, classes,
+                  width=model.config.width, pretrained=model.config.pretrained)  # fmt: skip
+
+
+def _print_oracle(trunks, sizes, data, splits, classes, **kwargs) -> None:
+    for trunk in trunks:
+        for size in sizes:
+            r = oracle_ceiling(trunk, data, size, splits, classes, **kwargs)
+            shown = " ".join(f"{k}={v:.3f}" for k, v in r.items())
+            print(f"oracle-prototype ceiling (uses labels) {trunk} at {size} px: {shown}",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

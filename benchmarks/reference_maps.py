@@ -29,20 +29,21 @@ KEYS = ("iou@0.5", "auc", "ciou@0.3", "ciou_auc", "silent_fp", "negative_fp", "p
 def objectness_maps(model: torch.nn.Module, dataset, batch_size: int) -> np.ndarray:
     """(N, 1, h, w) objectness of the model's visual backbone for every sample."""
     from ier.data.datasets import eval_batches
-    from ier.models.common import objectness
+    from ier.models.common import backbone_features, objectness
 
     model.eval()
     maps = []
     with torch.no_grad():
         for batch in eval_batches(dataset, batch_size):
-            features = model.visual_backbone(model.image_normalizer(batch["image"]))
+            features = backbone_features(model.visual_backbone, model.image_normalizer,
+                                         batch["image"])  # fmt: skip
             maps.append(objectness(features).numpy())
     return np.concatenate(maps)
 
 
 def main() -> None:
     from ier.checkpoint import load_model
-    from ier.data.datasets import list_splits, load_split, read_classes
+    from ier.data.datasets import list_splits, load_eval_split, read_classes
     from ier.evaluate import evaluate, split_kind
     from ier.predictions import Predictions, constant_predictions
 
@@ -58,14 +59,10 @@ def main() -> None:
     if not hasattr(model, "visual_backbone"):
         parser.error(f"{args.checkpoint}: a {model.config.name!r} model has no visual_backbone "
                      "to take the objectness from")  # fmt: skip
-    cfg = model.config
     classes = read_classes(args.data)
     results: dict[str, dict[str, dict]] = {"uniform": {}, "objectness": {}}
     for split in args.splits or list_splits(args.data, "test/"):
-        dataset = load_split(
-            args.data, split, classes=classes, input_size=cfg.input_size,
-            sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples, train=False,
-        )  # fmt: skip
+        dataset = load_eval_split(args.data, split, model, classes=classes)
         prior = objectness_maps(model, dataset, args.batch_size)
         names = ("*",) if split_kind(split) == "solo" else tuple(classes)
         n, side = len(prior), prior.shape[-1]

@@ -32,7 +32,7 @@ def test_preset_round_trips_through_json(name: str) -> None:
 
 
 def test_presets_scale_up() -> None:
-    tiny, short, quick, paper = (preset("ier", n) for n in PRESETS)
+    tiny, short, quick, cpu, paper = (preset("ier", n) for n in PRESETS)
     assert (tiny.model.input_size, quick.model.input_size, paper.model.input_size) == (64, 128, 224)
     assert tiny.model.width < quick.model.width < paper.model.width
     # ``short`` is the quick model for fewer epochs of every stage (the bench's quick budget)
@@ -40,6 +40,9 @@ def test_presets_scale_up() -> None:
     assert all(s.epochs < q.epochs for s, q in zip(short.stages, quick.stages, strict=True))
     assert paper.stages[0].epochs == 15  # DSOL's stage-1 schedule
     assert paper.stages[2].negative_pooling == "quadrants"
+    # ``cpu``: the paper's resolution and epochs, with the visual trunk frozen and cached
+    assert cpu.model.input_size == 224 and cpu.model.frozen_trunk and cpu.model.pretrained
+    assert [s.epochs for s in cpu.stages] == [s.epochs for s in paper.stages] == [15, 10, 5]
 
 
 def test_overrides_are_coerced_to_declared_types() -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import ier.data.datasets as datasets
+import ier.data.decode as decode
 from ier.data.datasets import (
     AVDataset,
     collate,
@@ -19,8 +20,8 @@ from ier.data.datasets import (
     num_train_batches,
     read_classes,
     train_batches,
-    train_cache_size,
 )
+from ier.data.decode import train_cache_size
 from ier.data.manifest import read_manifest
 from ier.data.toy import TOY_CLASSES, build_toy_benchmark
 from ier.errors import DatasetError
@@ -55,11 +56,43 @@ def test_batch_keys_shapes_and_ranges(toy: Path) -> None:
     assert batch["boxes"].shape[0] == 3 and batch["boxes"].shape[2] == 4
     assert batch["audible"].shape == (3, 3)
     samples = read_manifest(toy / "train/solo/manifest.jsonl")
+    plain = collate([dataset.item(i, augment=False) for i in range(3)])
     for i in range(3):
         label = TOY_CLASSES.index(samples[i].objects[0].label)
         assert batch["label"][i] == label  # the single sounding object's class
         assert batch["box_labels"][i, 0] == label and batch["box_labels"][i, 1] == -1  # padding
-        assert torch.allclose(batch["boxes"][i, 0], torch.tensor(samples[i].objects[0].box))
+        assert torch.allclose(plain["boxes"][i, 0], torch.tensor(samples[i].objects[0].box))
+        assert (batch["boxes"][i, 1:] == 0).all()  # padding stays zero after the crop
+
+
+def _colour_inside(image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Mean RGB of the central half of ``box`` in a (3, S, S) image."""
+    s = image.shape[-1]
+    x0, y0, x1, y1 = (box * s).tolist()
+    cx0, cx1 = int(x0 + (x1 - x0) / 4), int(x1 - (x1 - x0) / 4)
+    cy0, cy1 = int(y0 + (y1 - y0) / 4), int(y1 - (y1 - y0) / 4)
+    return image[:, cy0:cy1, cx0:cx1].mean(dim=(1, 2))
+
+
+def test_boxes_follow_the_training_crop_and_flip(toy: Path) -> None:
+    # the toy objects are flat coloured squares: after any crop, flip and jitter, the centre of the
+    # moved box must still show the object's colour, and its hue must differ from the background
+    from ier.data.toy import _COLOURS
+
+    dataset = _load(toy)
+    flips = 0
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        for i in range(len(dataset)):
+            item = dataset[i]
+            box = item["boxes"][0]
+            colour = torch.tensor(_COLOURS[dataset.samples[i].objects[0].label]) / 255.0
+            inside = _colour_inside(item["image"], box)
+            # jitter scales brightness/saturation: compare the colour's direction, not its value
+            assert float(torch.nn.functional.cosine_similarity(inside, colour, dim=0)) > 0.97
+            original = dataset.samples[i].objects[0].box
+            flips += abs((box[0] + box[2]) / 2 - (original[0] + original[2]) / 2) > 0.2
+    assert flips > 0  # some draws were mirrored
 
 
 def test_multi_source_samples_have_no_single_label(toy: Path) -> None:
@@ -80,9 +113,9 @@ def test_cache_is_built_once_and_rebuilt_when_the_manifest_changes(
 ) -> None:
     root = build_toy_benchmark(tmp_path / "t", n_train=6, n_test=2)
     calls = []
-    real = datasets.decode_sample
+    real = decode.decode_sample
     monkeypatch.setattr(
-        datasets, "decode_sample", lambda s, spec: calls.append(s.id) or real(s, spec)
+        decode, "decode_sample", lambda s, spec: calls.append(s.id) or real(s, spec)
     )
     first = _load(root)
     assert len(calls) == 6
@@ -146,7 +179,7 @@ def test_real_benchmark_clips_decode(small_benchmark: Path) -> None:
     info = json.loads((small_benchmark / "benchmark.json").read_text())
     assert read_classes(small_benchmark) == tuple(info["classes"])
     sample = read_manifest(small_benchmark / "test/solo/manifest.jsonl")[0]
-    spec = datasets.DecodeSpec(image_size=64, num_frames=3, sample_rate=16_000, num_samples=16_000)
-    frames, wave = datasets.decode_sample(sample, spec)
+    spec = decode.DecodeSpec(image_size=64, num_frames=3, sample_rate=16_000, num_samples=16_000)
+    frames, wave = decode.decode_sample(sample, spec)
     assert frames.shape == (3, 64, 64, 3) and frames.dtype == np.uint8
     assert wave.shape == (16_000,) and float(np.abs(wave).max()) > 0

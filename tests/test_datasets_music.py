@@ -114,7 +114,7 @@ def test_music_synthetic_round_trip_and_hostile_pickle(tmp_path: Path) -> None:
 
 
 def test_prepared_manifests_decode_with_the_training_data_layer(music) -> None:
-    from ier.data.datasets import DecodeSpec, decode_sample
+    from ier.data.decode import DecodeSpec, decode_sample
 
     spec = DecodeSpec(image_size=32, num_frames=1, sample_rate=16000, num_samples=16000)
     for split in ("solo_test", "duet_test", "solo_train_1", "solo_val"):

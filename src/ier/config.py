@@ -19,10 +19,11 @@ from ier.errors import ConfigError
 from ier.files import atomic_write_json
 from ier.models.config import ModelConfig, model_config
 
-PRESETS = ("tiny", "short", "quick", "paper")
+PRESETS = ("tiny", "short", "quick", "cpu", "paper")
 """Named scales: ``tiny`` (seconds; tests), ``short`` (the quick model for about a fifth of the
 quick epochs, ~9 min on 2 CPU cores; what ``ier bench --preset quick`` trains, so that every method
-and ablation fits in 2 hours), ``quick`` (CPU, ~45 min), ``paper`` (GPU, DSOL)."""
+and ablation fits in 2 hours), ``quick`` (CPU, 128 px), ``cpu`` (the paper's 224 px and epochs on
+2 CPU cores: frozen visual trunk read from the feature cache), ``paper`` (GPU, DSOL)."""
 
 T = TypeVar("T")
 
@@ -39,6 +40,9 @@ class DataConfig:
         max_train_samples: Use at most this many clips of each training split (0 = all).
         decode_workers: Threads that decode media when a cache is built.
         eval_batch_size: Batch size of no-grad passes (clustering, prediction).
+        feature_views: With a frozen visual trunk (``model.visual_trunk = "frozen"``), the fixed
+            views (frame, flip, jitter) cached per training clip (``ier.data.features``); each
+            step then reads one of them with a random crop of its cells.
     """
 
     cache_dir: str = ""
@@ -47,6 +51,11 @@ class DataConfig:
     max_train_samples: int = 0
     decode_workers: int = 2
     eval_batch_size: int = 64
+    feature_views: int = 4
+
+    def __post_init__(self) -> None:
+        if self.feature_views < 1:
+            raise ConfigError(f"data.feature_views must be >= 1, got {self.feature_views}")
 
 
 @dataclass(frozen=True)
@@ -233,6 +242,7 @@ _IER_SCHEDULE: dict[str, tuple[int, int, int, int]] = {
     "tiny": (3, 2, 2, 16),
     "short": (2, 1, 1, 32),
     "quick": (8, 6, 6, 32),
+    "cpu": (15, 10, 5, 32),
     "paper": (15, 10, 5, 32),
 }
 

@@ -22,13 +22,12 @@ from ier.checkpoint import load_model
 from ier.clustering import nmi
 from ier.data.datasets import (
     AVDataset,
-    DecodeSpec,
-    decode_sample,
     eval_batches,
     list_splits,
-    load_split,
+    load_eval_split,
     read_classes,
 )
+from ier.data.decode import DecodeSpec, decode_sample
 from ier.data.manifest import Sample
 from ier.errors import ConfigError, DatasetError
 from ier.files import atomic_write_json
@@ -233,12 +232,7 @@ def evaluate_checkpoint(
         kind = split_kind(split)
         solo = kind == "solo"
         used = single_model if solo else model
-        cfg = used.config
-        dataset = load_split(
-            data_dir, split, classes=classes, input_size=cfg.input_size,
-            sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples,
-            train=False, cache_dir=cache_dir,
-        )  # fmt: skip
+        dataset = load_eval_split(data_dir, split, used, classes=classes, cache_dir=cache_dir)
         preds = predict(used, dataset, batch_size=batch_size, single_source=solo)
         if out_dir is not None:
             save_predictions(out_dir / f"predictions_{split.split('/')[-1]}.npz", preds)

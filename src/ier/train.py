@@ -133,15 +133,19 @@ def _with_clusters(cfg: ExperimentConfig, k: int) -> ExperimentConfig:
 
 def _load_train_split(
     cfg: ExperimentConfig, stage: StageConfig, data_dir: Path, classes: tuple[str, ...],
-    world: WorldInfo,
+    world: WorldInfo, model: torch.nn.Module, progress: bool,
 ) -> AVDataset:  # fmt: skip
-    model = cfg.model
+    mc = cfg.model
     kwargs = dict(
-        classes=classes, input_size=model.input_size, sample_rate=model.frontend.sample_rate,
-        num_samples=model.frontend.n_samples, train=True, num_frames=cfg.data.train_frames,
+        classes=classes, input_size=mc.input_size, sample_rate=mc.frontend.sample_rate,
+        num_samples=mc.frontend.n_samples, train=True, num_frames=cfg.data.train_frames,
         augment=cfg.data.augment, cache_dir=cfg.data.cache_dir or None,
         max_samples=cfg.data.max_train_samples, seed=cfg.seed, workers=cfg.data.decode_workers,
     )  # fmt: skip
+    if mc.frozen_trunk:  # every process extracts its share of the feature cache
+        return load_split(data_dir, stage.split, trunk=model.visual_backbone,
+                          views=cfg.data.feature_views, progress=progress and world.is_main,
+                          **kwargs)  # fmt: skip
     if world.is_main:
         dataset = load_split(data_dir, stage.split, **kwargs)
     barrier()
@@ -351,7 +355,7 @@ def fit(
         resume_state = ckpt if (ckpt is not None and index == pos.stage) else None
         if index != pos.stage:
             pos = _Position(stage=index, global_step=pos.global_step)
-        dataset = _load_train_split(cfg, stage, data_dir, classes, world)
+        dataset = _load_train_split(cfg, stage, data_dir, classes, world, model, progress)
         steps = num_train_batches(dataset, stage.batch_size, world.world_size)
         steps = min(steps, stage.max_steps) if stage.max_steps else steps
         data = StageData(dataset, classes, cfg.data.eval_batch_size, steps, device)

@@ -191,7 +191,7 @@ def qualitative_grid(
     the sample's labels in their colours; a class-agnostic map is drawn in orange. Returns
     ``path``, or None when there is nothing to draw.
     """
-    from ier.data.datasets import DecodeSpec, decode_sample
+    from ier.data.decode import DecodeSpec, decode_sample
 
     chosen = pick_samples(data_dir, samples)
     if not chosen or not records:

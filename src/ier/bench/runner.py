@@ -247,7 +247,7 @@ def extended_metrics(run_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> di
     Returns None when the data has no test/solo or test/negative split.
     """
     from ier.checkpoint import load_model
-    from ier.data.datasets import list_splits, load_split, read_classes, split_manifest
+    from ier.data.datasets import list_splits, load_eval_split, read_classes, split_manifest
     from ier.data.manifest import read_manifest
     from ier.evaluate import evaluate
     from ier.predict import predict
@@ -260,12 +260,8 @@ def extended_metrics(run_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> di
     if not solo_path.is_file():
         return None
     model = load_model(single_source_checkpoint(cfg, run_dir) or run_dir / "model.safetensors")
-    negative = load_split(
-        data_dir, "test/negative", classes=read_classes(data_dir),
-        input_size=model.config.input_size, sample_rate=model.config.frontend.sample_rate,
-        num_samples=model.config.frontend.n_samples, train=False,
-        cache_dir=cfg.data.cache_dir or None,
-    )  # fmt: skip
+    negative = load_eval_split(data_dir, "test/negative", model, classes=read_classes(data_dir),
+                               cache_dir=cfg.data.cache_dir or None)  # fmt: skip
     neg = predict(model, negative, batch_size=cfg.data.eval_batch_size, single_source=True)
     solo = load_predictions(solo_path)
     if solo.classes != ("*",) or solo.maps.shape[1:] != neg.maps.shape[1:]:

@@ -1,20 +1,16 @@
-"""Manifest → decoded, cached tensors → batches.
+"""Manifest → decoded, cached tensors (``ier.data.decode``) or cached features
+(``ier.data.features``) → batches.
 
-Each sample is decoded once (frames resized, the audio window resampled to 16 kHz) into ``.npy``
-caches keyed by the manifest's content and the decode settings; training then reads memory-mapped
-arrays. Batches are dicts of tensors (see ``AVDataset``). Randomness comes from per-sample seeds,
-never from the global RNG.
+Batches are dicts of tensors (see ``AVDataset``). Randomness comes from per-sample seeds, never
+from the global RNG.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,38 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, DistributedSampler
 
+from ier.data.decode import DecodeSpec, load_cached, train_cache_size
+from ier.data.features import FeatureSpec, load_features, view_is_flipped
 from ier.data.manifest import Sample, read_manifest
-from ier.errors import DatasetError, MediaError
-from ier.files import atomic_path
+from ier.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
-TRAIN_RESIZE_RATIO = 256 / 224  # method.md §1.2: resize to 256, random-crop 224
 JITTER_RANGE = (0.7, 1.3)  # brightness and saturation factors, method.md §1.2
 MAX_BOXES_DEFAULT = 8
-
-
-@dataclass(frozen=True)
-class DecodeSpec:
-    """How a split is decoded into the cache.
-
-    Attributes:
-        image_size: Side of the cached frames in pixels.
-        num_frames: Frames per clip (training: evenly spaced in the window; eval: 1, at ``time``).
-        sample_rate: Audio rate in Hz.
-        num_samples: Audio samples per clip (the model's window).
-    """
-
-    image_size: int
-    num_frames: int
-    sample_rate: int
-    num_samples: int
-
-
-def train_cache_size(input_size: int) -> int:
-    """Side of cached training frames: the model's input side scaled by 256/224 (crop margin)."""
-    return int(round(input_size * TRAIN_RESIZE_RATIO))
 
 
 def read_classes(data_dir: str | os.PathLike[str]) -> tuple[str, ...]:
@@ -90,113 +63,6 @@ def split_manifest(data_dir: str | os.PathLike[str], split: str) -> Path:
     return path
 
 
-# --- decoding and the cache ----------------------------------------------------------------------
-
-
-def _frame_times(sample: Sample, num_frames: int) -> list[float]:
-    if num_frames == 1:
-        return [sample.time]
-    start, end = sample.window
-    if sample.duration is not None:
-        end = min(end, sample.duration)
-    step = (end - start) / num_frames
-    return [start + (j + 0.5) * step for j in range(num_frames)]
-
-
-def decode_sample(sample: Sample, spec: DecodeSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one sample: frames uint8 (F, S, S, 3) and audio float32 (num_samples,).
-
-    Raises:
-        MediaError: the media is missing or unreadable (the message names the sample).
-    """
-    from ier.audio import load_audio
-    from ier.video import load_frames, load_image
-
-    try:
-        if sample.video_path is not None:
-            frames = load_frames(
-                sample.video_path, _frame_times(sample, spec.num_frames), size=spec.image_size
-            )
-            audio_path = sample.video_path
-        else:
-            image = load_image(sample.frame_path, size=spec.image_size)
-            frames = np.repeat(image[None], spec.num_frames, axis=0)
-            audio_path = sample.audio_path
-        start, end = sample.window
-        duration = min(end - start, spec.num_samples / spec.sample_rate)
-        wave = load_audio(
-            audio_path,
-            sample_rate=spec.sample_rate,
-            start_seconds=start,
-            duration_seconds=duration,
-        )
-    except MediaError as err:
-        raise MediaError(f"sample {sample.id!r}: {err}") from err
-    out = np.zeros(spec.num_samples, np.float32)
-    out[: min(len(wave), spec.num_samples)] = wave[: spec.num_samples]
-    return frames, out
-
-
-def _cache_key(manifest: Path, ids: Sequence[str], spec: DecodeSpec) -> str:
-    sha = hashlib.sha256(manifest.read_bytes())
-    sha.update(json.dumps([CACHE_VERSION, spec.__dict__, list(ids)]).encode())
-    return sha.hexdigest()[:16]
-
-
-def _build_cache(samples: Sequence[Sample], spec: DecodeSpec, stem: Path, *, workers: int) -> None:
-    """Decode every sample into ``stem.frames.npy`` / ``stem.waves.npy`` (atomic renames)."""
-    shape = (len(samples), spec.num_frames, spec.image_size, spec.image_size, 3)
-    started = time.monotonic()
-    # Both files are renamed into place (waves, then frames) only once every clip is decoded.
-    with (
-        atomic_path(f"{stem}.frames.npy") as tmp_frames,
-        atomic_path(f"{stem}.waves.npy") as tmp_waves,
-    ):
-        frames = np.lib.format.open_memmap(tmp_frames, mode="w+", dtype=np.uint8, shape=shape)
-        waves = np.lib.format.open_memmap(
-            tmp_waves, mode="w+", dtype=np.float16, shape=(len(samples), spec.num_samples)
-        )
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            decoded = pool.map(lambda s: decode_sample(s, spec), samples)
-            for i, (f, w) in enumerate(decoded):
-                frames[i], waves[i] = f, w
-                if (i + 1) % 200 == 0:
-                    logger.info("decoded %d / %d clips", i + 1, len(samples))
-        frames.flush()
-        waves.flush()
-        del frames, waves
-    logger.info(
-        "cached %d clips in %.1f s → %s", len(samples), time.monotonic() - started, stem.name
-    )
-
-
-def load_cached(
-    samples: Sequence[Sample],
-    manifest: Path,
-    spec: DecodeSpec,
-    cache_dir: Path,
-    *,
-    workers: int = 1,
-    build: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded frames (N, F, S, S, 3) uint8 and waves (N, n) float16, memory-mapped from the cache.
-
-    The cache is rebuilt when the manifest, the sample list or the decode settings change (they
-    are part of the file name). With ``build=False`` a missing cache is an error (DDP non-zero
-    ranks wait for rank 0 to build it).
-    """
-    split = manifest.parent.name
-    key = _cache_key(manifest, [s.id for s in samples], spec)
-    stem = cache_dir / f"{manifest.parent.parent.name}_{split}-{spec.image_size}px-{key}"
-    frames_path, waves_path = Path(f"{stem}.frames.npy"), Path(f"{stem}.waves.npy")
-    if not (frames_path.is_file() and waves_path.is_file()):
-        if not build:
-            raise DatasetError(f"decoded cache missing: {frames_path}")
-        logger.info("decoding %d clips of %s (once; cached in %s)", len(samples), split, cache_dir)
-        _build_cache(samples, spec, stem, workers=workers)
-    return np.load(frames_path, mmap_mode="r"), np.load(waves_path, mmap_mode="r")
-
-
 # --- the dataset ---------------------------------------------------------------------------------
 
 
@@ -229,21 +95,29 @@ def _labels(samples: Sequence[Sample], classes: Sequence[str], max_boxes: int) -
 
 
 class AVDataset(Dataset):
-    """Decoded frame + audio pairs of one split.
+    """Decoded frame (or cached feature) + audio pairs of one split.
 
     ``dataset[i]`` (and a collated batch, with a leading batch dimension B) is a dict:
-        - ``image``: float (3, S, S) in [0, 1]. Training: one random frame of the window, random
-          crop, flip and brightness/saturation jitter (method.md §1.2); else the frame at ``time``
-          resized to S.
+        - ``image``: the visual input. Pixels: float (3, S, S) in [0, 1]; training: one random
+          frame of the window, random crop, flip and brightness/saturation jitter (method.md
+          §1.2); else the frame at ``time`` resized to S. Cached features (``features=True``,
+          ``ier.data.features``): float16 (C, S/16, S/16); training: one random cached view (frame,
+          flip, jitter) and a random S/16 x S/16 crop of its cells; else view 0, centred.
         - ``wave``: float (n,) mono audio window at the model's sample rate.
         - ``index``: long (), position in the split.
         - ``label``: long (), class index of the single sounding object, -1 otherwise.
         - ``audible``: float (C,), multi-hot of the classes heard (sounding + off-screen).
-        - ``boxes``: float (M, 4) normalised xyxy, zero padded; ``box_labels`` long (M,) with -1
-          padding; ``box_sounding`` bool (M,).
+        - ``boxes``: float (M, 4) normalised xyxy in the coordinates of ``image`` (moved with its
+          crop and flip), zero padded; ``box_labels`` long (M,) with -1 padding;
+          ``box_sounding`` bool (M,).
 
     Augmentation draws from a generator seeded by ``(seed, epoch, index)``, so a sample looks the
     same whichever process or batch draws it; call ``set_epoch`` to change the draw.
+
+    Args:
+        frames: Pixels uint8 (N, F, side, side, 3), or with ``features`` the cached features
+            float16 (N, V, C, H, W) (V views; H >= S/16).
+        features: ``frames`` holds cached features.
     """
 
     def __init__(
@@ -258,6 +132,7 @@ class AVDataset(Dataset):
         augment: bool = True,
         seed: int = 0,
         max_boxes: int = MAX_BOXES_DEFAULT,
+        features: bool = False,
     ) -> None:
         if len(samples) != len(frames) or len(samples) != len(waves):
             raise DatasetError("samples, frames and waves differ in length")
@@ -265,6 +140,7 @@ class AVDataset(Dataset):
         self.classes = tuple(classes)
         self.frames, self.waves = frames, waves
         self.image_size = image_size
+        self.features = features
         self.train, self.augment, self.seed = train, augment, seed
         self.epoch = 0
         self.annotations = _labels(self.samples, self.classes, max_boxes)
@@ -280,7 +156,7 @@ class AVDataset(Dataset):
         """The raw audio window of sample ``index``: float32 (n,)."""
         return torch.from_numpy(np.asarray(self.waves[index], dtype=np.float32))
 
-    def _image(self, index: int, *, augment: bool) -> torch.Tensor:
+    def _pixels(self, index: int, *, augment: bool) -> tuple[torch.Tensor, View]:
         stack = self.frames[index]
         s = self.image_size
         if not augment:
@@ -290,7 +166,7 @@ class AVDataset(Dataset):
                 frame = F.interpolate(
                     frame, size=(s, s), mode="bilinear", align_corners=False, antialias=True
                 )
-            return frame[0].clamp(0.0, 1.0)
+            return frame[0].clamp(0.0, 1.0), View()
         rng = np.random.default_rng([self.seed, self.epoch, index])
         frame = np.array(stack[rng.integers(len(stack))])
         side = frame.shape[0]
@@ -298,26 +174,74 @@ class AVDataset(Dataset):
         image = torch.from_numpy(frame[y : y + s, x : x + s]).permute(2, 0, 1).float() / 255.0
         if image.shape[-1] != s:
             image = F.interpolate(image[None], size=(s, s), mode="bilinear", antialias=True)[0]
-        if rng.random() < 0.5:
+        flip = bool(rng.random() < 0.5)
+        if flip:
             image = image.flip(-1)
         brightness, saturation = rng.uniform(*JITTER_RANGE, size=2)
         gray = (image * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
         image = (gray + float(saturation) * (image - gray)) * float(brightness)
-        return image.clamp(0.0, 1.0)
+        crop = View(x / side, y / side, min(s, side) / side, flip_after=flip)
+        return image.clamp(0.0, 1.0), crop
+
+    def _cells(self, index: int, *, augment: bool) -> tuple[torch.Tensor, View]:
+        views = self.frames[index]  # (V, C, H, W)
+        n_views, _, side, _ = views.shape
+        cells = max(1, self.image_size // 16)
+        if augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            v = int(rng.integers(n_views))
+            y, x = rng.integers(side - cells + 1, size=2) if side > cells else (0, 0)
+        else:
+            v, y, x = 0, (side - cells) // 2, (side - cells) // 2
+        crop = np.array(views[v, :, y : y + cells, x : x + cells])
+        view = View(x / side, y / side, min(cells, side) / side,
+                    flip_before=view_is_flipped(v))  # fmt: skip
+        return torch.from_numpy(crop), view
 
     def item(self, index: int, *, augment: bool | None = None) -> dict[str, torch.Tensor]:
         """Sample ``index`` as a dict; ``augment`` overrides the dataset's training mode."""
         augment = (self.train and self.augment) if augment is None else augment
-        out = {
-            "image": self._image(index, augment=augment),
-            "wave": self.wave(index),
-            "index": torch.tensor(index),
-        }
+        visual = self._cells if self.features else self._pixels
+        image, view = visual(index, augment=augment)
+        out = {"image": image, "wave": self.wave(index), "index": torch.tensor(index)}
         out.update({k: v[index] for k, v in self.annotations.items()})
+        out["boxes"] = view.map_boxes(out["boxes"])
         return out
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.item(int(index))
+
+
+@dataclass(frozen=True)
+class View:
+    """Where a training input came from in its frame, to move the boxes with it.
+
+    The input is the square ``[x0, x0 + scale] x [y0, y0 + scale]`` (normalised) of the frame,
+    mirrored horizontally before that crop (``flip_before``: a cached view of the flipped frame)
+    and/or after it (``flip_after``).
+    """
+
+    x0: float = 0.0
+    y0: float = 0.0
+    scale: float = 1.0
+    flip_before: bool = False
+    flip_after: bool = False
+
+    def map_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """(M, 4) normalised xyxy frame boxes -> the same boxes in input coordinates, clipped to
+        [0, 1] (a box cropped away becomes empty); all-zero padding rows stay zero."""
+        if self == View():
+            return boxes
+        pad = (boxes == 0).all(dim=-1, keepdim=True)
+        out = boxes.clone()
+        if self.flip_before:
+            out = torch.stack([1 - out[:, 2], out[:, 1], 1 - out[:, 0], out[:, 3]], dim=1)
+        out = torch.stack([(out[:, 0] - self.x0) / self.scale, (out[:, 1] - self.y0) / self.scale,
+                           (out[:, 2] - self.x0) / self.scale, (out[:, 3] - self.y0) / self.scale],
+                          dim=1).clamp(0.0, 1.0)  # fmt: skip
+        if self.flip_after:
+            out = torch.stack([1 - out[:, 2], out[:, 1], 1 - out[:, 0], out[:, 3]], dim=1)
+        return torch.where(pad, boxes, out)
 
 
 def collate(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -381,8 +305,15 @@ def load_split(
     seed: int = 0,
     workers: int = 1,
     build: bool = True,
+    trunk: torch.nn.Module | None = None,
+    views: int = 1,
+    progress: bool = False,
 ) -> AVDataset:
     """Read a split's manifest, decode it (or reuse its cache) and wrap it in an ``AVDataset``.
+
+    With ``trunk`` (a frozen visual backbone, ``ModelConfig.visual_trunk = "frozen"``) the
+    dataset holds its cached features instead of pixels (``ier.data.features.load_features``; every
+    process of a torchrun group must call it, each extracts its share of a missing cache).
 
     Args:
         data_dir: Benchmark/prepared dataset folder.
@@ -398,6 +329,9 @@ def load_split(
         seed: Seed of the subset and of the augmentation.
         workers: Decoding threads.
         build: Build a missing cache (False: raise DatasetError instead).
+        trunk: Frozen visual backbone whose cached features replace the pixels.
+        views: Cached views per training clip (``trunk`` only; evaluation uses 1).
+        progress: Show a progress bar while features are extracted.
     """
     data_dir = Path(data_dir)
     manifest = split_manifest(data_dir, split)
@@ -407,15 +341,41 @@ def load_split(
     if 0 < max_samples < len(samples):
         keep = np.sort(np.random.default_rng(seed).choice(len(samples), max_samples, replace=False))
         samples = [samples[i] for i in keep]
-    spec = DecodeSpec(
-        image_size=train_cache_size(input_size) if train else input_size,
-        num_frames=num_frames if train else 1,
-        sample_rate=sample_rate,
-        num_samples=num_samples,
-    )
     cache = Path(cache_dir) if cache_dir else data_dir / ".ier-cache"
-    frames, waves = load_cached(samples, manifest, spec, cache, workers=workers, build=build)
+    if trunk is not None:
+        spec = FeatureSpec.of(trunk, input_size=input_size, train=train, views=views,
+                              sample_rate=sample_rate, num_samples=num_samples)  # fmt: skip
+        frames, waves = load_features(samples, manifest, spec, cache, trunk=trunk,
+                                      workers=workers, build=build, progress=progress)  # fmt: skip
+    else:
+        spec = DecodeSpec(
+            image_size=train_cache_size(input_size) if train else input_size,
+            num_frames=num_frames if train else 1,
+            sample_rate=sample_rate,
+            num_samples=num_samples,
+        )
+        frames, waves = load_cached(samples, manifest, spec, cache, workers=workers, build=build)
     return AVDataset(
         samples, classes, frames, waves, image_size=input_size, train=train, augment=augment,
-        seed=seed,
+        seed=seed, features=trunk is not None,
+    )  # fmt: skip
+
+
+def load_eval_split(
+    data_dir: str | os.PathLike[str],
+    split: str,
+    model: torch.nn.Module,
+    *,
+    classes: Sequence[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> AVDataset:
+    """An evaluation split in the form ``model`` reads: its cached trunk features when its visual
+    trunk is frozen (``ModelConfig.visual_trunk``), else decoded pixels at its input size."""
+    cfg = model.config
+    frozen = getattr(cfg, "frozen_trunk", False)
+    return load_split(
+        data_dir, split, classes=classes, input_size=cfg.input_size,
+        sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples, train=False,
+        cache_dir=cache_dir, trunk=model.visual_backbone if frozen else None, progress=progress,
     )  # fmt: skip

