@@ -24,7 +24,7 @@ from ier.errors import ConfigError
 from ier.predictions import Predictions
 
 
-def fake_record(name: str, *, ablation: bool = False, value: float = 0.5) -> dict:
+def fake_record(name: str, *, ablation: bool = False, value: float = 0.5, seed: int = 0) -> dict:
     splits = ("test/solo", "test/synthetic", "test/duet", "test/wild", "test/negative")
     metrics = {
         s: {"iou@0.5": value, "auc": value, "ciou@0.3": value, "ciou_auc": value, "nsa": None,
@@ -35,6 +35,7 @@ def fake_record(name: str, *, ablation: bool = False, value: float = 0.5) -> dic
         "name": name, "method": name.split("-")[0], "overrides": [], "label": name,
         "ablation": ablation, "preset": "tiny", "train_seconds": 1.25, "eval_seconds": 0.5,
         "resumed": False, "metrics": metrics, "extended": {"ap": value, "max_f1": None},
+        "seed": seed, "run_dir": f"{name}-seed{seed}",
     }  # fmt: skip
 
 
@@ -55,13 +56,18 @@ def test_bench_config_rejects_unknown_methods_and_presets() -> None:
         BenchConfig(methods=("nope",))
     with pytest.raises(ConfigError, match="unknown preset"):
         BenchConfig(preset="huge")
+    with pytest.raises(ConfigError, match="--seeds"):
+        BenchConfig(overrides=("seed=3",))
+    with pytest.raises(ConfigError, match="distinct"):
+        BenchConfig(seeds=(1, 1))
 
 
 def test_experiment_for_applies_ablations_and_tiny_smoke_limits() -> None:
-    config = BenchConfig(preset="tiny", overrides=("seed=3",))
+    config = BenchConfig(preset="tiny", overrides=("stages.0.lr=0.002",))
     by_name = {r.name: r for r in IER_ABLATIONS}
-    no_aii = experiment_for(by_name["ier-no-aii"], config)
+    no_aii = experiment_for(by_name["ier-no-aii"], config, seed=3)
     assert no_aii.model.ier.use_aii is False and no_aii.seed == 3
+    assert no_aii.stages[0].lr == 0.002
     assert all(s.epochs == 1 and s.max_steps == 3 for s in no_aii.stages)
     assert no_aii.eval.at_end is False
     assert no_aii.init_from == "" and no_aii.start_stage == 0  # no runs folder: trains it all
@@ -109,8 +115,24 @@ def test_markdown_tables_hold_every_row_and_formatted_values(tmp_path) -> None:
     aii = text.split("## Audio-Instance-Identifier")[1].split("##")[0]
     assert re.search(r"\| IEr? \| 0\.809", aii) or "| ier | 0.809" in aii
     assert "| ↳ ier-no-aii | 0.809" in aii
-    assert "| ots | 1.2 | 0.5 | 1.8 |" in text.split("## Wall time")[1]
-    assert "| **All runs** | 3.8 | 1.5 | 5.2 (0.00 h) |" in text.split("## Wall time")[1]
+    assert "| ots | 1 | 1.2 | 0.5 | 1.8 |" in text.split("## Wall time")[1]
+    assert "| **All runs** | | 3.8 (sum) | 1.5 (sum) | 5.2 (0.00 h) |" in text.split("## Wall time")[1]
+    assert "±" not in text and "▲" not in text  # one seed: plain values, no marks
+
+
+def test_seeds_give_mean_and_std_and_mark_differences_beyond_the_spread(tmp_path) -> None:
+    records = [fake_record("ier", value=v, seed=k) for k, v in enumerate((0.50, 0.52, 0.54))]
+    records += [fake_record("ots", value=v, seed=k) for k, v in enumerate((0.30, 0.31, 0.32))]
+    records += [fake_record("dsol", value=v, seed=k) for k, v in enumerate((0.46, 0.53, 0.60))]
+    text = markdown(records, tmp_path, BenchConfig(preset="tiny", seeds=(0, 1, 2)))
+    localization = text.split("## Localization")[1].split("##")[0]
+    rows = {line.split("|")[1].strip(): line for line in localization.splitlines()
+            if line.startswith("| ") and "---" not in line}  # fmt: skip
+    assert "| 52.0 ± 2.0 |" in rows["ier"]  # mean and sample std of 50, 52, 54
+    assert "31.0 ± 1.0 ▼" in rows["ots"]  # 21 points below, spread 3: beyond the spread
+    assert "53.0 ± 7.0 |" in rows["dsol"] and "▲" not in rows["dsol"]  # within the spread
+    assert "Training seeds: 0, 1, 2" in text and "▲ / ▼" in text
+    assert "| ots | 3 | 1.2 ± 0.0 | 0.5 ± 0.0 | 5.2 |" in text.split("## Wall time")[1]
 
 
 def test_reference_rows_head_the_metric_tables_only(tmp_path) -> None:
@@ -169,12 +191,15 @@ def test_ablations_start_from_the_full_runs_stage_snapshot(tmp_path) -> None:
     by_name = {r.name: r for r in IER_ABLATIONS}
     with pytest.raises(ConfigError, match="run ier first"):
         experiment_for(by_name["ier-no-aii"], config, tmp_path)
-    (tmp_path / "ier" / "stages").mkdir(parents=True)
+    (tmp_path / "ier-seed1" / "stages").mkdir(parents=True)
     for name in ("0-av", "1-aii"):
-        (tmp_path / "ier" / "stages" / f"{name}.safetensors").write_bytes(b"")
-    no_aii = experiment_for(by_name["ier-no-aii"], config, tmp_path)
+        (tmp_path / "ier-seed1" / "stages" / f"{name}.safetensors").write_bytes(b"")
+    with pytest.raises(ConfigError, match="run ier first"):  # seed 0's snapshot is missing
+        experiment_for(by_name["ier-no-aii"], config, tmp_path, seed=0)
+    no_aii = experiment_for(by_name["ier-no-aii"], config, tmp_path, seed=1)
     assert (no_aii.start_stage, Path(no_aii.init_from).name) == (1, "0-av.safetensors")
-    no_silent = experiment_for(by_name["ier-no-silent-filter"], config, tmp_path)
+    assert Path(no_aii.init_from).parent.parent.name == "ier-seed1" and no_aii.seed == 1
+    no_silent = experiment_for(by_name["ier-no-silent-filter"], config, tmp_path, seed=1)
     assert (no_silent.start_stage, Path(no_silent.init_from).name) == (2, "1-aii.safetensors")
     assert no_silent.model.ier.silent_filter is False
 
@@ -278,7 +303,7 @@ def test_bench_cli_tiny_runs_every_method_and_ablation(tiny_bench) -> None:
     assert ier["metrics"]["test/solo"]["aii_nmi"] is not None
     assert ier["extended"]["n"] == 64  # test/solo + test/negative
     # Diagnostics from the saved maps: a pointing rate per split and a peak AUROC for every run.
-    assert set(summary["diagnostics"]) == set(expected)
+    assert set(summary["diagnostics"]) == {f"{name}-seed0" for name in expected}
     for d in summary["diagnostics"].values():
         assert set(d["pointing"]) == {f"test/{s}" for s in ("solo", "synthetic", "duet", "wild")}
         assert all(0.0 <= v <= 1.0 for v in d["pointing"].values())
@@ -297,9 +322,11 @@ def test_bench_cli_tiny_runs_every_method_and_ablation(tiny_bench) -> None:
     assert (ablation["start_stage"], ablation["shared_from"]) == (2, "ier")
     assert ablation["metrics"]["test/solo"] == ier["metrics"]["test/solo"]
     assert ablation["metrics"]["test/wild"] != ier["metrics"]["test/wild"]
-    assert sorted(p.name for p in (out / "runs" / ablation["name"] / "stages").iterdir()) == [
+    assert sorted(p.name for p in (out / "runs" / ablation["run_dir"] / "stages").iterdir()) == [
         "2-cmr.safetensors"
     ]
+    assert summary["seeds"] == [0] and summary["provenance"]["started"]["command"].startswith("ier")
+    assert summary["aggregate"]["ier"]["test/wild:ciou_auc"]["n"] == 1
 
 
 def test_bench_skips_finished_runs_and_resumes_an_interrupted_one(tiny_bench) -> None:
@@ -310,13 +337,21 @@ def test_bench_skips_finished_runs_and_resumes_an_interrupted_one(tiny_bench) ->
     assert json.loads((out / "results.json").read_text())["runs"] == before
 
     # A run that lost its record and final model resumes from its last epoch checkpoint.
-    (out / "runs" / "ots" / RECORD_FILE).unlink()
-    (out / "runs" / "ots" / "model.safetensors").unlink()
+    (out / "runs" / "ots-seed0" / RECORD_FILE).unlink()
+    (out / "runs" / "ots-seed0" / "model.safetensors").unlink()
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(args) == 0
     ots = next(r for r in json.loads((out / "results.json").read_text())["runs"]
                if r["name"] == "ots")  # fmt: skip
-    assert ots["resumed"] is True and (out / "runs" / "ots" / "model.safetensors").is_file()
+    assert ots["resumed"] is True and (out / "runs" / "ots-seed0" / "model.safetensors").is_file()
     assert ots["metrics"]["test/solo"]["auc"] == pytest.approx(
         before[0]["metrics"]["test/solo"]["auc"]
     )
+
+    # A second seed for one method trains only that run; its rows become mean ± std.
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*args, "--methods", "ots", "--seeds", "0", "1", "--no-ablations"]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert [(r["name"], r["seed"]) for r in summary["runs"]] == [("ots", 0), ("ots", 1)]
+    assert summary["aggregate"]["ots"]["seeds"] == [0, 1]
+    assert "±" in (out / "results.md").read_text()

@@ -220,7 +220,7 @@ def qualitative_grid(
         draw.text((4, y + cell_px // 2 - 6), record.get("label") or record["name"], fill=BLACK,
                   font=_font(11))  # fmt: skip
         for col, ((split, sample), items) in enumerate(zip(chosen, labels)):
-            preds = _predictions(cache, runs_dir / record["name"], split)
+            preds = _predictions(cache, runs_dir / record.get("run_dir", record["name"]), split)
             found = preds is not None and preds.index_of(sample.id) is not None
             maps = preds.map_for(sample.id) if found else None
             colors = {label: PALETTE[i % len(PALETTE)] for i, (label, _) in enumerate(items)}

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ier.bench.runner import TRAIN_PRESET, BenchConfig, order_records
+from ier.bench.runner import BENCH_FILE, TRAIN_PRESET, BenchConfig, order_records, provenance
 from ier.files import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -58,58 +60,149 @@ def metric(record: dict[str, Any], source: str, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+@dataclass
+class Row:
+    """One table row: a run (or a reference) over every training seed it has a record for.
+
+    Attributes:
+        name: Run name (``BenchRun.name``).
+        label: Table label.
+        ablation: An IEr ablation.
+        records: The per-seed records, by increasing seed.
+        diagnostics: ``ier.bench.diagnostics.run_diagnostics`` per record (same order), if any.
+    """
+
+    name: str
+    label: str
+    ablation: bool
+    records: list[dict[str, Any]]
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seeds(self) -> list[int]:
+        """The training seeds of the records."""
+        return [r.get("seed", 0) for r in self.records]
+
+    def values(self, source: str, key: str) -> list[float]:
+        """The metric over the seeds that have it."""
+        found = (metric(r, source, key) for r in self.records)
+        return [v for v in found if v is not None]
+
+    def diagnostic_values(self, kind: str, split: str | None = None) -> list[float]:
+        """``pointing`` (per ``split``) or ``peak_auroc`` over the seeds that have it."""
+        found = (d[kind].get(split) if split else d[kind] for d in self.diagnostics)
+        return [float(v) for v in found if v is not None]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float] | None:
+    """Mean and sample standard deviation (0 for one value); None for no value."""
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def differs(a: Sequence[float], b: Sequence[float]) -> int:
+    """+1 / -1 when the mean of ``a`` is above / below that of ``b`` by more than the sum of the
+    two standard deviations (their +-1 std intervals do not overlap), with at least 2 seeds on
+    each side; else 0."""
+    if len(a) < 2 or len(b) < 2:
+        return 0
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    if abs(ma - mb) <= sa + sb:
+        return 0
+    return 1 if ma > mb else -1
+
+
+def group_rows(
+    records: Sequence[dict[str, Any]], diagnostics: Mapping[str, dict[str, Any]] | None = None
+) -> list[Row]:
+    """Records (any seeds) -> rows in table order; ``diagnostics`` is keyed by run folder."""
+    rows: dict[str, Row] = {}
+    for r in order_records(records):
+        row = rows.setdefault(r["name"], Row(r["name"], _label(r), bool(r.get("ablation")), []))
+        row.records.append(r)
+        found = (diagnostics or {}).get(r.get("run_dir", r["name"]))
+        if found is not None:
+            row.diagnostics.append(found)
+    return list(rows.values())
+
+
 def _label(record: dict[str, Any]) -> str:
     label = record.get("label") or record["name"]
     return f"↳ {label}" if record.get("ablation") else label
 
 
+def _cell(values: Sequence[float], *, scale: float = 100.0, digits: int = 1, mark: int = 0) -> str:
+    stats = mean_std(values)
+    if stats is None:
+        return "–"
+    mean, std = stats
+    text = f"{scale * mean:.{digits}f}"
+    if len(values) > 1:
+        text += f" ± {scale * std:.{digits}f}"
+    return text + {1: " ▲", -1: " ▼", 0: ""}[mark]
+
+
+MARK_LEGEND = (
+    "▲ / ▼: the row's mean is above / below IEr's by more than the sum of the two standard "
+    "deviations over seeds (their ±1 std intervals do not overlap)."
+)
+
+
 def _table(
-    records: Sequence[dict[str, Any]], columns: Sequence[Column], *, percent: bool = True
-) -> list[str]:
+    rows: Sequence[Row], columns: Sequence[Column], *, percent: bool = True,
+    compare_to: Row | None = None,
+) -> list[str]:  # fmt: skip
     lines = [
         "| Method | " + " | ".join(c[0] for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
-    for record in records:
+    for row in rows:
         cells = []
         for _, source, key in columns:
-            value = metric(record, source, key)
-            if value is None:
-                cells.append("–")
-            else:
-                cells.append(f"{100 * value:.1f}" if percent else f"{value:.3f}")
-        lines.append(f"| {_label(record)} | " + " | ".join(cells) + " |")
+            values = row.values(source, key)
+            mark = 0
+            if compare_to is not None and row is not compare_to and not row.ablation:
+                mark = differs(values, compare_to.values(source, key))
+            cells.append(_cell(values, scale=100.0 if percent else 1.0,
+                               digits=1 if percent else 3, mark=mark))  # fmt: skip
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _time_table(records: Sequence[dict[str, Any]]) -> list[str]:
-    lines = ["| Method | Train (s) | Eval (s) | Total (s) |", "|---|---:|---:|---:|"]
-    for r in records:
-        note = " (resumed: this session's time)" if r.get("resumed") else ""
-        if r.get("shared_from"):
-            note += f" (stage {r['start_stage']} on; earlier stages are {r['shared_from']}'s)"
-        total = r["train_seconds"] + r["eval_seconds"]
+def _time_table(rows: Sequence[Row]) -> list[str]:
+    lines = [
+        "| Method | Seeds | Train (s, per seed) | Eval (s, per seed) | Total (s, all seeds) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    train_all = evaluation_all = 0.0
+    for row in rows:
+        r0 = row.records[0]
+        resumed = any(r.get("resumed") for r in row.records)
+        note = " (resumed: this session's time)" if resumed else ""
+        if r0.get("shared_from"):
+            note += f" (stage {r0['start_stage']} on; earlier stages are {r0['shared_from']}'s)"
+        train = [r["train_seconds"] for r in row.records]
+        evaluation = [r["eval_seconds"] for r in row.records]
+        train_all, evaluation_all = train_all + sum(train), evaluation_all + sum(evaluation)
         lines.append(
-            f"| {_label(r)}{note} | {r['train_seconds']:.1f} | {r['eval_seconds']:.1f} | "
-            f"{total:.1f} |"
+            f"| {row.label}{note} | {len(row.records)} | {_cell(train, scale=1.0)} | "
+            f"{_cell(evaluation, scale=1.0)} | {sum(train) + sum(evaluation):.1f} |"
         )
-    train = sum(r["train_seconds"] for r in records)
-    evaluation = sum(r["eval_seconds"] for r in records)
+    total = train_all + evaluation_all
     lines.append(
-        f"| **All runs** | {train:.1f} | {evaluation:.1f} | {train + evaluation:.1f} "
-        f"({(train + evaluation) / 3600:.2f} h) |"
+        f"| **All runs** | | {train_all:.1f} (sum) | {evaluation_all:.1f} (sum) | {total:.1f} "
+        f"({total / 3600:.2f} h) |"
     )
     return lines
 
 
-def diagnostics_table(
-    records: Sequence[dict[str, Any]], diagnostics: Mapping[str, dict[str, Any]]
-) -> list[str]:
+def diagnostics_table(rows: Sequence[Row], *, compare_to: Row | None = None) -> list[str]:
     """Pointing game per split and the peak AUROC (``ier.bench.diagnostics``), chance first."""
     from ier.bench.diagnostics import POINTING_SPLITS
-
-    def cell(value: float | None) -> str:
-        return "–" if value is None else f"{100 * value:.1f}"
 
     names = [s.split("/")[-1] for s in POINTING_SPLITS]
     lines = [
@@ -117,17 +210,45 @@ def diagnostics_table(
         "|---|" + "---:|" * (len(names) + 1),
     ]
     chance: dict[str, float] = {}
-    for d in diagnostics.values():
-        chance.update({k: v for k, v in d["chance"].items() if v is not None})
-    chance_cells = " | ".join(cell(chance.get(s)) for s in POINTING_SPLITS)
+    for row in rows:
+        for d in row.diagnostics:
+            chance.update({k: v for k, v in d["chance"].items() if v is not None})
+    chance_cells = " | ".join(_cell([chance[s]] if s in chance else []) for s in POINTING_SPLITS)
     lines.append(f"| Chance (mean box area; AUROC 50) | {chance_cells} | 50.0 |")
-    for r in records:
-        d = diagnostics.get(r["name"])
-        if d is None:
+    for row in rows:
+        if not row.diagnostics:
             continue
-        cells = [cell(d["pointing"].get(s)) for s in POINTING_SPLITS] + [cell(d["peak_auroc"])]
-        lines.append(f"| {_label(r)} | " + " | ".join(cells) + " |")
+        cells = []
+        for kind, split in [*(("pointing", s) for s in POINTING_SPLITS), ("peak_auroc", None)]:
+            values = row.diagnostic_values(kind, split)
+            mark = 0
+            if compare_to is not None and row is not compare_to and not row.ablation:
+                mark = differs(values, compare_to.diagnostic_values(kind, split))
+            cells.append(_cell(values, mark=mark))
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def aggregate(rows: Sequence[Row]) -> dict[str, Any]:
+    """Every table column's mean, standard deviation and seeds, per run name (results.json)."""
+    from ier.bench.diagnostics import POINTING_SPLITS
+
+    out: dict[str, Any] = {}
+    for row in rows:
+        entry: dict[str, Any] = {"label": row.label, "seeds": row.seeds}
+        for _, source, key in (*LOCALIZATION_COLUMNS, *INTERFERENCE_COLUMNS, *AII_COLUMNS):
+            stats = mean_std(row.values(source, key))
+            if stats is not None:
+                entry[f"{source}:{key}"] = {"mean": stats[0], "std": stats[1],
+                                            "n": len(row.values(source, key))}  # fmt: skip
+        for kind, split in [*(("pointing", s) for s in POINTING_SPLITS), ("peak_auroc", None)]:
+            values = row.diagnostic_values(kind, split)
+            if values:
+                mean, std = mean_std(values)
+                entry[f"{split}:{kind}" if split else kind] = {"mean": mean, "std": std,
+                                                                "n": len(values)}  # fmt: skip
+        out[row.name] = entry
+    return out
 
 
 def _benchmark_line(data_dir: Path) -> str:
@@ -149,11 +270,16 @@ def markdown(
     diagnostics: Mapping[str, dict[str, Any]] | None = None,
 ) -> str:
     """The whole ``results.md`` text; ``references`` (e.g. the uniform map) head the metric
-    tables; ``diagnostics`` (run name -> ``ier.bench.diagnostics.run_diagnostics``) add their
-    table."""
-    records = order_records(records)
-    aii = [r for name in AII_RUNS for r in records if r["name"] == name]
-    scored = [*references, *records]
+    tables; ``diagnostics`` (run folder -> ``ier.bench.diagnostics.run_diagnostics``) add their
+    table. With several training seeds every cell is mean ± standard deviation and the methods'
+    cells are marked where they differ from IEr by more than that spread."""
+    rows = group_rows(records, diagnostics)
+    by_name = {row.name: row for row in rows}
+    aii = [by_name[name] for name in AII_RUNS if name in by_name]
+    reference_rows = [Row(r["name"], _label(r), False, [r]) for r in references]
+    scored = [*reference_rows, *rows]
+    ier_row = by_name.get("ier")
+    seeds = sorted({s for row in rows for s in row.seeds})
     parts = [
         f"# Bench results (preset `{config.preset}`)",
         "",
@@ -162,7 +288,11 @@ def markdown(
         f"Every run trains at the `{TRAIN_PRESET[config.preset]}` training preset (`ier train "
         f"--preset {TRAIN_PRESET[config.preset]}`): the same model size and the same passes over "
         "each training split for every method. The IEr ablations re-train only the stages they "
-        "change, from the full IEr run's snapshot of the stage before.",
+        "change, from the full IEr run's snapshot of the stage before (same seed).",
+        "",
+        f"Training seeds: {', '.join(map(str, seeds))}."
+        + (f" Cells are mean ± standard deviation over the seeds. {MARK_LEGEND}"
+           if len(seeds) > 1 else ""),
         "",
         "Values are percentages. Maps are binarised at alpha x max (solo 0.1, synthetic and wild "
         "0.5, duet 0.2; DSOL's protocol), CIoU is a success rate at 0.3, AUC spans thresholds "
@@ -183,11 +313,11 @@ def markdown(
         ),
         "## Localization (the paper's table layout)",
         "",
-        *_table(scored, LOCALIZATION_COLUMNS),
+        *_table(scored, LOCALIZATION_COLUMNS, compare_to=ier_row),
         "",
         "## Interference: silent objects, off-screen sound, negatives",
         "",
-        *_table(scored, INTERFERENCE_COLUMNS),
+        *_table(scored, INTERFERENCE_COLUMNS, compare_to=ier_row),
         "",
     ]
     if aii:
@@ -197,10 +327,10 @@ def markdown(
             "NMI: identity scores vs categories on test/solo; P, R, mAP: categories heard in "
             "test/synthetic (and test/wild) mixtures.",
             "",
-            *_table(aii, AII_COLUMNS, percent=False),
+            *_table(aii, AII_COLUMNS, percent=False, compare_to=ier_row),
             "",
         ]
-    if diagnostics:
+    if any(row.diagnostics for row in rows):
         parts += [
             "## Diagnostics from the saved maps (pointing game, peak AUROC)",
             "",
@@ -210,16 +340,16 @@ def markdown(
             "sound against test/negative clips; 50 = the maps ignore the sound, and unlike the "
             "tau-based rates it does not depend on the maps' scale (`ier.bench.diagnostics`).",
             "",
-            *diagnostics_table(records, diagnostics),
+            *diagnostics_table(rows, compare_to=ier_row),
             "",
         ]
     parts += [
         "## Wall time per run",
         "",
-        *_time_table(records),
+        *_time_table(rows),
         "",
-        "Figures: `bars.png` (main metrics), `qualitative.png` (the same test samples, one row "
-        "per method).",
+        f"Figures (seed {seeds[0] if seeds else 0}): `bars.png` (main metrics), `qualitative.png` "
+        "(the same test samples, one row per method).",
         "",
     ]
     return "\n".join(parts)
@@ -248,10 +378,16 @@ def write_reports(
     samples, classes = read_test_samples(data_dir), read_classes(data_dir)
     references = [uniform_reference(samples, classes)]
     diagnostics = {
-        r["name"]: run_diagnostics(out_dir / "runs" / r["name"] / "eval", samples, classes)
+        r["run_dir"]: run_diagnostics(out_dir / "runs" / r["run_dir"] / "eval", samples, classes)
         for r in ordered
-        if (out_dir / "runs" / r["name"] / "eval").is_dir()
+        if (out_dir / "runs" / r["run_dir"] / "eval").is_dir()
     }
+    rows = group_rows(ordered, diagnostics)
+    first_seed = min((r.get("seed", 0) for r in ordered), default=0)
+    figure_records = [r for r in ordered if r.get("seed", 0) == first_seed]
+    marker = out_dir / BENCH_FILE
+    started = json.loads(marker.read_text(encoding="utf-8")).get("started") if marker.is_file() \
+        else None
     files = {
         "json": out_dir / "results.json",
         "markdown": out_dir / "results.md",
@@ -262,13 +398,17 @@ def write_reports(
         files["json"],
         {
             "preset": config.preset,
+            "train_preset": TRAIN_PRESET[config.preset],
             "data_dir": str(data_dir),
+            "seeds": sorted({r.get("seed", 0) for r in ordered}),
+            "provenance": {"started": started, "reported": provenance()},
             "columns": {
                 "localization": [list(c) for c in LOCALIZATION_COLUMNS],
                 "interference": [list(c) for c in INTERFERENCE_COLUMNS],
                 "aii": [list(c) for c in AII_COLUMNS],
             },
             "references": references,
+            "aggregate": aggregate(rows),
             "diagnostics": diagnostics,
             "runs": ordered,
         },
@@ -277,9 +417,9 @@ def write_reports(
     atomic_write_text(
         files["markdown"], markdown(ordered, data_dir, config, references, diagnostics)
     )
-    bar_chart(ordered, files["bars"])
+    bar_chart(figure_records, files["bars"])
     qualitative_grid(
-        ordered, out_dir / "runs", data_dir, files["qualitative"],
+        figure_records, out_dir / "runs", data_dir, files["qualitative"],
         samples=config.qualitative_samples,
     )  # fmt: skip
     return files

@@ -39,15 +39,18 @@ LABELS = {
     "ier": "IEr",
     "supervised": "Supervised (ceiling)",
 }
-BENCHMARK_PRESET = {"tiny": "small", "quick": "default", "paper": "default"}
-TRAIN_PRESET = {"tiny": "tiny", "quick": "short", "paper": "paper"}
+BENCHMARK_PRESET = {"tiny": "small", "quick": "default", "cpu": "default", "paper": "default"}
+TRAIN_PRESET = {"tiny": "tiny", "quick": "short", "cpu": "cpu", "paper": "paper"}
 """The training preset (``ier.config.preset``) each bench preset trains every method at. ``quick``
 trains at ``short`` (about a fifth of the ``quick`` epochs) so that all runs fit in 2 h on 2 CPU
-cores (docs/baselines.md, "Budget")."""
+cores (docs/baselines.md, "Budget"); ``cpu`` trains at ``cpu`` (the paper's 224 px and epochs,
+frozen visual trunk read from the feature cache)."""
 SMOKE_STEPS = {"tiny": 3}
 """At these presets every stage runs one epoch of at most this many steps (a smoke run)."""
 BENCH_FILE = "bench.json"
 RECORD_FILE = "bench-record.json"
+LAYOUT = 2
+"""Layout of a bench folder: 2 = one ``runs/<run>-seed<k>/`` folder per run and training seed."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ class BenchConfig:
         methods: Methods to run, in any order; empty = every method of ``METHOD_ORDER``.
         ablations: Also run the IEr ablations (when ``ier`` is among the methods).
         overrides: ``key=value`` overrides applied to every run (after its own).
+        seeds: Training seeds: every run is trained once per seed (``runs/<run>-seed<k>/``) and
+            the tables show mean +- standard deviation over them.
         seed: Seed of the benchmark build (when the bench builds it).
         workers: Processes that render the benchmark (when the bench builds it).
         qualitative_samples: Columns of the qualitative grid.
@@ -136,6 +141,7 @@ class BenchConfig:
     methods: tuple[str, ...] = ()
     ablations: bool = True
     overrides: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
     seed: int = 0
     workers: int = 1
     qualitative_samples: int = 4
@@ -148,6 +154,12 @@ class BenchConfig:
         unknown = sorted(set(self.methods) - set(METHOD_ORDER))
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose from {list(METHOD_ORDER)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
+        if any(s < 0 for s in self.seeds):
+            raise ConfigError(f"seeds must be >= 0, got {list(self.seeds)}")
+        if any(o.split("=", 1)[0].strip() == "seed" for o in self.overrides):
+            raise ConfigError("the bench sets each run's seed: use --seeds, not --set seed=...")
 
 
 @dataclass(frozen=True)
@@ -177,13 +189,18 @@ def plan_runs(config: BenchConfig) -> list[BenchRun]:
     return runs
 
 
+def run_dir_name(run: BenchRun | str, seed: int) -> str:
+    """The folder of one run at one training seed, under ``OUT/runs/``."""
+    return f"{run if isinstance(run, str) else run.name}-seed{seed}"
+
+
 def experiment_for(
-    run: BenchRun, config: BenchConfig, runs_dir: Path | None = None
+    run: BenchRun, config: BenchConfig, runs_dir: Path | None = None, seed: int = 0
 ) -> ExperimentConfig:
-    """The run's experiment: recipe at the bench preset's training preset, its overrides, the
-    bench's, no end-of-run eval (the bench evaluates and times it separately), the smoke limits of
-    ``tiny``, and, for a run with ``shared_from``, the start from that run's stage snapshot in
-    ``runs_dir``.
+    """The run's experiment at training seed ``seed``: recipe at the bench preset's training
+    preset, its overrides, the bench's, no end-of-run eval (the bench evaluates and times it
+    separately), the smoke limits of ``tiny``, and, for a run with ``shared_from``, the start from
+    that run's stage snapshot (same seed) in ``runs_dir``.
 
     Raises:
         ConfigError: the shared run has no snapshot of the stage this run starts after.
@@ -194,14 +211,14 @@ def experiment_for(
     recipe = preset(run.method, TRAIN_PRESET[config.preset])
     cfg = apply_overrides(recipe, [*run.overrides, *config.overrides])
     smoke = SMOKE_STEPS.get(config.preset, 0)
-    extra = ["eval.at_end=false"]
+    extra = ["eval.at_end=false", f"seed={seed}"]
     if smoke:
         for i in range(len(cfg.stages)):
             extra += [f"stages.{i}.epochs=1", f"stages.{i}.max_steps={smoke}"]
     cfg = apply_overrides(cfg, extra)
     if run.shared_from and runs_dir is not None:
         before = run.start_stage - 1
-        snapshot = stage_snapshot(runs_dir / run.shared_from, cfg, before)
+        snapshot = stage_snapshot(runs_dir / run_dir_name(run.shared_from, seed), cfg, before)
         if not snapshot.is_file():
             raise ConfigError(
                 f"{run.name} starts from {run.shared_from}'s stage {before} "
@@ -217,14 +234,16 @@ def ensure_benchmark(
 ) -> Path:
     """Use ``data_dir`` if it holds a finished benchmark or any prepared dataset; otherwise build
     (or finish building) the built-in benchmark there, ``small`` for ``tiny`` else ``default``."""
-    from ier.scenes import build_benchmark
+    from ier.scenes import PRESETS, build_benchmark
 
     info_path = data_dir / "benchmark.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text(encoding="utf-8"))
-        if info.get("complete", True):
+        wanted = set(PRESETS.get(info.get("preset"), {}))
+        if info.get("complete", True) and wanted <= set(info.get("splits", wanted)):
             return data_dir
-        logger.info("finishing the interrupted benchmark build in %s", data_dir)
+        logger.info("finishing the benchmark build in %s (interrupted, or splits added since)",
+                    data_dir)  # fmt: skip
         return build_benchmark(
             data_dir, preset=info["preset"], seed=info["seed"], size=info["size"],
             workers=workers, progress=progress,
@@ -278,10 +297,12 @@ def extended_metrics(run_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> di
 
 
 def run_one(
-    run: BenchRun, config: BenchConfig, data_dir: Path, run_dir: Path, *, progress: bool = True
-) -> dict[str, Any]:
-    """Train (or resume) one run, evaluate every test split, and record it; a run with a record is
-    skipped. Returns the record (also written to ``run_dir/bench-record.json``)."""
+    run: BenchRun, config: BenchConfig, data_dir: Path, run_dir: Path, *, seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Train (or resume) one run at training seed ``seed``, evaluate every test split, and record
+    it; a run with a record is skipped. Returns the record (also written to
+    ``run_dir/bench-record.json``)."""
     from ier.predict import evaluate_checkpoint
     from ier.train import MODEL_NAME, fit, single_source_checkpoint
 
@@ -289,7 +310,7 @@ def run_one(
     if record_path.is_file():
         logger.info("%s: finished earlier, skipped", run.name)
         return json.loads(record_path.read_text(encoding="utf-8"))
-    cfg = experiment_for(run, config, run_dir.parent)
+    cfg = experiment_for(run, config, run_dir.parent, seed)
     model_path = run_dir / MODEL_NAME
     resumed = run_dir.is_dir() and any(run_dir.iterdir())
     started = time.perf_counter()
@@ -308,6 +329,8 @@ def run_one(
     extended = extended_metrics(run_dir, cfg, data_dir)
     record = {
         **dataclasses.asdict(run),
+        "seed": seed,
+        "run_dir": run_dir.name,
         "preset": config.preset,
         "train_preset": TRAIN_PRESET[config.preset],
         "train_seconds": round(trained - started, 2),
@@ -333,6 +356,11 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
                 f"preset {budget!r}), not {config.preset!r} (training preset "
                 f"{TRAIN_PRESET[config.preset]!r}); use another --out"
             )
+        if started.get("layout", 1) != LAYOUT:
+            raise ConfigError(
+                f"{out_dir} holds a bench of an older layout (runs/<run>/ without seeds); use "
+                "another --out"
+            )
         if Path(started.get("data_dir", data_dir)).resolve() != data_dir.resolve():
             raise ConfigError(
                 f"{out_dir} holds a bench run on {started.get('data_dir')}, not {data_dir}; "
@@ -342,8 +370,49 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} is not empty and holds no {BENCH_FILE}; use another --out")
     marker_info = {"preset": config.preset, "train_preset": TRAIN_PRESET[config.preset],
-                   "data_dir": str(data_dir), "config": dataclasses.asdict(config)}  # fmt: skip
+                   "layout": LAYOUT, "data_dir": str(data_dir),
+                   "config": dataclasses.asdict(config), "started": provenance()}  # fmt: skip
     atomic_write_json(marker, marker_info, default=str)
+
+
+def provenance() -> dict[str, Any]:
+    """Where and with what a bench ran: command line, ier version and git commit (when the package
+    is a git checkout), Python and torch versions, CPU model and count, memory, GPUs, date."""
+    import platform
+    import subprocess
+    import sys
+
+    import torch
+
+    from ier import __version__
+
+    root = Path(__file__).resolve().parents[3]
+    commit = None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True)  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
+        commit = out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (OSError, ValueError):
+        memory = None
+    return {
+        "command": " ".join(["ier", *sys.argv[1:]]) if sys.argv else None,
+        "ier": __version__, "commit": commit, "python": platform.python_version(),
+        "torch": torch.__version__, "platform": platform.platform(), "cpu": cpu,
+        "cpus": os.cpu_count(), "memory_gib": None if memory is None else round(memory, 1),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }  # fmt: skip
 
 
 def run_bench(
@@ -380,10 +449,12 @@ def run_bench(
         )  # fmt: skip
     barrier()
     records = []
-    for run in plan_runs(config):
-        records.append(run_one(run, config, data, out / "runs" / run.name, progress=progress))
-        logger.info("%s: train %.1f s, eval %.1f s", run.name, records[-1]["train_seconds"],
-                    records[-1]["eval_seconds"])  # fmt: skip
+    for seed in config.seeds:  # a whole seed before the next: partial results stay comparable
+        for run in plan_runs(config):
+            run_dir = out / "runs" / run_dir_name(run, seed)
+            records.append(run_one(run, config, data, run_dir, seed=seed, progress=progress))
+            logger.info("%s (seed %d): train %.1f s, eval %.1f s", run.name, seed,
+                        records[-1]["train_seconds"], records[-1]["eval_seconds"])  # fmt: skip
     files: dict[str, Path] = {}
     if world.is_main:
         files = write_reports(records, out, data, config=config)
@@ -393,12 +464,13 @@ def run_bench(
 
 def order_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Records in table order: methods by ``METHOD_ORDER``, then the ablations as
-    ``IER_ABLATIONS`` lists them (others by name)."""
+    ``IER_ABLATIONS`` lists them (others by name); a run's seeds in increasing order."""
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
     ablation_rank = {r.name: i for i, r in enumerate(IER_ABLATIONS)}
     return sorted(
         records,
         key=lambda r: (
-            r["ablation"], rank.get(r["method"], 99), ablation_rank.get(r["name"], 99), r["name"]
+            r["ablation"], rank.get(r["method"], 99), ablation_rank.get(r["name"], 99), r["name"],
+            r.get("seed", 0),
         ),
     )  # fmt: skip

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preset",
         choices=list(BENCHMARK_PRESET),
         default="quick",
-        help="scale of every run (tiny = smoke run on the small benchmark)",
+        help="scale of every run (tiny = smoke run on the small benchmark; cpu = the paper's "
+        "224 px and epochs on CPU, frozen visual trunk read from the feature cache)",
     )
     parser.add_argument(
         "--methods",
@@ -38,6 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, help="benchmark directory (default: OUT/benchmark)")
     parser.add_argument("--out", type=Path, required=True, help="bench directory")
     parser.add_argument("--no-ablations", action="store_true", help="skip the IEr ablations")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="SEED",
+        help="training seeds: every run is trained once per seed, and the tables show mean ± "
+        "standard deviation; adding seeds to a finished bench trains only the new ones",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -64,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         methods=tuple(args.methods or ()),
         ablations=not args.no_ablations,
         overrides=tuple(args.overrides),
+        seeds=tuple(args.seeds),
         workers=args.workers,
     )
     result = run_bench(args.out, data_dir=args.data, config=config, progress=not args.no_progress)

@@ -37,12 +37,15 @@ class DecodeSpec:
         num_frames: Frames per clip (training: evenly spaced in the window; eval: 1, at ``time``).
         sample_rate: Audio rate in Hz.
         num_samples: Audio samples per clip (the model's window).
+        frame_fractions: Where the frames sit in the audio window (0 = start, 1 = end), one per
+            frame; None = ``num_frames`` evenly spaced (one frame: the sample's ``time``).
     """
 
     image_size: int
     num_frames: int
     sample_rate: int
     num_samples: int
+    frame_fractions: tuple[float, ...] | None = None
 
 
 def train_cache_size(input_size: int) -> int:
@@ -53,14 +56,16 @@ def train_cache_size(input_size: int) -> int:
 # --- decoding and the cache ----------------------------------------------------------------------
 
 
-def _frame_times(sample: Sample, num_frames: int) -> list[float]:
-    if num_frames == 1:
-        return [sample.time]
+def _frame_times(sample: Sample, spec: DecodeSpec) -> list[float]:
     start, end = sample.window
     if sample.duration is not None:
         end = min(end, sample.duration)
-    step = (end - start) / num_frames
-    return [start + (j + 0.5) * step for j in range(num_frames)]
+    if spec.frame_fractions is not None:
+        return [start + f * (end - start) for f in spec.frame_fractions[: spec.num_frames]]
+    if spec.num_frames == 1:
+        return [sample.time]
+    step = (end - start) / spec.num_frames
+    return [start + (j + 0.5) * step for j in range(spec.num_frames)]
 
 
 def decode_sample(sample: Sample, spec: DecodeSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +80,7 @@ def decode_sample(sample: Sample, spec: DecodeSpec) -> tuple[np.ndarray, np.ndar
     try:
         if sample.video_path is not None:
             frames = load_frames(
-                sample.video_path, _frame_times(sample, spec.num_frames), size=spec.image_size
+                sample.video_path, _frame_times(sample, spec), size=spec.image_size
             )
             audio_path = sample.video_path
         else:
@@ -99,7 +104,8 @@ def decode_sample(sample: Sample, spec: DecodeSpec) -> tuple[np.ndarray, np.ndar
 
 def _cache_key(manifest: Path, ids: Sequence[str], spec: DecodeSpec) -> str:
     sha = hashlib.sha256(manifest.read_bytes())
-    sha.update(json.dumps([CACHE_VERSION, spec.__dict__, list(ids)]).encode())
+    settings = {k: v for k, v in spec.__dict__.items() if v is not None}
+    sha.update(json.dumps([CACHE_VERSION, settings, list(ids)]).encode())
     return sha.hexdigest()[:16]
 
 

@@ -8,10 +8,12 @@ right after it: the last block when ``train_last_block``, and each method's proj
 
 Views. An evaluation clip has one view: the frame at ``time``, resized to S (exactly what the pixel
 path feeds the model). A training clip has ``views`` fixed, seeded views of its audio window:
-view v is frame v // 2 of ceil(views / 2) frames evenly spaced in the window, mirrored when v is
-odd, with brightness/saturation jitter (method.md §1.2) on every view but view 0, each resized to
-S + 32 px. Training then takes a random S/16 x S/16 crop of the view's (S/16 + 2)^2 cells, the
-cached counterpart of method.md's resize-256 / random-crop-224 (16-pixel steps instead of 1).
+view v shows frame v // 2, taken at ``FRAME_FRACTIONS[v // 2]`` of the window (the middle, then
+a quarter, three quarters, ...), mirrored when v is odd, with brightness/saturation jitter
+(method.md §1.2) on every view but view 0, each resized to S + 32 px. Views do not depend on how
+many there are, so a cache of V views also serves any request for fewer (its first ones).
+Training then takes a random S/16 x S/16 crop of the view's (S/16 + 2)^2 cells, the cached
+counterpart of method.md's resize-256 / random-crop-224 (16-pixel steps instead of 1).
 
 Files, in ``<cache_dir>/features/``: ``<name>.features.npy`` (N, V, C, H, W) float16 and
 ``<name>.waves.npy`` (N, n) float16 (the audio windows, decoded in the same pass). ``<name>`` holds
@@ -43,9 +45,10 @@ from torch import nn
 from ier.data.decode import DecodeSpec, decode_sample
 from ier.data.manifest import Sample
 from ier.distributed import barrier, world_info_from_env
-from ier.errors import DatasetError
+from ier.errors import ConfigError, DatasetError
 from ier.files import atomic_write_json
 from ier.models.common import ImageNormalizer
+from ier.models.config import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ CROP_MARGIN_CELLS = 2
 """Training views are (S/16 + 2) cells wide: room for a 3 x 3 grid of S/16 crops."""
 JITTER_RANGE = (0.7, 1.3)  # brightness and saturation factors, method.md §1.2
 EXTRACT_BATCH = 16  # frames per trunk forward (CPU: channels-last, batch 8-16 is fastest)
+FRAME_FRACTIONS = (0.5, 0.25, 0.75, 0.125, 0.375, 0.625, 0.875)
+"""Where in the audio window training view frames sit; view v uses frame v // 2."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,8 @@ class FeatureSpec:
         )
 
     def __post_init__(self) -> None:
-        if self.views < 1:
-            raise ValueError(f"views must be >= 1, got {self.views}")
+        if not 1 <= self.views <= 2 * len(FRAME_FRACTIONS):
+            raise ValueError(f"views must be in [1, {2 * len(FRAME_FRACTIONS)}], got {self.views}")
         if self.input_size < 16 or self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
 
@@ -122,6 +127,12 @@ class FeatureSpec:
     def num_frames(self) -> int:
         """Frames decoded per clip."""
         return math.ceil(self.views / 2) if self.train else 1
+
+    def decode_spec(self) -> DecodeSpec:
+        """How the frames the trunk sees are decoded."""
+        fractions = FRAME_FRACTIONS[: self.num_frames] if self.train else None
+        return DecodeSpec(self.image_size, self.num_frames, self.sample_rate, self.num_samples,
+                          frame_fractions=fractions)  # fmt: skip
 
     def bytes_per_clip(self) -> int:
         """float16 bytes of one clip's features (all views)."""
@@ -188,12 +199,30 @@ def cached_features(trunk: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def cache_name(manifest: Path, ids: Sequence[str], spec: FeatureSpec) -> str:
-    """The cache's file stem: split, backbone, size, views and a content hash."""
+    """The cache's file stem: ``<split>-<backbone>-<S>px-<train|eval><views>-<hash>``, the hash
+    over the manifest's bytes, the ids and every setting but the number of views."""
     sha = hashlib.sha256(manifest.read_bytes())
-    sha.update(json.dumps([FEATURE_CACHE_VERSION, asdict(spec), list(ids)]).encode())
+    settings = {k: v for k, v in asdict(spec).items() if k != "views"}
+    sha.update(json.dumps([FEATURE_CACHE_VERSION, settings, list(ids)]).encode())
     split = f"{manifest.parent.parent.name}_{manifest.parent.name}"
     kind = "train" if spec.train else "eval"
     return f"{split}-{spec.backbone}-{spec.input_size}px-{kind}{spec.views}-{sha.hexdigest()[:16]}"
+
+
+def _find_cache(folder: Path, name: str, views: int) -> tuple[_Files, int] | None:
+    """A complete cache of the same data and settings with at least ``views`` views (the fewest
+    such), and its number of views; None if there is none."""
+    head, _, digest = name.rpartition("-")
+    stem, _, kind_views = head.rpartition("-")
+    kind = kind_views.rstrip("0123456789")
+    found = []
+    for path in folder.glob(f"{stem}-{kind}*-{digest}.features.npy"):
+        count = path.name[len(stem) + 1 + len(kind) :].split("-", 1)[0]
+        if count.isdigit() and int(count) >= views:
+            files = _Files.at(folder, path.name[: -len(".features.npy")])
+            if files.complete:
+                found.append((int(count), files))
+    return (min(found)[1], min(found)[0]) if found else None
 
 
 @dataclass(frozen=True)
@@ -237,16 +266,20 @@ def load_features(
         DatasetError: the cache is missing and ``build`` is False.
     """
     folder = Path(cache_dir) / "features"
-    files = _Files.at(folder, cache_name(manifest, [s.id for s in samples], spec))
-    if not files.complete:
+    name = cache_name(manifest, [s.id for s in samples], spec)
+    found = _find_cache(folder, name, spec.views)
+    if found is None:
+        files = _Files.at(folder, name)
         if not build:
             raise DatasetError(f"feature cache missing: {files.features}")
         extract(samples, spec, files, trunk=trunk, workers=workers, progress=progress)
+        found = (files, spec.views)
+    files, views = found
     features = np.load(files.features, mmap_mode="r")
-    expected = (len(samples), spec.views, spec.channels, spec.cells, spec.cells)
+    expected = (len(samples), views, spec.channels, spec.cells, spec.cells)
     if features.shape != expected:
         raise DatasetError(f"{files.features} holds {features.shape}, expected {expected}")
-    return features, np.load(files.waves, mmap_mode="r")
+    return features[:, : spec.views], np.load(files.waves, mmap_mode="r")
 
 
 def extract(
@@ -300,7 +333,7 @@ def _decoded(
     samples: Sequence[Sample], spec: FeatureSpec, chunks: list[int], workers: int
 ) -> Iterator[tuple[int, list[tuple[np.ndarray, np.ndarray]]]]:
     """Decode chunk after chunk in background threads, one chunk ahead of the trunk."""
-    decode = DecodeSpec(spec.image_size, spec.num_frames, spec.sample_rate, spec.num_samples)
+    decode = spec.decode_spec()
 
     def chunk(c: int) -> list[tuple[np.ndarray, np.ndarray]]:
         members = samples[c * CHUNK : (c + 1) * CHUNK]
@@ -346,3 +379,82 @@ def _extract_chunks(
             bar.update(len(decoded))
     finally:
         bar.close()
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    """One split's cache after ``extract_features``.
+
+    Attributes:
+        split: The split folder.
+        clips: Clips in the split.
+        views: Views cached per clip.
+        shape: Shape of the features array.
+        bytes: Size of the cached features and waves.
+    """
+
+    split: str
+    clips: int
+    views: int
+    shape: tuple[int, ...]
+    bytes: int
+
+
+def extract_features(
+    data_dir: str | os.PathLike[str],
+    model_config: ModelConfig,
+    *,
+    splits: Sequence[str] | None = None,
+    views: int = 4,
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    workers: int = 2,
+    progress: bool = True,
+) -> list[SplitFeatures]:
+    """Build (or finish) the feature cache of every split a model with ``model_config`` reads.
+
+    ``ier features extract`` calls this. Training splits (``train/*``) get ``views`` views per
+    clip; every other split one evaluation view. Under torchrun every process extracts its share.
+
+    Args:
+        data_dir: Benchmark or prepared dataset folder.
+        model_config: A config with ``visual_trunk = "frozen"`` (its backbone, weights and input
+            size decide the features).
+        splits: Split folders; default every split with a manifest.
+        views: Views per training clip (``DataConfig.feature_views``).
+        cache_dir: Cache folder; default ``<data_dir>/.ier-cache`` (what ``ier train`` reads).
+        device: Where the trunk runs.
+        workers: Decoding threads.
+        progress: Show a progress bar.
+
+    Raises:
+        ConfigError: the config's visual trunk is not frozen.
+        DatasetError: no such split, or an empty one.
+    """
+    from ier.data.datasets import list_splits, load_split, read_classes
+    from ier.models.common import visual_backbone
+
+    if not model_config.frozen_trunk:
+        raise ConfigError(
+            "features are cached only for a frozen visual trunk: use a preset that freezes it "
+            "(--preset cpu) or --set model.visual_trunk=frozen"
+        )
+    data_dir = Path(data_dir)
+    chosen = list(splits) if splits else list_splits(data_dir, "")
+    if not chosen:
+        raise DatasetError(f"{data_dir}: no splits (<split>/manifest.jsonl) to extract")
+    trunk = visual_backbone(model_config).to(device).eval()
+    classes = read_classes(data_dir)
+    out = []
+    for split in chosen:
+        train = split.startswith("train/")
+        dataset = load_split(
+            data_dir, split, classes=classes, input_size=model_config.input_size,
+            sample_rate=model_config.frontend.sample_rate,
+            num_samples=model_config.frontend.n_samples, train=train, cache_dir=cache_dir,
+            trunk=trunk, views=views, workers=workers, progress=progress,
+        )  # fmt: skip
+        size = dataset.frames.nbytes + dataset.waves.nbytes
+        out.append(SplitFeatures(split, len(dataset), int(dataset.frames.shape[1]),
+                                 tuple(dataset.frames.shape), int(size)))  # fmt: skip
+    return out

@@ -264,7 +264,7 @@ MODEL_SIZES["cpu"] = {
 
 
 def model_config(size: str = "paper", **overrides: Any) -> ModelConfig:
-    """A ``ModelConfig`` at a named size ("tiny", "short", "quick", "cpu", "paper") with overrides."""
+    """A ``ModelConfig`` at a named size (``MODEL_SIZES``: tiny, short, quick, cpu, paper)."""
     if size not in MODEL_SIZES:
         raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_SIZES)}")
     return ModelConfig(**{**MODEL_SIZES[size], **overrides})

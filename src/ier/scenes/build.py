@@ -36,21 +36,33 @@ SPLITS: dict[str, tuple[str, str]] = {
     "test/duet": ("duet", "test"),
     "test/wild": ("wild", "test"),
     "test/negative": ("negative", "test"),
+    "val/wild": ("wild", "train"),
+    "val/negative": ("negative", "train"),
 }
-"""Split folder -> (split kind written in the manifest, asset side)."""
+"""Split folder -> (split kind written in the manifest, asset side). The ``val/`` splits are
+composed from training assets (never the held-out test recordings or images): they calibrate
+decision thresholds without touching the test splits."""
 
 _TEST_SPLITS = [s for s in SPLITS if s.startswith("test/")]
+_VAL_SPLITS = [s for s in SPLITS if s.startswith("val/")]
 PRESETS: dict[str, dict[str, int]] = {
-    "small": {"train/solo": 192, "train/unconstrained": 96, **dict.fromkeys(_TEST_SPLITS, 32)},
+    "small": {
+        "train/solo": 192,
+        "train/unconstrained": 96,
+        **dict.fromkeys(_TEST_SPLITS, 32),
+        **dict.fromkeys(_VAL_SPLITS, 32),
+    },
     "default": {
         "train/solo": 3200,
         "train/unconstrained": 2400,
         **dict.fromkeys(_TEST_SPLITS, 512),
+        **dict.fromkeys(_VAL_SPLITS, 256),
     },
     "large": {
         "train/solo": 12800,
         "train/unconstrained": 9600,
         **dict.fromkeys(_TEST_SPLITS, 2048),
+        **dict.fromkeys(_VAL_SPLITS, 1024),
     },
 }
 REQUIRED_SOURCES = ("tuxpaint", "gcompris", "opensfx", "lincity", "freedesktop", "soundfont")

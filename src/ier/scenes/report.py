@@ -60,7 +60,8 @@ def _merge(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def train_test_overlaps(records_by_split: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Assets (or time ranges of a recording) used by both a train and a test split."""
-    train = _usage([r for s, rs in records_by_split.items() if s.startswith("train/") for r in rs])
+    train = _usage([r for s, rs in records_by_split.items()
+                    if s.startswith(("train/", "val/")) for r in rs])  # fmt: skip
     test = _usage([r for s, rs in records_by_split.items() if s.startswith("test/") for r in rs])
     problems = []
     for asset in sorted(set(train) & set(test)):
