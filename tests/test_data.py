@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import ier.data.datasets as datasets
 import ier.data.decode as decode
 from ier.data.datasets import (
     AVDataset,
