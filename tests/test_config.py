@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ier.config import (
-    PRESETS,
-    ExperimentConfig,
-    StageConfig,
-    apply_overrides,
-    list_methods,
-    load_config,
-    preset,
-    register_recipe,
-    save_config,
-)
+from ier.codec import apply_overrides
+from ier.config import PRESETS, ExperimentConfig, StageConfig, save_config
 from ier.errors import ConfigError
+from ier.methods import Method, list_methods, load_config, preset, register_method
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
 
@@ -105,19 +97,27 @@ def test_from_dict_rejects_unknown_and_mistyped_keys() -> None:
 def test_unknown_preset_and_method() -> None:
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("ier", "huge")
-    with pytest.raises(ConfigError, match="no training recipe"):
+    with pytest.raises(ConfigError, match="unknown method 'not-a-method'; known: ots"):
         preset("not-a-method", "tiny")
 
 
 def test_recipe_registry_accepts_new_methods() -> None:
-    @register_recipe("test-only-method")
     def _recipe(name: str) -> ExperimentConfig:
         base = preset("ier", name)
         stage = StageConfig(name="s1", task="ier_av", cluster=False)
         return ExperimentConfig(method="test-only-method", model=base.model, stages=(stage,))
 
-    assert "test-only-method" in list_methods()
+    register_method(Method("test-only-method", _recipe, label="Test", order=999))
+    assert list_methods()[-1] == "test-only-method"  # ordered after every built-in method
     assert preset("test-only-method", "tiny").stages[0].cluster is False
+
+
+def test_the_old_recipe_api_still_works_with_a_deprecation_warning() -> None:
+    import ier.config
+
+    with pytest.warns(DeprecationWarning, match="moved to ier.methods"):
+        old_preset = ier.config.preset
+    assert old_preset("ier", "tiny") == preset("ier", "tiny")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

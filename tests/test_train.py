@@ -17,14 +17,16 @@ import torch
 
 from ier.checkpoint import load_checkpoint, load_model
 from ier.cli import main
-from ier.config import apply_overrides, load_config, preset
+from ier.codec import apply_overrides
+from ier.config import load_config_file
 from ier.data.manifest import read_manifest
 from ier.data.toy import build_toy_benchmark
 from ier.errors import CheckpointError, ConfigError
 from ier.evaluate import EvalSettings, evaluate
+from ier.methods import preset
+from ier.methods.ier.tasks import MixSchedule, curriculum, mix_waves
 from ier.predictions import Predictions, load_predictions
 from ier.tasks import create_task, list_tasks
-from ier.tasks.ier import MixSchedule, curriculum, mix_waves
 from ier.train import SimulatedCrash, fit
 
 # A few steps per stage on the toy data: 48 clips, batch 16 -> 3 steps per epoch.
@@ -282,7 +284,7 @@ def test_init_from_an_incompatible_checkpoint_is_a_clear_error(toy: Path, tmp_pa
     from ier.models import create_model
 
     fit(apply_overrides(preset("ier", "tiny"), SHORT), toy, tmp_path / "run", progress=False)
-    cfg = load_config(tmp_path / "run/config.json")  # K resolved from the data
+    cfg = load_config_file(tmp_path / "run/config.json")  # K resolved from the data
     wider = create_model(dataclasses.replace(cfg.model, width=cfg.model.width * 2))
     with pytest.raises(CheckpointError, match="another shape"):
         init_weights(wider, tmp_path / "run/model.safetensors")

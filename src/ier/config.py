@@ -1,32 +1,30 @@
-"""Typed, frozen experiment configs: data, stages, evaluation; presets, method recipes, overrides.
+"""Typed, frozen experiment configs: data, stages, evaluation; the preset names; files.
 
 A run is one ``ExperimentConfig``: the model (``ier.models.config.ModelConfig``), the data options
-and an ordered tuple of ``StageConfig`` (one task per stage, see ``ier.tasks``).
+and an ordered tuple of ``StageConfig`` (one task per stage, see ``ier.tasks``). Each method's
+recipe (``preset name -> ExperimentConfig``) lives in its module under ``ier.methods``; dict
+conversion and ``--set`` overrides are ``ier.codec``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
+from ier.codec import apply_overrides, from_dict, to_dict
 from ier.errors import ConfigError
 from ier.files import atomic_write_json
-from ier.models.config import ModelConfig, model_config
+from ier.models.config import ModelConfig
 
 PRESETS = ("tiny", "short", "quick", "cpu", "paper")
 """Named scales: ``tiny`` (seconds; tests), ``short`` (the quick model for about a fifth of the
 quick epochs, ~9 min on 2 CPU cores; what ``ier bench --preset quick`` trains, so that every method
 and ablation fits in 2 hours), ``quick`` (CPU, 128 px), ``cpu`` (the paper's 224 px and epochs on
 2 CPU cores: frozen visual trunk read from the feature cache), ``paper`` (GPU, DSOL)."""
-
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -196,283 +194,19 @@ class ExperimentConfig:
         return from_dict(cls, data)
 
 
-# --- method recipes ------------------------------------------------------------------------------
-
-Recipe = Callable[[str], ExperimentConfig]
-_RECIPES: dict[str, Recipe] = {}
-
-
-def register_recipe(method: str) -> Callable[[Recipe], Recipe]:
-    """Decorator: register ``fn(preset_name) -> ExperimentConfig`` as the recipe of ``method``."""
-
-    def wrap(fn: Recipe) -> Recipe:
-        _RECIPES[method] = fn
-        return fn
-
-    return wrap
+BaseResolver = Callable[[str, str], ExperimentConfig]
+"""``(method, preset) -> ExperimentConfig``: what a TOML file's ``base`` names
+(``ier.methods.preset``)."""
 
 
-def list_methods() -> list[str]:
-    """Methods with a registered training recipe."""
-    _load_recipe_modules()
-    return sorted(_RECIPES)
-
-
-def preset(method: str, name: str) -> ExperimentConfig:
-    """The experiment config of ``method`` at preset ``name`` (``tiny``, ``quick``, ``paper``)."""
-    _load_recipe_modules()
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose from {list(PRESETS)}")
-    if method not in _RECIPES:
-        raise ConfigError(f"no training recipe for method {method!r}; known: {sorted(_RECIPES)}")
-    return _RECIPES[method](name)
-
-
-def _load_recipe_modules() -> None:
-    """Import modules that register recipes (baselines register theirs on import)."""
-    import importlib
-
-    importlib.import_module("ier.tasks.baselines")
-
-
-# (epochs of S1-a/b, S1-c, S2; batch size) per preset. ``quick`` is sized for ~45 min on 2 CPU
-# cores on the ``default`` benchmark, ``short`` for ~9 min (12,000 clips: the bench budget,
-# docs/baselines.md); ``paper`` follows DSOL (15 stage-1 epochs, 5 stage-2).
-_IER_SCHEDULE: dict[str, tuple[int, int, int, int]] = {
-    "tiny": (3, 2, 2, 16),
-    "short": (2, 1, 1, 32),
-    "quick": (8, 6, 6, 32),
-    "cpu": (15, 10, 5, 32),
-    "paper": (15, 10, 5, 32),
-}
-
-
-# Stage 2 keeps the audio side as stage 1 left it (docs/method.md §8, Q10): the audio prototypes
-# P^a are frozen, and fine-tuning the audio encoder and the AII branch against them let the audio
-# embedding drift away (AII NMI 52.5 -> 9.6 at the quick scale, docs/results.md).
-IER_STAGE2_FROZEN = ("audio_backbone", "av_head.audio_proj", "identify")
-
-
-@register_recipe("ier")
-def ier_recipe(name: str) -> ExperimentConfig:
-    """IEr (method.md §1.7): S1-a/b ``ier_av``, S1-c ``ier_aii`` on solo clips; S2 ``ier_cmr``."""
-    epochs_av, epochs_aii, epochs_cmr, batch = _IER_SCHEDULE[name]
-    common = {"batch_size": batch, "lr": 1e-4, "lr_heads": 1e-3, "weight_decay": 1e-4}
-    if name == "tiny":
-        common.update(lr=1e-3, lr_heads=3e-3)
-    stages = (
-        StageConfig(name="av", task="ier_av", split="train/solo", epochs=epochs_av, **common),
-        StageConfig(name="aii", task="ier_aii", split="train/solo", epochs=epochs_aii, **common),
-        StageConfig(
-            name="cmr",
-            task="ier_cmr",
-            split="train/unconstrained",
-            epochs=epochs_cmr,
-            negative_pooling="quadrants",
-            freeze=IER_STAGE2_FROZEN,
-            **common,
-        ),
-    )
-    data = DataConfig(train_frames=4 if name == "paper" else 2)
-    return ExperimentConfig(
-        method="ier",
-        preset=name,
-        model=model_config(name, name="ier"),
-        stages=stages,
-        data=data,
-        eval=EvalConfig(single_source_stage=1),
-        log_every=5 if name == "tiny" else 20,
-    )
-
-
-# --- dict conversion -----------------------------------------------------------------------------
-
-
-def to_dict(obj: Any) -> Any:
-    """Nested dataclasses, tuples and lists → plain JSON-able dicts and lists."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, (tuple, list)):
-        return [to_dict(v) for v in obj]
-    return obj
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check/convert a parsed (JSON/TOML/override) value to the declared type ``hint``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        return from_dict(hint, value, where=where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        item = args[0] if args else Any
-        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    return _coerce_scalar(value, hint, where)
-
-
-def _coerce_scalar(value: Any, hint: Any, where: str) -> Any:
-    if hint is Any:
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    raise ConfigError(f"{where}: unsupported config type {hint!r}")
-
-
-def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
-    """Build dataclass ``cls`` from a nested mapping, coercing each value to its declared type.
-
-    Raises:
-        ConfigError: an unknown key, a missing required key, or a value of the wrong type.
-    """
-    hints = _hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    prefix = f"{where}." if where else ""
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {[prefix + k for k in unknown]}")
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
-    missing = [
-        name
-        for name, f in known.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"missing config key(s) {[prefix + k for k in missing]}")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where or cls.__name__}: {err}") from err
-
-
-# --- overrides and files -------------------------------------------------------------------------
-
-
-def _parse_literal(text: str) -> Any:
-    """An override value: JSON (numbers, true/false, lists, quoted strings) or a bare string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _set_path(obj: Any, keys: Sequence[str], value: str, where: str) -> Any:
-    key, rest = keys[0], keys[1:]
-    path = f"{where}.{key}" if where else key
-    if isinstance(obj, tuple):
-        if not key.lstrip("-").isdigit():
-            raise ConfigError(f"unknown config key {path!r}: expected a list index")
-        index = int(key)
-        if not -len(obj) <= index < len(obj):
-            raise ConfigError(f"unknown config key {path!r}: only {len(obj)} item(s)")
-        if not rest:
-            raise ConfigError(f"{path}: cannot replace a whole list item; set one of its fields")
-        items = list(obj)
-        items[index] = _set_path(items[index], rest, value, path)
-        return tuple(items)
-    if not dataclasses.is_dataclass(obj):
-        raise ConfigError(f"unknown config key {path!r}")
-    names = {f.name for f in fields(obj)}
-    if key not in names:
-        raise ConfigError(f"unknown config key {path!r}; known here: {sorted(names)}")
-    if rest:
-        new = _set_path(getattr(obj, key), rest, value, path)
-    else:
-        new = _coerce(_parse_literal(value), _hints(type(obj))[key], path)
-    try:
-        return dataclasses.replace(obj, **{key: new})
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{path}={value}: {err}") from err
-
-
-def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
-    """Apply ``key=value`` overrides with dotted keys (``stages.0.epochs=2``, ``model.width=32``).
-
-    Values are parsed as JSON when possible (else as a bare string) and coerced to the field's
-    declared type. A stage may also be addressed by name: ``stages.cmr.lr=3e-4``.
-
-    Raises:
-        ConfigError: a malformed override, an unknown key, or a value of the wrong type.
-    """
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"bad override {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        keys = key.strip().split(".")
-        if len(keys) >= 2 and keys[0] == "stages" and isinstance(cfg, ExperimentConfig):
-            names = [s.name for s in cfg.stages]
-            if keys[1] in names:
-                keys[1] = str(names.index(keys[1]))
-        if not all(keys):
-            raise ConfigError(f"bad override {item!r}: empty key component")
-        cfg = _set_path(cfg, keys, value.strip(), "")
-    return cfg
-
-
-def load_config(path: str | Path) -> ExperimentConfig:
+def load_config_file(path: str | Path, *, base: BaseResolver | None = None) -> ExperimentConfig:
     """Load an experiment from TOML (``configs/*.toml``) or JSON (a run's ``config.json``).
 
-    A TOML file may start from a preset: top-level ``base = "ier/quick"`` takes that preset, and
-    the file's other tables override it (``[model]`` fields; ``[[stages]]`` replaces the stages).
-    A top-level ``overrides = ["stages.aii.curriculum=false", ...]`` is applied last, exactly
-    like ``--set``.
+    A TOML file may start from a preset: top-level ``base = "ier/quick"`` takes that preset
+    (resolved by ``base``; ``ier.methods.load_config`` passes the method recipes), and the file's
+    other tables override it (``[model]`` fields; ``[[stages]]`` replaces the stages). A top-level
+    ``overrides = ["stages.aii.curriculum=false", ...]`` is applied last, exactly like ``--set``.
     """
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -485,11 +219,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
     overrides = data.pop("overrides", [])
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{path}: overrides must be a list of 'key=value' strings")
-    base = data.pop("base", None)
-    if base is not None:
-        if not isinstance(base, str) or base.count("/") != 1:
-            raise ConfigError(f"{path}: base must be 'METHOD/PRESET', got {base!r}")
-        data = _merge(to_dict(preset(*base.split("/"))), data)
+    named = data.pop("base", None)
+    if named is not None:
+        if not isinstance(named, str) or named.count("/") != 1:
+            raise ConfigError(f"{path}: base must be 'METHOD/PRESET', got {named!r}")
+        if base is None:
+            raise ConfigError(f"{path}: has a base; load it with ier.methods.load_config")
+        data = _merge(to_dict(base(*named.split("/"))), data)
     return apply_overrides(ExperimentConfig.from_dict(data), overrides)
 
 
@@ -504,5 +240,21 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
-    """Write the resolved config as JSON (``load_config`` reads it back)."""
+    """Write the resolved config as JSON (``load_config_file`` reads it back)."""
     return atomic_write_json(path, cfg.to_dict())
+
+
+_MOVED = {"preset", "list_methods", "load_config", "register_recipe"}
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated aliases (removed in ier 0.3): the recipes moved to ``ier.methods``."""
+    if name not in _MOVED:
+        raise AttributeError(f"module 'ier.config' has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    warnings.warn(f"ier.config.{name} moved to ier.methods.{name}", DeprecationWarning,
+                  stacklevel=2)  # fmt: skip
+    # importlib: ier.methods sits above ier.config; this alias only forwards old call sites
+    return getattr(importlib.import_module("ier.methods"), name)

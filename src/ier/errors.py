@@ -21,8 +21,8 @@ class ManifestError(IerError):
         super().__init__(message)
 
 
-class ConfigError(IerError):
-    """A configuration value or override is unknown or has the wrong type."""
+class ConfigError(IerError, ValueError):
+    """A configuration value or override is unknown or has the wrong type (also a ValueError)."""
 
 
 class CheckpointError(IerError):

@@ -1,5 +1,7 @@
-"""Training losses as pure functions: DSOL's AV BCE, pseudo-label CE, the AII prototype loss and
-the CMR cross-distillation (symmetric KL). Every loss returns a scalar tensor (batch mean).
+"""Every training loss, as pure functions: DSOL's AV BCE, pseudo-label CE, the AII prototype loss,
+the CMR cross-distillation (symmetric KL), and the baselines' losses (Senocak's margin
+contrastive loss, EZ-VSL's and SLAVC's multiple-instance InfoNCE, Sound of Pixels' weighted mask
+BCE, the supervised ceiling's box targets). Every loss returns a scalar tensor (batch mean).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import torch.nn.functional as F
 logger = logging.getLogger(__name__)
 
 PROB_EPS = 1e-8
+PROB_FLOOR = 1e-30
+SOP_WEIGHT_RANGE = (1e-3, 10.0)  # SoP clamps its log(1 + |X_mix|) loss weight to this range
 
 
 def _flat_maps(maps: torch.Tensor, name: str) -> torch.Tensor:
@@ -142,3 +146,103 @@ def symmetric_kl(
     p_teacher = p.detach() if detach_targets else p
     q_teacher = q.detach() if detach_targets else q
     return kl_divergence(p_teacher, q, eps=eps) + kl_divergence(q_teacher, p, eps=eps)
+
+
+# --- baselines -----------------------------------------------------------------------------------
+
+
+def margin_contrastive_loss(
+    pos_distance: torch.Tensor, neg_distance: torch.Tensor, *, margin: float
+) -> torch.Tensor:
+    """DSOL's attention-baseline loss: mean over all 2B pairs of 1/2 [y d^2 + (1-y) relu(m-d)^2].
+
+    Args:
+        pos_distance: (B,) distances of matched pairs.
+        neg_distance: (B',) distances of mismatched pairs.
+        margin: m.
+    """
+    terms = torch.cat([pos_distance.pow(2), F.relu(margin - neg_distance).pow(2)])
+    return 0.5 * terms.mean()
+
+
+def mil_logits(visual: torch.Tensor, audio: torch.Tensor, *, tau: float) -> torch.Tensor:
+    """EZ-VSL pair logits: max_xy cos(v^n_xy, a^m) / tau, (B, D, h, w), (B, D) -> (B_img, B_aud)."""
+    return torch.einsum("nchw,mc->nmhw", visual, audio).flatten(2).amax(dim=2) / tau
+
+
+def mil_infonce_loss(visual: torch.Tensor, audio: torch.Tensor, *, tau: float) -> torch.Tensor:
+    """EZ-VSL's symmetric multiple-instance InfoNCE: CE over audios + CE over images."""
+    logits = mil_logits(visual, audio, tau=tau)
+    labels = torch.arange(len(logits), device=logits.device)
+    return F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)
+
+
+def slavc_loss(out: dict[str, torch.Tensor], *, tau: float) -> torch.Tensor:
+    """SLAVC's loss: for each direction, the probability that the pair matches is the sum over
+    cells of softmax-over-partners (head 1) times softmax-over-cells (head 2); the online side is
+    scored against the momentum targets, CE on the diagonal (SLAVC ``model.py``)."""
+
+    def direction(v1, a1, v2, a2) -> torch.Tensor:  # noqa: ANN001
+        over_partners = torch.softmax(torch.einsum("nchw,mc->nmhw", v1, a1).flatten(2) / tau, 1)
+        over_cells = torch.softmax(torch.einsum("nchw,mc->nmhw", v2, a2).flatten(2) / tau, 2)
+        return torch.log((over_partners * over_cells).sum(dim=2).clamp_min(PROB_FLOOR))
+
+    i2a = direction(out["visual1"], out["audio1_t"], out["visual2"], out["audio2_t"])
+    a2i = direction(out["visual1_t"], out["audio1"], out["visual2_t"], out["audio2"])
+    labels = torch.arange(len(i2a), device=i2a.device)
+    return F.cross_entropy(a2i, labels) + F.cross_entropy(i2a, labels)
+
+
+def separation_loss(
+    logits: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
+) -> torch.Tensor:
+    """SoP's weighted BCE on binary masks, weight = clamp(log(1 + |X_mix|), 1e-3, 10).
+
+    Args:
+        logits: (B, 1, T, M) mask logits; targets: same shape in {0, 1};
+        mixture: (B, 1, T, M) mixture magnitude.
+    """
+    weight = torch.log1p(mixture).clamp(*SOP_WEIGHT_RANGE)
+    return F.binary_cross_entropy_with_logits(logits, targets, weight=weight)
+
+
+def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Fraction of each feature cell covered by each box.
+
+    Args:
+        boxes: (..., 4) normalised xyxy.
+
+    Returns:
+        (..., height, width) in [0, 1].
+    """
+
+    def overlap(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:
+        edges = torch.arange(n + 1, device=boxes.device, dtype=boxes.dtype) / n
+        inter = torch.minimum(hi[..., None], edges[1:]) - torch.maximum(lo[..., None], edges[:-1])
+        return inter.clamp_min(0.0) * n
+
+    rows = overlap(boxes[..., 1], boxes[..., 3], height)
+    cols = overlap(boxes[..., 0], boxes[..., 2], width)
+    return rows[..., :, None] * cols[..., None, :]
+
+
+def class_box_targets(
+    batch: dict[str, torch.Tensor], num_classes: int, height: int, width: int, *, sounding: bool
+) -> torch.Tensor:
+    """Per-class cell coverage of a batch's boxes (max over a class's boxes).
+
+    Args:
+        batch: with ``boxes`` (B, M, 4), ``box_labels`` (B, M) (-1 = padding), ``box_sounding``.
+        sounding: Only the sounding objects' boxes (else every visible object).
+
+    Returns:
+        (B, C, height, width) in [0, 1].
+    """
+    labels = batch["box_labels"]
+    keep = labels >= 0
+    if sounding:
+        keep = keep & batch["box_sounding"].bool()
+    onehot = F.one_hot(labels.clamp_min(0), num_classes).to(batch["boxes"].dtype)
+    onehot = onehot * keep[..., None]  # (B, M, C)
+    cover = box_coverage(batch["boxes"], height, width)  # (B, M, h, w)
+    return (cover[:, :, None] * onehot[..., None, None]).amax(dim=1)

@@ -30,7 +30,7 @@ from ier.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from ier.config import ExperimentConfig, StageConfig, load_config, save_config
+from ier.config import ExperimentConfig, StageConfig, load_config_file, save_config
 from ier.data.datasets import AVDataset, load_split, num_train_batches, read_classes, train_batches
 from ier.distributed import WorldInfo, barrier, init_distributed, wrap_ddp
 from ier.errors import ConfigError
@@ -116,7 +116,7 @@ def _resolve_config(
 ) -> ExperimentConfig:
     saved = run_dir / "config.json"
     if resume and saved.is_file():
-        stored = load_config(saved)
+        stored = load_config_file(saved)
         if cfg is not None and _with_clusters(cfg, stored.num_clusters) != stored:
             logger.warning("resuming with the run's saved config.json (the given config differs)")
         return stored

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from ier.bench.runner import (
     IER_ABLATIONS,
-    METHOD_ORDER,
     TRAIN_PRESET,
     BenchConfig,
     BenchResult,
     BenchRun,
     ensure_benchmark,
     experiment_for,
+    method_order,
     plan_runs,
     run_bench,
     run_one,
@@ -23,13 +23,13 @@ from ier.bench.runner import (
 
 __all__ = [
     "IER_ABLATIONS",
-    "METHOD_ORDER",
     "TRAIN_PRESET",
     "BenchConfig",
     "BenchResult",
     "BenchRun",
     "ensure_benchmark",
     "experiment_for",
+    "method_order",
     "plan_runs",
     "run_bench",
     "run_one",

@@ -20,25 +20,28 @@ from typing import Any
 
 import numpy as np
 
-from ier.config import ExperimentConfig, apply_overrides, preset
+from ier.codec import apply_overrides
+from ier.config import ExperimentConfig
 from ier.distributed import barrier, init_distributed, is_main_process
 from ier.errors import ConfigError
 from ier.files import atomic_write_json
+from ier.methods import methods, preset
 
 logger = logging.getLogger(__name__)
 
-METHOD_ORDER = ("ots", "attention", "sop", "ezvsl", "slavc", "dsol", "ier", "supervised")
-"""Rows of the tables: the paper's baselines, the later single-map peers, DSOL, IEr, the ceiling."""
-LABELS = {
-    "ots": "Objects that Sound",
-    "attention": "Attention (Senocak)",
-    "sop": "Sound of Pixels",
-    "ezvsl": "EZ-VSL",
-    "slavc": "SLAVC",
-    "dsol": "DSOL",
-    "ier": "IEr",
-    "supervised": "Supervised (ceiling)",
-}
+
+
+def method_order() -> tuple[str, ...]:
+    """Rows of the tables, from the method registry (``ier.methods``, by ``Method.order``): the
+    paper's baselines, the later single-map peers, DSOL, IEr, the ceiling, then any others."""
+    return tuple(m.name for m in methods())
+
+
+def method_labels() -> dict[str, str]:
+    """Table label of every registered method."""
+    return {m.name: m.label for m in methods()}
+
+
 BENCHMARK_PRESET = {"tiny": "small", "quick": "default", "cpu": "default", "paper": "default"}
 TRAIN_PRESET = {"tiny": "tiny", "quick": "short", "cpu": "cpu", "paper": "paper"}
 """The training preset (``ier.config.preset``) each bench preset trains every method at. ``quick``
@@ -127,7 +130,7 @@ class BenchConfig:
 
     Attributes:
         preset: ``tiny`` (smoke, small benchmark), ``quick`` (CPU) or ``paper``.
-        methods: Methods to run, in any order; empty = every method of ``METHOD_ORDER``.
+        methods: Methods to run, in any order; empty = every registered method.
         ablations: Also run the IEr ablations (when ``ier`` is among the methods).
         overrides: ``key=value`` overrides applied to every run (after its own).
         seeds: Training seeds: every run is trained once per seed (``runs/<run>-seed<k>/``) and
@@ -151,9 +154,9 @@ class BenchConfig:
             raise ConfigError(
                 f"unknown preset {self.preset!r}; choose from {list(BENCHMARK_PRESET)}"
             )
-        unknown = sorted(set(self.methods) - set(METHOD_ORDER))
+        unknown = sorted(set(self.methods) - set(method_order()))
         if unknown:
-            raise ConfigError(f"unknown method(s) {unknown}; choose from {list(METHOD_ORDER)}")
+            raise ConfigError(f"unknown method(s) {unknown}; choose from {list(method_order())}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
         if any(s < 0 for s in self.seeds):
@@ -182,8 +185,8 @@ class BenchResult:
 
 def plan_runs(config: BenchConfig) -> list[BenchRun]:
     """The bench's runs in table order: methods, then IEr ablations."""
-    chosen = set(config.methods or METHOD_ORDER)
-    runs = [BenchRun(m, m, label=LABELS[m]) for m in METHOD_ORDER if m in chosen]
+    chosen = set(config.methods or method_order())
+    runs = [BenchRun(m.name, m.name, label=m.label) for m in methods() if m.name in chosen]
     if config.ablations and "ier" in chosen:
         runs.extend(IER_ABLATIONS)
     return runs
@@ -205,7 +208,6 @@ def experiment_for(
     Raises:
         ConfigError: the shared run has no snapshot of the stage this run starts after.
     """
-    from ier.tasks import baselines as _baselines  # noqa: F401  (registers the baseline recipes)
     from ier.train import stage_snapshot
 
     recipe = preset(run.method, TRAIN_PRESET[config.preset])
@@ -463,9 +465,9 @@ def run_bench(
 
 
 def order_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records in table order: methods by ``METHOD_ORDER``, then the ablations as
+    """Records in table order: methods by ``method_order()``, then the ablations as
     ``IER_ABLATIONS`` lists them (others by name); a run's seeds in increasing order."""
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    rank = {m: i for i, m in enumerate(method_order())}
     ablation_rank = {r.name: i for i, r in enumerate(IER_ABLATIONS)}
     return sorted(
         records,

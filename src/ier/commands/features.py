@@ -45,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _extract(args: argparse.Namespace) -> int:
     # lazy: keeps `ier --help` fast (torch)
-    from ier.config import apply_overrides, preset
+    from ier.codec import apply_overrides
     from ier.data.features import extract_features
     from ier.errors import ConfigError
+    from ier.methods import preset
 
     cfg = apply_overrides(preset(args.method, args.preset), args.overrides)
     views = cfg.data.feature_views if args.views is None else args.views

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ier.config import apply_overrides, load_config, preset
+    from ier.codec import apply_overrides
+    from ier.methods import load_config, preset
     from ier.train import fit
 
     cfg = None

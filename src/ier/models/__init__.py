@@ -1,7 +1,15 @@
-"""Model registry: ``register_model`` names a builder; ``create_model`` builds from a config."""
+"""Model registry and shared model parts: ``register_model`` names a builder; ``create_model``
+builds a registered one from a config.
+
+The method modules under ``ier.methods`` register their models; the registry loads them on first
+use (``ier.methods.discover``). This package holds what every method shares:
+``config`` (``ModelConfig``), ``backbones``, ``common`` (the model interface, the AV head, the
+two-tower base) and ``parts``.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,8 +51,15 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
     return decorator
 
 
+def _discover_methods() -> None:
+    """Load the method modules, which register their models, on first use. ``ier.methods`` sits
+    above this package (its modules import it), so it is imported by name when first needed."""
+    importlib.import_module("ier.methods").discover()
+
+
 def list_models() -> list[str]:
     """Sorted names of every registered model."""
+    _discover_methods()
     return sorted(_REGISTRY)
 
 
@@ -68,6 +83,8 @@ def create_model(config: ModelConfig | dict[str, Any] | None = None, **overrides
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid model config: {exc}") from exc
     if config.name not in _REGISTRY:
+        _discover_methods()
+    if config.name not in _REGISTRY:
         raise ConfigError(f"unknown model {config.name!r}; registered: {', '.join(list_models())}")
     factory = _REGISTRY[config.name]
     check_object_prior(factory, config)
@@ -82,7 +99,3 @@ def check_object_prior(model_type: type, config: ModelConfig) -> None:
             f"(object_prior={config.object_prior}); only IEr and OTS maps honour it"
         )
 
-
-# Registration side effects: importing the modules adds their models to the registry.
-from ier.models import baselines as _baselines  # noqa: E402,F401
-from ier.models import ier as _ier  # noqa: E402,F401

@@ -7,6 +7,7 @@ The training loop (``ier.train.fit``) only calls these methods; it never branche
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +18,12 @@ from torch import nn
 from ier.config import StageConfig
 from ier.data.datasets import AVDataset, eval_batches
 from ier.errors import ConfigError
+
+
+def other_clips(x: torch.Tensor) -> torch.Tensor:
+    """Pair each clip of a batch with the previous one (another video): roll by one along dim 0.
+    The mismatched partner of DSOL-style negatives and of mix-and-separate."""
+    return x.roll(1, dims=0)
 
 
 @dataclass
@@ -206,22 +213,22 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
     return wrap
 
 
-def _load_task_modules() -> None:
-    import importlib
-
-    for module in ("ier.tasks.ier", "ier.tasks.baselines"):
-        importlib.import_module(module)
+def _discover_methods() -> None:
+    """Load the method modules, which register their tasks, on first use (``ier.methods`` sits
+    above this package, so it is imported by name when first needed)."""
+    importlib.import_module("ier.methods").discover()
 
 
 def list_tasks() -> list[str]:
     """Registered task names."""
-    _load_task_modules()
+    _discover_methods()
     return sorted(_TASKS)
 
 
 def create_task(model: nn.Module, stage: StageConfig, *, seed: int) -> Task:
     """Build the task named by ``stage.task``; ConfigError if unknown."""
-    _load_task_modules()
+    if stage.task not in _TASKS:
+        _discover_methods()
     if stage.task not in _TASKS:
         raise ConfigError(
             f"stage {stage.name!r}: unknown task {stage.task!r}; known: {sorted(_TASKS)}"

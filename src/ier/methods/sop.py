@@ -4,6 +4,8 @@ Two clips' waveforms are mixed; a light U-Net turns the mixture's mel magnitude 
 channels; the visual backbone gives K pixel channels (sigmoid); a linear synthesizer predicts each
 video's spectrogram mask from its max-pooled pixel vector (training) or from every pixel
 (inference). The localization map is each pixel's share of the mixture's sound energy.
+
+Registers the model ``sop``, its task and its recipe (``ier.methods``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ier import losses
 from ier.audio import mel_filterbank
+from ier.config import ExperimentConfig, StageConfig
+from ier.methods import Method, register_method
+from ier.methods._budget import experiment, ier_budget
 from ier.models import register_model
 from ier.models.common import (
     ImageNormalizer,
@@ -22,6 +28,7 @@ from ier.models.common import (
     visual_backbone,
 )
 from ier.models.config import ModelConfig
+from ier.tasks.base import BaseTask, other_clips, register_task
 
 SOP_CHANNELS = 32  # K, SoP's --num_channels
 UNET_LEVELS = 3  # light U-Net: 3 down/up levels (SoP: unet7)
@@ -178,3 +185,42 @@ class SoundOfPixelsModel(nn.Module):
     def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
         """Single-source map (the same class-agnostic map): (B, 1, h, w) in [0, 1]."""
         return self.localize(images, waves).maps
+
+
+@register_task("sop")
+class SoundOfPixelsTask(BaseTask):
+    """Mix-and-separate: each clip's wave is mixed with the previous clip's; each video's
+    max-pooled pixel vector predicts its ideal binary mask [|X_n| >= |X_other|] in the mixture."""
+
+    name = "sop"
+    head_keywords = ("unet", "synth_")  # SoP: lr 1e-3 for the sound net and synthesizer
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        model, waves = self.model, batch["wave"]
+        own = model.magnitude(waves)
+        other = other_clips(own)
+        mixture = model.magnitude(0.5 * (waves + other_clips(waves)))
+        sound = model.sound_features(mixture)
+        vectors = model.pixel_features(batch["image"]).flatten(2).amax(dim=2)  # (B, K)
+        target = (own >= other).to(own.dtype)
+        loss_own = losses.separation_loss(model.mask_logits(vectors, sound), target, mixture)
+        loss_other = losses.separation_loss(
+            model.mask_logits(other_clips(vectors), sound), 1 - target, mixture
+        )
+        return {"loss": 0.5 * (loss_own + loss_other)}
+
+
+def sop_recipe(preset_name: str) -> ExperimentConfig:
+    """Sound of Pixels: mix-and-separate on train/solo for IEr's epochs on both splits."""
+    budget = ier_budget(preset_name)
+    stage = StageConfig(
+        name="solo", task="sop", split="train/solo",
+        epochs=budget.solo_epochs + budget.wild_epochs, **budget.optimizer,
+    )  # fmt: skip
+    return experiment("sop", preset_name, (stage,), budget)
+
+
+register_method(Method(
+    "sop", sop_recipe, label="Sound of Pixels", order=30,
+    summary="Sound of Pixels: mix-and-separate; the map is each pixel's share of the sound energy",
+))  # fmt: skip

@@ -3,6 +3,8 @@
 A per-class visual head scores every cell, a per-class audio head scores the clip; the class map
 is sigma(visual_k(x, y)) * sigma(audio_k): "class k is here" AND "class k is heard". The
 ``supervised`` task trains it with per-pixel BCE against each class's sounding-box mask.
+
+Registers the model ``supervised``, its task and recipe (``ier.methods``).
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ier import losses
+from ier.methods import Method, register_method
+from ier.methods._budget import two_split_recipe
 from ier.models import register_model
-from ier.models.baselines._common import ClassNames, EncoderPair
 from ier.models.common import LocalizationOutput, global_max_pool
 from ier.models.config import ModelConfig
+from ier.models.parts import ClassNames, EncoderPair
+from ier.tasks.base import BaseTask, StageData, register_task
 
 
 @register_model("supervised")
@@ -69,3 +76,38 @@ class SupervisedModel(nn.Module):
     def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
         """Single-source map: the maximum over classes, (B, 1, h, w) in [0, 1]."""
         return self(images, waves)["maps"].amax(dim=1, keepdim=True)
+
+
+@register_task("supervised")
+class SupervisedTask(BaseTask):
+    """Per-pixel BCE of the class maps against each class's sounding-box coverage, plus the
+    auxiliary BCEs of the two factors: visual logits vs every visible box, audio logits vs the
+    classes heard (sounding + off-screen). Names the model's classes after the training data."""
+
+    name = "supervised"
+
+    def begin_epoch(self, epoch: int, num_epochs: int, data: StageData) -> dict[str, float]:
+        if tuple(self.model.classes) != tuple(data.classes):
+            self.model.set_classes(data.classes)
+        return {}
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.model(batch["image"], batch["wave"])
+        c, h, w = out["maps"].shape[1:]
+        sounding = losses.class_box_targets(batch, c, h, w, sounding=True)
+        visible = losses.class_box_targets(batch, c, h, w, sounding=False)
+        loss_map = F.binary_cross_entropy(out["maps"].clamp(1e-6, 1 - 1e-6), sounding)
+        loss_visual = F.binary_cross_entropy_with_logits(out["visual_logits"], visible)
+        loss_audio = F.binary_cross_entropy_with_logits(out["audio_logits"], batch["audible"])
+        return {
+            "loss": loss_map + loss_visual + loss_audio,
+            "loss_map": loss_map,
+            "loss_visual": loss_visual,
+            "loss_audio": loss_audio,
+        }
+
+
+register_method(Method(
+    "supervised", two_split_recipe("supervised", "supervised"), label="Supervised (ceiling)",
+    order=90, summary="the same towers trained with the benchmark's boxes: the ceiling",
+))  # fmt: skip

@@ -1,4 +1,5 @@
-"""Shared baseline pieces: the encoder pair (no AV head), class-name storage, map helpers."""
+"""Parts that methods share: the encoder pair without an AV head, class names carried by a
+state_dict, and map helpers."""
 
 from __future__ import annotations
 

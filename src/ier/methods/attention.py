@@ -4,6 +4,8 @@ Audio-guided softmax attention over the visual cells gives an attended visual ve
 contrastive loss pulls it to the audio embedding for matched pairs and pushes it beyond a margin
 for mismatched pairs (DSOL ``compared model/attention_net.py``, margin loss of
 ``location_attention_stage_one.py``). The localization map is the attention map.
+
+Registers the model ``attention``, its task and its recipe (``ier.methods``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ier import losses
+from ier.methods import Method, register_method
+from ier.methods._budget import two_split_recipe
 from ier.models import register_model
-from ier.models.baselines._common import EncoderPair, peak_normalize_maps
 from ier.models.common import COSINE_EPS, LocalizationOutput, global_max_pool
 from ier.models.config import ModelConfig
+from ier.models.parts import EncoderPair, peak_normalize_maps
+from ier.tasks.base import BaseTask, other_clips, register_task
 
 ATTENTION_SCALE_INIT = 10.0  # softmax sharpness over unit-vector cosines (see docs/baselines.md)
 CONTRASTIVE_MARGIN = 1.0  # distance margin between unit-norm embeddings (DSOL: 10 on raw features)
@@ -103,3 +109,29 @@ class AttentionModel(nn.Module):
     def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
         """Single-source map (the same class-agnostic map): (B, 1, h, w) in [0, 1]."""
         return self.localize(images, waves).maps
+
+
+@register_task("attention")
+class AttentionTask(BaseTask):
+    """Senocak attention: margin contrastive loss on the attended-visual/audio distance of
+    matched pairs (own frame) and mismatched pairs (another clip's frame)."""
+
+    name = "attention"
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.model(batch["image"], batch["wave"])
+        negative = self.model.attend(other_clips(out["cells"]), out["audio"])
+        loss = losses.margin_contrastive_loss(
+            out["distance"], negative["distance"], margin=self.model.margin
+        )
+        return {
+            "loss": loss,
+            "distance_pos": out["distance"].mean().detach(),
+            "distance_neg": negative["distance"].mean().detach(),
+        }
+
+
+register_method(Method(
+    "attention", two_split_recipe("attention", "attention"), label="Attention (Senocak)",
+    order=20, summary="Senocak et al.: audio-guided softmax attention, margin contrastive loss",
+))  # fmt: skip

@@ -1,10 +1,6 @@
-"""Contrastive single-map baselines from the EZ-VSL code base: EZ-VSL (ECCV 2022) and SLAVC
-(NeurIPS 2022). Both score a clip pair by its best-matching cell (multiple-instance learning).
-
-Map definition (both): the per-cell cosine between the unit-norm projected visual cell and audio
-embedding, clipped to [0, 1]. SLAVC's own test maps (cos + 1) / 2 and thresholds it at 0.5, i.e.
-cos > 0: the clipped cosine has exactly that support, with background at 0 for DSOL's relative
-thresholds (docs/baselines.md).
+"""SLAVC (Mo & Morgado, NeurIPS 2022): EZ-VSL's towers with heavy visual dropout, two projection
+heads and momentum (EMA) target towers; the map and confidence come from the momentum towers.
+Registers the model ``slavc``, its task and recipe.
 """
 
 from __future__ import annotations
@@ -15,72 +11,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ier import losses
+from ier.methods import Method, register_method
+from ier.methods._budget import two_split_recipe
+from ier.methods.ezvsl import EZVSL_TAU, _cell_cosine
 from ier.models import register_model
-from ier.models.baselines._common import EncoderPair, top_fraction_mean
-from ier.models.common import COSINE_EPS, LocalizationOutput, global_max_pool
+from ier.models.common import COSINE_EPS, LocalizationOutput
 from ier.models.config import ModelConfig
+from ier.models.parts import EncoderPair, top_fraction_mean
+from ier.tasks.base import BaseTask, register_task
 
-EZVSL_TAU = 0.03  # EZ-VSL/SLAVC default temperature
 SLAVC_MOMENTUM = 0.999  # --m_img 0.999 --m_aud 0.999 (SLAVC train script)
 SLAVC_DROPOUT_IMG = 0.9  # --dropout_img 0.9
 SLAVC_DROPOUT_AUD = 0.0  # --dropout_aud 0
 SLAVC_CONFIDENCE_FRACTION = 0.25  # confidence = mean of the top 25 % of the map
-
-
-def _cell_cosine(visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-    """Own-pair cosine map of unit vectors: (B, D, h, w), (B, D) -> (B, 1, h, w)."""
-    return torch.einsum("bdhw,bd->bhw", visual, audio).unsqueeze(1)
-
-
-@register_model("ezvsl")
-class EZVSLModel(nn.Module):
-    """EZ-VSL: unit-norm 1x1-conv visual cells and linear audio embedding.
-
-    The ``ezvsl`` task's loss is the symmetric multiple-instance InfoNCE over the batch: the
-    logit of (image n, audio m) is max_xy cos(v^n_xy, a^m) / tau.
-
-    Args:
-        config: Architecture (``embed_dim`` = D).
-    """
-
-    tau = EZVSL_TAU
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.encoders = EncoderPair(config)
-        self.visual_proj = nn.Conv2d(self.encoders.visual_channels, config.embed_dim, 1)
-        self.audio_proj = nn.Linear(self.encoders.audio_channels, config.embed_dim)
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        """Class-agnostic: ("*",)."""
-        return ("*",)
-
-    def encode_visual(self, images: torch.Tensor) -> torch.Tensor:
-        """Args: images (B, 3, S, S) in [0, 1]. Returns: unit-norm cells (B, D, h, w)."""
-        cells = self.visual_proj(self.encoders.visual_features(images))
-        return F.normalize(cells, dim=1, eps=COSINE_EPS)
-
-    def encode_audio(self, waves: torch.Tensor) -> torch.Tensor:
-        """Args: waves (B, n_samples). Returns: unit-norm audio embedding (B, D)."""
-        return F.normalize(self.audio_proj(self.encoders.audio_features(waves)), dim=1)
-
-    def forward(self, images: torch.Tensor, waves: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Returns visual (B, D, h, w), audio (B, D) and cosine (B, 1, h, w) of own pairs."""
-        visual, audio = self.encode_visual(images), self.encode_audio(waves)
-        return {"visual": visual, "audio": audio, "cosine": _cell_cosine(visual, audio)}
-
-    @torch.no_grad()
-    def localize(self, images: torch.Tensor, waves: torch.Tensor) -> LocalizationOutput:
-        """Map = clip(cos, 0, 1), (B, 1, h, w); score = its peak (the MIL pair score)."""
-        maps = self(images, waves)["cosine"].clamp(0.0, 1.0)
-        return LocalizationOutput(maps=maps, scores=global_max_pool(maps))
-
-    @torch.no_grad()
-    def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
-        """Single-source map (the same class-agnostic map): (B, 1, h, w) in [0, 1]."""
-        return self.localize(images, waves).maps
 
 
 class _SLAVCTowers(nn.Module):
@@ -179,3 +123,21 @@ class SLAVCModel(nn.Module):
     def localize_single(self, images: torch.Tensor, waves: torch.Tensor) -> torch.Tensor:
         """Single-source map (the same class-agnostic map): (B, 1, h, w) in [0, 1]."""
         return self.localize(images, waves).maps
+
+
+@register_task("slavc")
+class SLAVCTask(BaseTask):
+    """SLAVC: momentum update of the target towers, then SLAVC's two-head MIL InfoNCE."""
+
+    name = "slavc"
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.model.momentum_update()
+        out = self.model(batch["image"], batch["wave"])
+        return {"loss": losses.slavc_loss(out, tau=self.model.tau)}
+
+
+register_method(Method(
+    "slavc", two_split_recipe("slavc", "slavc"), label="SLAVC", order=50,
+    summary="SLAVC: EZ-VSL with visual dropout, two heads and momentum targets",
+))  # fmt: skip
