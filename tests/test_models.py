@@ -109,8 +109,10 @@ def test_model_config_json_round_trip_and_validation() -> None:
     again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and isinstance(again.ier, IERConfig)
     assert cfg.frontend.n_samples == 16_000
-    with pytest.raises(ValueError, match="unknown field"):
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['wdith'\]"):
         ModelConfig.from_dict({"wdith": 3})
+    with pytest.raises(ValueError, match="width: expected an integer"):
+        ModelConfig.from_dict({"width": "wide"})  # the one codec checks types too
     with pytest.raises(ValueError, match="visual_backbone"):
         ModelConfig(visual_backbone="vgg")
     with pytest.raises(ValueError, match="multiple of 16"):

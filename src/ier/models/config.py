@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from ier.codec import from_dict, to_dict
 
 VISUAL_BACKBONES = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 VISUAL_TRUNK_MODES = ("trainable", "frozen")
 
-T = TypeVar("T")
-
-
-def _to_dict(obj: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        out[f.name] = _to_dict(value) if dataclasses.is_dataclass(value) else value
-    return out
-
-
-def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected a dict, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        sub = _NESTED.get((cls.__name__, name))
-        kwargs[name] = (
-            _from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
-        )
-    return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -65,12 +41,12 @@ class FrontendConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
-        return _to_dict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrontendConfig:
-        """Inverse of ``to_dict``; unknown keys are an error."""
-        return _from_dict(cls, data)
+        """Inverse of ``to_dict``; unknown keys and wrong types are a ``ConfigError``."""
+        return from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -123,12 +99,12 @@ class IERConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
-        return _to_dict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IERConfig:
-        """Inverse of ``to_dict``; unknown keys are an error."""
-        return _from_dict(cls, data)
+        """Inverse of ``to_dict``; unknown keys and wrong types are a ``ConfigError``."""
+        return from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -207,21 +183,16 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able nested dict."""
-        data = _to_dict(self)
+        data = to_dict(self)
         if not self.object_prior:
             del data["object_prior"]  # the default: earlier ier versions can still read the config
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of ``to_dict``; unknown keys are an error; missing keys take defaults."""
-        return _from_dict(cls, data)
-
-
-_NESTED: dict[tuple[str, str], type] = {
-    ("ModelConfig", "frontend"): FrontendConfig,
-    ("ModelConfig", "ier"): IERConfig,
-}
+        """Inverse of ``to_dict``; unknown keys and wrong types are a ``ConfigError``; missing
+        keys take defaults."""
+        return from_dict(cls, data)
 
 # Named sizes used in tests, smoke runs and the paper-scale setting (docs/method.md §sizes).
 MODEL_SIZES: dict[str, dict[str, Any]] = {
