@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import ier.methods
 from ier.codec import apply_overrides
 from ier.config import PRESETS, ExperimentConfig, StageConfig, save_config
 from ier.errors import ConfigError
@@ -108,8 +109,11 @@ def test_recipe_registry_accepts_new_methods() -> None:
         return ExperimentConfig(method="test-only-method", model=base.model, stages=(stage,))
 
     register_method(Method("test-only-method", _recipe, label="Test", order=999))
-    assert list_methods()[-1] == "test-only-method"  # ordered after every built-in method
-    assert preset("test-only-method", "tiny").stages[0].cluster is False
+    try:
+        assert list_methods()[-1] == "test-only-method"  # ordered after every built-in method
+        assert preset("test-only-method", "tiny").stages[0].cluster is False
+    finally:
+        ier.methods._METHODS.pop("test-only-method")
 
 
 def test_the_old_recipe_api_still_works_with_a_deprecation_warning() -> None:

@@ -251,10 +251,12 @@ def __getattr__(name: str) -> Any:
     """Deprecated aliases (removed in ier 0.3): the recipes moved to ``ier.methods``."""
     if name not in _MOVED:
         raise AttributeError(f"module 'ier.config' has no attribute {name!r}")
-    import importlib
+    import sys
     import warnings
+
+    from ier import plugins
 
     warnings.warn(f"ier.config.{name} moved to ier.methods.{name}", DeprecationWarning,
                   stacklevel=2)  # fmt: skip
-    # importlib: ier.methods sits above ier.config; this alias only forwards old call sites
-    return getattr(importlib.import_module("ier.methods"), name)
+    plugins.load_methods()  # imports ier.methods (the built-in entry point) with the methods
+    return getattr(sys.modules["ier.methods"], name)

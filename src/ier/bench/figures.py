@@ -42,7 +42,7 @@ def bar_chart(records: Sequence[dict[str, Any]], path: Path, *, bar_px: int = 11
 
     A missing value draws no bar. Returns ``path``.
     """
-    from ier.bench.report import metric
+    from ier.bench.plan import metric
 
     n_bars = len(BAR_METRICS)
     group_px = n_bars * bar_px + 18

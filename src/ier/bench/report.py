@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ier.bench.runner import BENCH_FILE, TRAIN_PRESET, BenchConfig, order_records, provenance
+from ier.bench.plan import BENCH_FILE, TRAIN_PRESET, BenchConfig, metric, order_records, provenance
 from ier.files import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -51,13 +51,6 @@ AII_COLUMNS: tuple[Column, ...] = (
 )
 AII_RUNS = ("ier-no-aii", "ier-aii-no-curriculum", "ier")
 """The paper's AII ablation rows: single vector, AII w/o curriculum, AII with curriculum."""
-
-
-def metric(record: dict[str, Any], source: str, key: str) -> float | None:
-    """A record's value of ``key`` on ``source`` (a split or ``extended``), or None."""
-    values = record.get("extended") if source == "extended" else record["metrics"].get(source)
-    value = (values or {}).get(key)
-    return None if value is None else float(value)
 
 
 @dataclass

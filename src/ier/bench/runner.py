@@ -13,156 +13,33 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ier.bench.plan import (
+    BENCH_FILE,
+    BENCHMARK_PRESET,
+    LAYOUT,
+    RECORD_FILE,
+    SMOKE_STEPS,
+    TRAIN_PRESET,
+    BenchConfig,
+    BenchRun,
+    plan_runs,
+    provenance,
+    run_dir_name,
+)
 from ier.codec import apply_overrides
 from ier.config import ExperimentConfig
 from ier.distributed import barrier, init_distributed, is_main_process
 from ier.errors import ConfigError
 from ier.files import atomic_write_json
-from ier.methods import methods, preset
+from ier.methods import preset
 
 logger = logging.getLogger(__name__)
-
-
-
-def method_order() -> tuple[str, ...]:
-    """Rows of the tables, from the method registry (``ier.methods``, by ``Method.order``): the
-    paper's baselines, the later single-map peers, DSOL, IEr, the ceiling, then any others."""
-    return tuple(m.name for m in methods())
-
-
-def method_labels() -> dict[str, str]:
-    """Table label of every registered method."""
-    return {m.name: m.label for m in methods()}
-
-
-BENCHMARK_PRESET = {"tiny": "small", "quick": "default", "cpu": "default", "paper": "default"}
-TRAIN_PRESET = {"tiny": "tiny", "quick": "short", "cpu": "cpu", "paper": "paper"}
-"""The training preset (``ier.config.preset``) each bench preset trains every method at. ``quick``
-trains at ``short`` (about a fifth of the ``quick`` epochs) so that all runs fit in 2 h on 2 CPU
-cores (docs/baselines.md, "Budget"); ``cpu`` trains at ``cpu`` (the paper's 224 px and epochs,
-frozen visual trunk read from the feature cache)."""
-SMOKE_STEPS = {"tiny": 3}
-"""At these presets every stage runs one epoch of at most this many steps (a smoke run)."""
-BENCH_FILE = "bench.json"
-RECORD_FILE = "bench-record.json"
-LAYOUT = 2
-"""Layout of a bench folder: 2 = one ``runs/<run>-seed<k>/`` folder per run and training seed."""
-
-
-@dataclass(frozen=True)
-class BenchRun:
-    """One row of the bench: a method's recipe plus ``--set`` overrides.
-
-    Attributes:
-        name: Run directory name and row key.
-        method: Recipe name (``ier.config.preset``).
-        overrides: ``key=value`` overrides of the recipe.
-        label: Row label in the tables.
-        ablation: An IEr ablation (its own table section and the AII table).
-        start_stage: First stage this run trains; the earlier stages are shared with
-            ``shared_from`` (0: trains every stage).
-        shared_from: The run whose snapshot of stage ``start_stage - 1`` this run starts from. An
-            ablation that changes only later stages thus differs from the full method in those
-            stages alone, and the bench does not train the shared stages twice.
-    """
-
-    name: str
-    method: str
-    overrides: tuple[str, ...] = ()
-    label: str = ""
-    ablation: bool = False
-    start_stage: int = 0
-    shared_from: str = ""
-
-
-# The AII ablations re-train from IEr's S1-a/b model (stage 0), the CMR ablations from its stage-1
-# model (stage 1): each differs from the full IEr row only where the ablation does.
-IER_ABLATIONS = (
-    BenchRun(
-        "ier-no-aii",
-        "ier",
-        ("model.ier.use_aii=false",),
-        "IEr w/o AII",
-        True,
-        start_stage=1,
-        shared_from="ier",
-    ),
-    BenchRun(
-        "ier-aii-no-curriculum",
-        "ier",
-        ("stages.aii.curriculum=false",),
-        "IEr, AII w/o curriculum",
-        True,
-        start_stage=1,
-        shared_from="ier",
-    ),
-    BenchRun(
-        "ier-no-silent-filter",
-        "ier",
-        ("model.ier.silent_filter=false",),
-        "IEr w/o silent-object filter",
-        True,
-        start_stage=2,
-        shared_from="ier",
-    ),
-    BenchRun(
-        "ier-no-offscreen-filter",
-        "ier",
-        ("model.ier.offscreen_filter=false",),
-        "IEr w/o off-screen filter",
-        True,
-        start_stage=2,
-        shared_from="ier",
-    ),
-)
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What ``run_bench`` runs.
-
-    Attributes:
-        preset: ``tiny`` (smoke, small benchmark), ``quick`` (CPU) or ``paper``.
-        methods: Methods to run, in any order; empty = every registered method.
-        ablations: Also run the IEr ablations (when ``ier`` is among the methods).
-        overrides: ``key=value`` overrides applied to every run (after its own).
-        seeds: Training seeds: every run is trained once per seed (``runs/<run>-seed<k>/``) and
-            the tables show mean +- standard deviation over them.
-        seed: Seed of the benchmark build (when the bench builds it).
-        workers: Processes that render the benchmark (when the bench builds it).
-        qualitative_samples: Columns of the qualitative grid.
-    """
-
-    preset: str = "quick"
-    methods: tuple[str, ...] = ()
-    ablations: bool = True
-    overrides: tuple[str, ...] = ()
-    seeds: tuple[int, ...] = (0,)
-    seed: int = 0
-    workers: int = 1
-    qualitative_samples: int = 4
-
-    def __post_init__(self) -> None:
-        if self.preset not in BENCHMARK_PRESET:
-            raise ConfigError(
-                f"unknown preset {self.preset!r}; choose from {list(BENCHMARK_PRESET)}"
-            )
-        unknown = sorted(set(self.methods) - set(method_order()))
-        if unknown:
-            raise ConfigError(f"unknown method(s) {unknown}; choose from {list(method_order())}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
-        if any(s < 0 for s in self.seeds):
-            raise ConfigError(f"seeds must be >= 0, got {list(self.seeds)}")
-        if any(o.split("=", 1)[0].strip() == "seed" for o in self.overrides):
-            raise ConfigError("the bench sets each run's seed: use --seeds, not --set seed=...")
 
 
 @dataclass(frozen=True)
@@ -181,20 +58,6 @@ class BenchResult:
     data_dir: Path
     records: list[dict[str, Any]]
     files: dict[str, Path]
-
-
-def plan_runs(config: BenchConfig) -> list[BenchRun]:
-    """The bench's runs in table order: methods, then IEr ablations."""
-    chosen = set(config.methods or method_order())
-    runs = [BenchRun(m.name, m.name, label=m.label) for m in methods() if m.name in chosen]
-    if config.ablations and "ier" in chosen:
-        runs.extend(IER_ABLATIONS)
-    return runs
-
-
-def run_dir_name(run: BenchRun | str, seed: int) -> str:
-    """The folder of one run at one training seed, under ``OUT/runs/``."""
-    return f"{run if isinstance(run, str) else run.name}-seed{seed}"
 
 
 def experiment_for(
@@ -377,46 +240,6 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
     atomic_write_json(marker, marker_info, default=str)
 
 
-def provenance() -> dict[str, Any]:
-    """Where and with what a bench ran: command line, ier version and git commit (when the package
-    is a git checkout), Python and torch versions, CPU model and count, memory, GPUs, date."""
-    import platform
-    import subprocess
-    import sys
-
-    import torch
-
-    from ier import __version__
-
-    root = Path(__file__).resolve().parents[3]
-    commit = None
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True)  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10)  # fmt: skip
-        commit = out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (OSError, ValueError):
-        memory = None
-    return {
-        "command": " ".join(["ier", *sys.argv[1:]]) if sys.argv else None,
-        "ier": __version__, "commit": commit, "python": platform.python_version(),
-        "torch": torch.__version__, "platform": platform.platform(), "cpu": cpu,
-        "cpus": os.cpu_count(), "memory_gib": None if memory is None else round(memory, 1),
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-    }  # fmt: skip
-
-
 def run_bench(
     out_dir: str | os.PathLike[str],
     *,
@@ -464,15 +287,3 @@ def run_bench(
     return BenchResult(out_dir=out, data_dir=data, records=records, files=files)
 
 
-def order_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records in table order: methods by ``method_order()``, then the ablations as
-    ``IER_ABLATIONS`` lists them (others by name); a run's seeds in increasing order."""
-    rank = {m: i for i, m in enumerate(method_order())}
-    ablation_rank = {r.name: i for i, r in enumerate(IER_ABLATIONS)}
-    return sorted(
-        records,
-        key=lambda r: (
-            r["ablation"], rank.get(r["method"], 99), ablation_rank.get(r["name"], 99), r["name"],
-            r.get("seed", 0),
-        ),
-    )  # fmt: skip

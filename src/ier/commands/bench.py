@@ -8,7 +8,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` sub-parser."""
-    from ier.bench.runner import BENCHMARK_PRESET
+    from ier.bench.plan import BENCHMARK_PRESET
 
     parser = subparsers.add_parser(
         "bench",

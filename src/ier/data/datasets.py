@@ -1,5 +1,6 @@
 """Manifest → decoded, cached tensors (``ier.data.decode``) or cached features
-(``ier.data.features``) → batches.
+(``ier.data.features``) → batches. (``read_classes``, ``list_splits`` and ``split_manifest`` of
+``ier.data.layout`` are re-exported here.)
 
 Batches are dicts of tensors (see ``AVDataset``). Randomness comes from per-sample seeds, never
 from the global RNG.
@@ -7,7 +8,6 @@ from the global RNG.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -21,49 +21,19 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from ier.data.decode import DecodeSpec, load_cached, train_cache_size
 from ier.data.features import FeatureSpec, load_features, view_is_flipped
+from ier.data.layout import list_splits, read_classes, split_manifest
 from ier.data.manifest import Sample, read_manifest
 from ier.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "AVDataset", "View", "collate", "eval_batches", "list_splits", "load_eval_split", "load_split",
+    "num_train_batches", "read_classes", "split_manifest", "train_batches",
+]  # fmt: skip
+
 JITTER_RANGE = (0.7, 1.3)  # brightness and saturation factors, method.md §1.2
 MAX_BOXES_DEFAULT = 8
-
-
-def read_classes(data_dir: str | os.PathLike[str]) -> tuple[str, ...]:
-    """Category vocabulary: ``benchmark.json`` ``classes``, else every label in the manifests."""
-    data_dir = Path(data_dir)
-    info = data_dir / "benchmark.json"
-    if info.is_file():
-        classes = json.loads(info.read_text(encoding="utf-8")).get("classes")
-        if classes:
-            return tuple(classes)
-    labels: set[str] = set()
-    for manifest in sorted(data_dir.glob("**/manifest.jsonl")):
-        for sample in read_manifest(manifest):
-            labels.update(o.label for o in sample.objects)
-            labels.update(sample.offscreen)
-    if not labels:
-        raise DatasetError(f"{data_dir}: no benchmark.json and no labelled manifests")
-    return tuple(sorted(labels))
-
-
-def list_splits(data_dir: str | os.PathLike[str], prefix: str = "test/") -> list[str]:
-    """Splits (folders with a ``manifest.jsonl``) whose name starts with ``prefix``, sorted."""
-    data_dir = Path(data_dir)
-    found = [p.parent.relative_to(data_dir).as_posix() for p in data_dir.glob("**/manifest.jsonl")]
-    return sorted(s for s in found if s.startswith(prefix))
-
-
-def split_manifest(data_dir: str | os.PathLike[str], split: str) -> Path:
-    """Path of ``DIR/<split>/manifest.jsonl``; DatasetError if missing."""
-    path = Path(data_dir) / split / "manifest.jsonl"
-    if not path.is_file():
-        raise DatasetError(f"split {split!r} not found: {path} does not exist")
-    return path
-
-
-# --- the dataset ---------------------------------------------------------------------------------
 
 
 def _labels(samples: Sequence[Sample], classes: Sequence[str], max_boxes: int) -> dict:

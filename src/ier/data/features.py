@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from ier.data.decode import DecodeSpec, decode_sample
-from ier.data.manifest import Sample
+from ier.data.layout import list_splits, split_manifest
+from ier.data.manifest import Sample, read_manifest
 from ier.distributed import barrier, world_info_from_env
 from ier.errors import ConfigError, DatasetError
 from ier.files import atomic_write_json
@@ -431,7 +432,6 @@ def extract_features(
         ConfigError: the config's visual trunk is not frozen.
         DatasetError: no such split, or an empty one.
     """
-    from ier.data.datasets import list_splits, load_split, read_classes
     from ier.models.common import visual_backbone
 
     if not model_config.frozen_trunk:
@@ -444,17 +444,20 @@ def extract_features(
     if not chosen:
         raise DatasetError(f"{data_dir}: no splits (<split>/manifest.jsonl) to extract")
     trunk = visual_backbone(model_config).to(device).eval()
-    classes = read_classes(data_dir)
+    cache = Path(cache_dir) if cache_dir else data_dir / ".ier-cache"
     out = []
     for split in chosen:
-        train = split.startswith("train/")
-        dataset = load_split(
-            data_dir, split, classes=classes, input_size=model_config.input_size,
-            sample_rate=model_config.frontend.sample_rate,
-            num_samples=model_config.frontend.n_samples, train=train, cache_dir=cache_dir,
-            trunk=trunk, views=views, workers=workers, progress=progress,
+        manifest = split_manifest(data_dir, split)
+        samples = read_manifest(manifest)
+        if not samples:
+            raise DatasetError(f"split {split!r} is empty: {manifest}")
+        spec = FeatureSpec.of(
+            trunk, input_size=model_config.input_size, train=split.startswith("train/"),
+            views=views, sample_rate=model_config.frontend.sample_rate,
+            num_samples=model_config.frontend.n_samples,
         )  # fmt: skip
-        size = dataset.frames.nbytes + dataset.waves.nbytes
-        out.append(SplitFeatures(split, len(dataset), int(dataset.frames.shape[1]),
-                                 tuple(dataset.frames.shape), int(size)))  # fmt: skip
+        features, waves = load_features(samples, manifest, spec, cache, trunk=trunk,
+                                        workers=workers, progress=progress)  # fmt: skip
+        out.append(SplitFeatures(split, len(samples), int(features.shape[1]),
+                                 tuple(features.shape), int(features.nbytes + waves.nbytes)))
     return out

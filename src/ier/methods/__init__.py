@@ -7,9 +7,9 @@ A method module registers everything that method needs, in one place:
 - its recipe (``preset name -> ExperimentConfig``) with its table label and order,
   ``register_method(Method(...))``.
 
-Method modules are discovered automatically (``discover``): every module of this package, every
-``*.py`` file in the folders of the ``IER_METHOD_PATH`` environment variable (``os.pathsep``
-separated), and every module named by an ``ier.methods`` entry point of an installed package. So
+Method modules are discovered automatically (``discover``): every module of this package, and,
+through ``ier.plugins``, every ``*.py`` file in the folders of the ``IER_METHOD_PATH`` environment
+variable and every module named by an ``ier.methods`` entry point of an installed package. So
 adding a baseline is one new module (``ier/methods/<name>.py``, or a file on ``IER_METHOD_PATH``)
 plus its entry in docs/baselines.md; ``ier train``, ``ier bench`` and ``ier evaluate`` find it.
 docs/architecture.md has the checklist.
@@ -18,22 +18,19 @@ docs/architecture.md has the checklist.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import os
 import pkgutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+from ier import plugins
 from ier.config import PRESETS, ExperimentConfig, load_config_file
 from ier.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-METHOD_PATH_ENV = "IER_METHOD_PATH"
-ENTRY_POINT_GROUP = "ier.methods"
+METHOD_PATH_ENV = plugins.METHOD_PATH_ENV
 
 Recipe = Callable[[str], ExperimentConfig]
 
@@ -77,8 +74,8 @@ def register_method(method: Method) -> Method:
 
 
 def discover() -> None:
-    """Import every method module once: this package's, ``IER_METHOD_PATH``'s and the
-    ``ier.methods`` entry points'."""
+    """Import every method module once: this package's (the ``builtin`` entry point), then those
+    of ``IER_METHOD_PATH`` and of other packages' ``ier.methods`` entry points."""
     global _discovered
     if _discovered:
         return
@@ -86,25 +83,7 @@ def discover() -> None:
     for info in pkgutil.iter_modules(__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")
-    for folder in filter(None, os.environ.get(METHOD_PATH_ENV, "").split(os.pathsep)):
-        for path in sorted(Path(folder).glob("*.py")):
-            _import_file(path)
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        importlib.import_module(entry.value.split(":")[0])
-
-
-def _import_file(path: Path) -> None:
-    name = f"ier_method_{path.stem}"
-    if name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{METHOD_PATH_ENV}: cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    plugins.load_methods()
 
 
 def rediscover() -> None:
@@ -112,6 +91,7 @@ def rediscover() -> None:
     global _discovered
     _discovered = False
     discover()
+    plugins.load_methods(again=True)
 
 
 def methods() -> list[Method]:

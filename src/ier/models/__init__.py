@@ -2,19 +2,19 @@
 builds a registered one from a config.
 
 The method modules under ``ier.methods`` register their models; the registry loads them on first
-use (``ier.methods.discover``). This package holds what every method shares:
+use (``ier.plugins.load_methods``). This package holds what every method shares:
 ``config`` (``ModelConfig``), ``backbones``, ``common`` (the model interface, the AV head, the
 two-tower base) and ``parts``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
 
+from ier import plugins
 from ier.errors import ConfigError
 from ier.models.config import FrontendConfig, IERConfig, ModelConfig, model_config
 
@@ -52,9 +52,9 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 
 
 def _discover_methods() -> None:
-    """Load the method modules, which register their models, on first use. ``ier.methods`` sits
-    above this package (its modules import it), so it is imported by name when first needed."""
-    importlib.import_module("ier.methods").discover()
+    """Load the method modules, which register their models, on first use (``ier.plugins``:
+    ``ier.methods`` sits above this package, so its modules are loaded as plugins)."""
+    plugins.load_methods()
 
 
 def list_models() -> list[str]:

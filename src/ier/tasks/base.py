@@ -7,7 +7,6 @@ The training loop (``ier.train.fit``) only calls these methods; it never branche
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -15,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ier import plugins
 from ier.config import StageConfig
 from ier.data.datasets import AVDataset, eval_batches
 from ier.errors import ConfigError
@@ -214,9 +214,9 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
 
 
 def _discover_methods() -> None:
-    """Load the method modules, which register their tasks, on first use (``ier.methods`` sits
-    above this package, so it is imported by name when first needed)."""
-    importlib.import_module("ier.methods").discover()
+    """Load the method modules, which register their tasks, on first use (``ier.plugins``:
+    ``ier.methods`` sits above this package, so its modules are loaded as plugins)."""
+    plugins.load_methods()
 
 
 def list_tasks() -> list[str]:
