@@ -469,3 +469,21 @@ def test_object_prior_gates_single_source_and_class_maps() -> None:
     # the default is left out of saved configs, so earlier versions can still read them
     assert "object_prior" not in cfg.to_dict() and sharp.to_dict()["object_prior"] == 1.0
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "name", ["ier", "ots", "attention", "sop", "ezvsl", "slavc", "dsol", "supervised"]
+)
+def test_localize_refuses_bad_input_with_a_clear_error(name: str) -> None:
+    model = create_model(tiny(name=name, num_clusters=3)).eval()
+    images, waves = torch.rand(2, 3, 64, 64), 0.1 * torch.randn(2, 16_000)
+    for method in (model.localize, model.localize_single):
+        method(images, waves)  # fine
+        with pytest.raises(ValueError, match=r"in \[0, 1\].*divide by 255"):
+            method(images * 255, waves)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            method(images, waves.clone().index_fill_(1, torch.tensor([7]), float("nan")))
+        with pytest.raises(ValueError, match="same number of clips, got 1 images and 2 waves"):
+            method(images[:1], waves)
+        with pytest.raises(ValueError, match="float in"):
+            method((images * 255).to(torch.uint8), waves)

@@ -20,7 +20,7 @@ from ier import losses
 from ier.methods import Method, register_method
 from ier.methods._budget import two_split_recipe
 from ier.models import register_model
-from ier.models.common import COSINE_EPS, LocalizationOutput, global_max_pool
+from ier.models.common import COSINE_EPS, AVModel, LocalizationOutput, global_max_pool
 from ier.models.config import ModelConfig
 from ier.models.parts import EncoderPair, peak_normalize_maps
 from ier.tasks.base import BaseTask, other_clips, register_task
@@ -30,7 +30,7 @@ CONTRASTIVE_MARGIN = 1.0  # distance margin between unit-norm embeddings (DSOL: 
 
 
 @register_model("attention")
-class AttentionModel(nn.Module):
+class AttentionModel(AVModel):
     """Attention baseline: alpha = softmax_xy(s * cos(v_xy, a)), z = sum_xy alpha_xy v_xy.
 
     Visual cells are projected (1x1 conv C_v -> D) and L2-normalised; the audio vector goes

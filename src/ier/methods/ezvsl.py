@@ -16,7 +16,7 @@ from ier import losses
 from ier.methods import Method, register_method
 from ier.methods._budget import two_split_recipe
 from ier.models import register_model
-from ier.models.common import COSINE_EPS, LocalizationOutput, global_max_pool
+from ier.models.common import COSINE_EPS, AVModel, LocalizationOutput, global_max_pool
 from ier.models.config import ModelConfig
 from ier.models.parts import EncoderPair
 from ier.tasks.base import BaseTask, register_task
@@ -30,7 +30,7 @@ def _cell_cosine(visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
 
 
 @register_model("ezvsl")
-class EZVSLModel(nn.Module):
+class EZVSLModel(AVModel):
     """EZ-VSL: unit-norm 1x1-conv visual cells and linear audio embedding.
 
     The ``ezvsl`` task's loss is the symmetric multiple-instance InfoNCE over the batch: the

@@ -16,7 +16,7 @@ from ier.methods import Method, register_method
 from ier.methods._budget import two_split_recipe
 from ier.methods.ezvsl import EZVSL_TAU, _cell_cosine
 from ier.models import register_model
-from ier.models.common import COSINE_EPS, LocalizationOutput
+from ier.models.common import COSINE_EPS, AVModel, LocalizationOutput
 from ier.models.config import ModelConfig
 from ier.models.parts import EncoderPair, top_fraction_mean
 from ier.tasks.base import BaseTask, register_task
@@ -41,7 +41,7 @@ class _SLAVCTowers(nn.Module):
 
 
 @register_model("slavc")
-class SLAVCModel(nn.Module):
+class SLAVCModel(AVModel):
     """SLAVC: EZ-VSL towers + heavy visual dropout, two projection heads, momentum (EMA) towers.
 
     ``forward`` returns the online features (with dropout in training mode) and, without

@@ -21,6 +21,7 @@ from ier.methods import Method, register_method
 from ier.methods._budget import experiment, ier_budget
 from ier.models import register_model
 from ier.models.common import (
+    AVModel,
     ImageNormalizer,
     LocalizationOutput,
     backbone_features,
@@ -85,7 +86,7 @@ class LightUNet(nn.Module):
 
 
 @register_model("sop")
-class SoundOfPixelsModel(nn.Module):
+class SoundOfPixelsModel(AVModel):
     """Sound of Pixels with a mel magnitude, a light U-Net and a linear synthesizer.
 
     mask(t, m) = sigmoid(sum_k v_k * scale_k * s_k(t, m) + bias), where v (K,) is a pixel's (or a

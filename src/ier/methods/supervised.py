@@ -19,14 +19,14 @@ from ier import losses
 from ier.methods import Method, register_method
 from ier.methods._budget import two_split_recipe
 from ier.models import register_model
-from ier.models.common import LocalizationOutput, global_max_pool
+from ier.models.common import AVModel, LocalizationOutput, global_max_pool
 from ier.models.config import ModelConfig
 from ier.models.parts import ClassNames, EncoderPair
 from ier.tasks.base import BaseTask, StageData, register_task
 
 
 @register_model("supervised")
-class SupervisedModel(nn.Module):
+class SupervisedModel(AVModel):
     """Box-supervised class-aware localizer with C = ``config.num_clusters`` categories.
 
     Args:

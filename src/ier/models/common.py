@@ -4,6 +4,7 @@ two-tower base class (visual + audio encoders + AV head) that IEr and the baseli
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 COSINE_EPS = 1e-8
+IMAGE_RANGE_SLACK = 1e-3  # images within [0, 1] up to this (resampling overshoot)
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,66 @@ def gate_by_objectness(maps: torch.Tensor, prior: torch.Tensor, weight: float) -
     return maps * ((1.0 - weight) + weight * prior)
 
 
-class TwoTowerModel(nn.Module):
+def check_localize_inputs(visual: torch.Tensor, waves: torch.Tensor) -> None:
+    """The checks every model's ``localize`` runs first; ValueError with a clear message.
+
+    Args:
+        visual: Pixels (B, 3, S, S) float in [0, 1], or cached trunk features (B, C, h, w).
+        waves: (B, n_samples) float, finite.
+    """
+    if not isinstance(visual, torch.Tensor) or not isinstance(waves, torch.Tensor):
+        raise ValueError("images and waves must be torch tensors")
+    if visual.ndim != 4:
+        raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(visual.shape)}")
+    if waves.ndim != 2:
+        raise ValueError(f"waves must be (B, n_samples), got shape {tuple(waves.shape)}")
+    if visual.shape[0] != waves.shape[0]:
+        raise ValueError(
+            f"images and waves must hold the same number of clips, got {visual.shape[0]} images "
+            f"and {waves.shape[0]} waves"
+        )
+    if not visual.is_floating_point():
+        raise ValueError(f"images must be float in [0, 1], got {visual.dtype} (divide by 255)")
+    if not bool(torch.isfinite(waves).all()):
+        raise ValueError("waves contain NaN or infinite values")
+    if not bool(torch.isfinite(visual).all()):
+        raise ValueError("images contain NaN or infinite values")
+    if visual.shape[1] == 3:
+        low, high = float(visual.min()), float(visual.max())
+        if low < -IMAGE_RANGE_SLACK or high > 1.0 + IMAGE_RANGE_SLACK:
+            raise ValueError(
+                f"images must be in [0, 1], got values in [{low:g}, {high:g}]"
+                + (" (0-255 images: divide by 255)" if high > 2.0 else "")
+            )
+
+
+def _checked(method):  # noqa: ANN001, ANN202
+    @functools.wraps(method)
+    def wrapper(self, images, waves, *args, **kwargs):  # noqa: ANN001, ANN202
+        check_localize_inputs(images, waves)
+        return method(self, images, waves, *args, **kwargs)
+
+    wrapper._inputs_checked = True
+    return wrapper
+
+
+class AVModel(nn.Module):
+    """Base class of every method's model (the model interface, docs/architecture.md).
+
+    A subclass's ``localize(images, waves)`` and ``localize_single(images, waves)`` are wrapped so
+    that bad input (a batch-size mismatch, NaN audio, 0-255 images, wrong shapes) raises a clear
+    ``ValueError`` before any computation (``check_localize_inputs``).
+    """
+
+    def __init_subclass__(cls, **kwargs) -> None:  # noqa: ANN003
+        super().__init_subclass__(**kwargs)
+        for name in ("localize", "localize_single"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_inputs_checked", False):
+                setattr(cls, name, _checked(method))
+
+
+class TwoTowerModel(AVModel):
     """Visual + audio encoders with a DSOL AV head: the stage-1 network (an AVOL/OTS model).
 
     Subclasses add heads; this class already satisfies the model interface with one
