@@ -45,7 +45,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ier.bench.diagnostics import peak_hit, sounding_objects
+
+def peak_hit(cell_map: np.ndarray, box) -> bool:
+    """Whether the centre of the (first) peak cell of an ``(h, w)`` map lies inside ``box``."""
+    h, w = cell_map.shape
+    y, x = np.unravel_index(int(cell_map.argmax()), (h, w))
+    x0, y0, x1, y1 = box
+    return bool(x0 <= (x + 0.5) / w <= x1 and y0 <= (y + 0.5) / h <= y1)
+
+
+def sounding_objects(sample, classes) -> list:
+    """(class index, box) of each sounding object of ``sample`` whose label is in ``classes``."""
+    return [(classes.index(o.label), o.box) for o in sample.objects
+            if o.sounding and o.label in classes]  # fmt: skip
 
 
 def _load(data: Path, split: str, model, classes):
@@ -187,7 +199,7 @@ def main() -> None:
     splits = args.splits or [s for s in list_splits(args.data, "test/") if "negative" not in s]
     if args.bench:
         from ier.bench.diagnostics import read_test_samples, run_diagnostics
-        from ier.bench.report import diagnostics_table
+        from ier.bench.report import Row, diagnostics_table
 
         if args.splits or args.oracle_sizes or args.oracle_trunks:
             parser.error("--splits and --oracle-* need --checkpoint or --oracle-trunks; "
@@ -197,9 +209,10 @@ def main() -> None:
             parser.error(f"{args.bench} is not an ier bench folder (it has no runs/)")
         samples = read_test_samples(args.data)
         runs = sorted(p.name for p in (args.bench / "runs").iterdir() if (p / "eval").is_dir())
-        found = {r: run_diagnostics(args.bench / "runs" / r / "eval", samples, classes)
-                 for r in runs}  # fmt: skip
-        print("\n".join(diagnostics_table([{"name": r} for r in runs], found)))
+        rows = [Row(r, r, False, [{"name": r}],
+                    [run_diagnostics(args.bench / "runs" / r / "eval", samples, classes)])
+                for r in runs]  # fmt: skip
+        print("\n".join(diagnostics_table(rows)))
         return
     mixtures = [s for s in splits if not s.endswith("/solo")]
     if args.checkpoint is None:

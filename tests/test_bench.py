@@ -10,19 +10,16 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from ier.bench import IER_ABLATIONS, BenchConfig, experiment_for, method_order, plan_runs
-from ier.bench.diagnostics import peak_auroc, pointing_accuracy
 from ier.bench.figures import BAR_METRICS, bar_chart
 from ier.bench.plan import BENCH_FILE, RECORD_FILE
 from ier.bench.report import markdown
 from ier.bench.runner import _check_out_dir
 from ier.cli import main
 from ier.errors import ConfigError
-from ier.predictions import Predictions
 
 
 def fake_record(name: str, *, ablation: bool = False, value: float = 0.5, seed: int = 0) -> dict:
@@ -218,48 +215,6 @@ def test_bar_chart_draws_bar_heights_proportional_to_values(tmp_path) -> None:
     assert columns, "the 100 % bar of the first run reaches the top of the plot"
     assert max(columns) < image.width // 2  # the 0 % run draws no bar
     assert len(BAR_METRICS) == 5
-
-
-# --------------------------------------------------------------------------- diagnostics
-def test_pointing_game_of_saved_predictions_known_values() -> None:
-    from test_evaluate import _obj, _sample
-
-    classes = ["cello", "violin", "dog"]
-    samples = [  # a sounding violin top-left; a sounding cello bottom-right and a silent violin
-        _sample("a", [_obj("violin", [0.0, 0.0, 0.5, 0.5], True)]),
-        _sample(
-            "b",
-            [
-                _obj("cello", [0.5, 0.5, 1.0, 1.0], True),
-                _obj("violin", [0.0, 0.0, 0.5, 0.5], False),
-            ],
-        ),  # fmt: skip
-    ]
-    maps = np.zeros((2, 2, 4, 4), np.float32)  # classes violin, cello
-    maps[0, 0, 0, 0] = 1.0  # a: violin's peak in its box (hit)
-    maps[1, 1, 0, 0] = 1.0  # b: cello's peak top-left, outside its box (miss)
-    preds = Predictions(ids=("a", "b"), classes=("violin", "cello"), maps=maps)
-    r = pointing_accuracy(preds, samples, classes)
-    assert (r["n"], r["hit"], r["chance"]) == (2, 0.5, 0.25)
-    one = np.zeros((2, 1, 4, 4), np.float32)
-    one[:, 0, 3, 3] = 1.0  # one map for every class, peaking bottom-right: a misses, b hits
-    agnostic = Predictions(ids=("a", "b"), classes=("*",), maps=one)
-    assert pointing_accuracy(agnostic, samples, classes)["hit"] == 0.5
-    only_dog = Predictions(ids=("a", "b"), classes=("dog",), maps=maps[:, :1])
-    assert pointing_accuracy(only_dog, samples, classes)["hit"] is None  # no class mapped
-
-
-def test_peak_auroc_ranks_clip_peaks_known_value() -> None:
-    def preds(ids, peaks):
-        maps = np.zeros((len(ids), 1, 2, 2), np.float32)
-        maps[:, 0, 1, 1] = peaks
-        return Predictions(ids=tuple(ids), classes=("*",), maps=maps)
-
-    positives, negatives = preds(["p", "q"], [0.9, 0.2]), preds(["n", "m"], [0.1, 0.5])
-    # pairs (positive > negative): 0.9 > 0.1, 0.9 > 0.5, 0.2 > 0.1, not 0.2 > 0.5
-    assert peak_auroc(positives, negatives) == pytest.approx(0.75)
-    assert peak_auroc(positives, negatives, {"p"}) == pytest.approx(1.0)
-    assert peak_auroc(positives, negatives, set()) is None
 
 
 # --------------------------------------------------------------------------- end to end

@@ -35,6 +35,11 @@ RESULT_KEYS = {
     "pia",
     "ap",
     "max_f1",
+    "pointing",
+    "pointing_tau",
+    "pointing_chance",
+    "silent_auroc",
+    "peak_auroc",
     "n",
     "n_missing",
     "split",
@@ -487,3 +492,73 @@ def test_cli_help_names_every_threshold_policy(capsys) -> None:
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(f"{policy} (" in text for policy in THRESHOLD_POLICIES)
+
+
+# --------------------------------------------------------------------------- pointing, calibration
+
+
+def _pointing_samples() -> list:
+    return [  # a sounding violin top-left; a sounding cello bottom-right and a silent violin
+        _sample("a", [_obj("violin", [0.0, 0.0, 0.5, 0.5], True)]),
+        _sample("b", [_obj("cello", [0.5, 0.5, 1.0, 1.0], True),
+                      _obj("violin", [0.0, 0.0, 0.5, 0.5], False)]),  # fmt: skip
+    ]
+
+
+def test_pointing_game_known_values() -> None:
+    samples, grid = _pointing_samples(), EvalSettings(grid=4)
+    maps = np.zeros((2, 2, 4, 4), np.float32)  # classes violin, cello
+    maps[0, 0, 0, 0] = 1.0  # a: violin's peak in its box (hit), above tau
+    maps[1, 1, 0, 0] = 1.0  # b: cello's peak top-left, outside its box (miss)
+    maps[1, 0, 1, 1] = 0.4  # b: the silent violin's map inside its box, below tau
+    r = evaluate(Predictions(ids=("a", "b"), classes=("violin", "cello"), maps=maps), samples, grid)
+    assert (r["pointing"], r["pointing_tau"], r["pointing_chance"]) == (0.5, 0.5, 0.25)
+    # in-box peaks: sounding violin 1.0, sounding cello 0.0; silent violin 0.4 -> 1 of 2 pairs
+    assert r["silent_auroc"] == pytest.approx(0.5) and r["silent_fp"] == 0.0
+    one = np.zeros((2, 1, 4, 4), np.float32)
+    one[:, 0, 3, 3] = 0.3  # one map for every class, peaking bottom-right: a misses, b hits
+    agnostic = evaluate(Predictions(ids=("a", "b"), classes=("*",), maps=one), samples, grid)
+    assert agnostic["pointing"] == 0.5 and agnostic["pointing_tau"] == 0.0  # 0.3 <= tau
+    only_dog = Predictions(ids=("a", "b"), classes=("dog",), maps=maps[:, :1])
+    assert evaluate(only_dog, samples, grid)["pointing"] is None  # no sounding class mapped
+
+
+def test_peak_auroc_of_positive_and_negative_clips_together() -> None:
+    samples = [_sample("p", [_obj("violin", [0.0, 0.0, 0.5, 0.5], True)], "wild"),
+               _sample("q", [_obj("violin", [0.0, 0.0, 0.5, 0.5], True)], "wild"),
+               _sample("n", [_obj("violin", [0.0, 0.0, 0.5, 0.5], False)], "negative"),
+               _sample("m", [], "negative")]  # fmt: skip
+    maps = np.zeros((4, 1, 2, 2), np.float32)
+    maps[:, 0, 1, 1] = [0.9, 0.2, 0.1, 0.5]
+    preds = Predictions(ids=("p", "q", "n", "m"), classes=("*",), maps=maps)
+    # pairs (positive > negative): 0.9 > 0.1, 0.9 > 0.5, 0.2 > 0.1, not 0.2 > 0.5
+    assert evaluate(preds, samples, EvalSettings(grid=2))["peak_auroc"] == pytest.approx(0.75)
+    assert evaluate(preds, samples[:2], EvalSettings(grid=2))["peak_auroc"] is None
+
+
+def test_calibrated_tau_keeps_validation_false_positives_within_the_budget() -> None:
+    from ier.evaluate import calibrate_tau
+
+    rng = np.random.default_rng(0)
+    negatives = [_sample(f"n{i}", [], "negative") for i in range(40)]
+    peaks = rng.uniform(0.0, 0.8, size=40)
+    maps = np.zeros((40, 1, 2, 2), np.float32)
+    maps[:, 0, 0, 0] = peaks
+    neg = Predictions(ids=tuple(s.id for s in negatives), classes=("*",), maps=maps)
+    silent = [_sample(f"s{i}", [_obj("violin", [0.0, 0.0, 0.5, 1.0], False),
+                                _obj("dog", [0.5, 0.0, 1.0, 1.0], True)], "wild")
+              for i in range(20)]  # fmt: skip
+    silent_maps = np.full((20, 1, 2, 2), 0.1, np.float32)  # left column: the silent violin
+    silent_maps[:, 0, :, 1] = 0.9  # right column: the sounding dog
+    silent_maps[:3, 0, :, 0] = 0.95  # 3 of 20 silent objects marked strongly: 15 % > the 5 %
+    wild = Predictions(ids=tuple(s.id for s in silent), classes=("*",), maps=silent_maps)
+    grid = EvalSettings(grid=2)
+    found = calibrate_tau([neg, wild], [negatives, silent], settings=grid)
+    assert found["n_negative"] == 40 and found["n_silent"] == 20
+    assert found["tau"] == max(found["tau_negative"], found["tau_silent"])
+    assert found["tau"] == pytest.approx(0.95)
+    at_tau = EvalSettings(grid=2, tau=found["tau"])
+    assert evaluate(neg, negatives, at_tau)["negative_fp"] <= 0.05
+    assert evaluate(wild, silent, at_tau)["silent_fp"] <= 0.05
+    alone = calibrate_tau([neg], [negatives], settings=grid)  # negatives only: 2 of 40 above
+    assert alone["tau_silent"] is None and np.mean(peaks > alone["tau"]) == pytest.approx(0.05)

@@ -371,7 +371,39 @@ def test_accumulator_reports_none_where_no_sample_qualifies() -> None:
         "pia",
         "ap",
         "max_f1",
+        "pointing",
+        "pointing_tau",
+        "pointing_chance",
+        "silent_auroc",
+        "peak_auroc",
     ]
+    assert out["pointing"] is None and out["peak_auroc"] is None  # no object, no negative
+
+
+def test_pointing_and_aurocs_from_known_scores() -> None:
+    from ier.metrics import roc_auc, upper_quantile
+
+    acc = MetricAccumulator()
+    acc.update(_scores("p1", True, 0.5, peak=0.9, sounding_peaks=(0.9, 0.4), silent_peaks=(0.3,),
+                       pointing_hits=1, pointing_tau_hits=1, pointing_objects=2,
+                       pointing_area=0.5))  # fmt: skip
+    acc.update(_scores("p2", True, 0.5, peak=0.6, sounding_peaks=(0.6,), silent_peaks=(0.7, 0.1),
+                       pointing_hits=1, pointing_tau_hits=0, pointing_objects=1,
+                       pointing_area=0.1))  # fmt: skip
+    acc.update(_scores("n1", False, 0.5, peak=0.6))
+    acc.update(_scores("n2", False, 0.5, peak=0.2))
+    out = acc.compute()
+    assert out["pointing"] == pytest.approx(2 / 3) and out["pointing_tau"] == pytest.approx(1 / 3)
+    assert out["pointing_chance"] == pytest.approx(0.6 / 3)
+    # sounding (0.9, 0.4, 0.6) vs silent (0.3, 0.7, 0.1): 7 of 9 pairs ordered right
+    assert out["silent_auroc"] == pytest.approx(7 / 9)
+    # positives' peaks (0.9, 0.6) vs negatives' (0.6, 0.2): 3 wins and one tie of 4 pairs
+    assert out["peak_auroc"] == pytest.approx(3.5 / 4)
+    assert roc_auc([1.0], []) is None
+    # the calibration quantile: at most the fraction strictly above the threshold
+    values = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]
+    assert upper_quantile(values, 0.1) == 0.8 and upper_quantile(values, 0.05) == 0.9
+    assert upper_quantile(values, 0.0) == 0.9 and upper_quantile([], 0.05) == 0.0
 
 
 def test_accumulator_negatives_silent_objects_and_merge() -> None:

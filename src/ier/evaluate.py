@@ -29,6 +29,7 @@ from ier.metrics import (
     no_sound_area,
     resize_maps,
     top_fraction_confidence,
+    upper_quantile,
 )
 from ier.predictions import AGNOSTIC_CLASS, Predictions
 
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_ALPHA_BY_KIND",
     "EvalSettings",
+    "calibrate_tau",
     "evaluate",
     "format_table",
     "score_sample",
@@ -195,6 +197,10 @@ class _CategoryMaps:
         self.index = {name: i for i, name in enumerate(classes)}
         self.zero = np.zeros(maps.shape[-2:], np.float32)
 
+    def has(self, label: str) -> bool:
+        """Whether ``label`` has a map of its own (or the class-agnostic one)."""
+        return self.agnostic or label == AGNOSTIC_CLASS or label in self.index
+
     def __getitem__(self, label: str) -> np.ndarray:
         if self.agnostic:
             return self.maps[0]
@@ -275,10 +281,9 @@ def score_sample(
     )
     nsa = no_sound_area(_non_sounding_maps(maps, classes, sample), tau)
     silent = [o for o in sample.objects if not o.sounding]
-    hits = 0
-    for obj in silent:
-        r0, r1, c0, c1 = box_pixels(obj.box, settings.grid)
-        hits += bool((lookup[obj.label][r0:r1, c0:c1] > tau).any())
+    silent_peaks = tuple(_box_peak(lookup[o.label], o.box, settings.grid) for o in silent)
+    sounding = [o for o in sample.objects if o.sounding and lookup.has(o.label)]
+    pointing = [_points_at(lookup[o.label], o.box, tau) for o in sounding]
     above = sound_map > tau
     return SampleScores(
         id=sample.id,
@@ -288,10 +293,33 @@ def score_sample(
         confidence=top_fraction_confidence(sound_map, settings.top_fraction),
         nsa=None if math.isnan(nsa) else nsa,
         silent_objects=len(silent),
-        silent_hits=hits,
+        silent_hits=sum(p > tau for p in silent_peaks),
         any_above_tau=bool(above.any()),
         area_above_tau=float(above.mean()),
+        peak=float(sound_map.max()),
+        sounding_peaks=tuple(_box_peak(lookup[o.label], o.box, settings.grid) for o in sounding),
+        silent_peaks=silent_peaks,
+        pointing_hits=sum(hit for hit, _ in pointing),
+        pointing_tau_hits=sum(hit and fired for hit, fired in pointing),
+        pointing_objects=len(pointing),
+        pointing_area=sum((o.box[2] - o.box[0]) * (o.box[3] - o.box[1]) for o in sounding),
     )
+
+
+def _box_peak(score_map: np.ndarray, box: tuple[float, ...], grid: int) -> float:
+    """The map's maximum over the pixels a box covers (``box_pixels``); 0 for an empty box."""
+    r0, r1, c0, c1 = box_pixels(box, grid)
+    inside = score_map[r0:r1, c0:c1]
+    return float(inside.max()) if inside.size else 0.0
+
+
+def _points_at(score_map: np.ndarray, box: tuple[float, ...], tau: float) -> tuple[bool, bool]:
+    """(the map's first argmax pixel has its centre inside the box, and that peak exceeds tau)."""
+    g_rows, g_cols = score_map.shape
+    row, col = np.unravel_index(int(score_map.argmax()), score_map.shape)
+    x0, y0, x1, y1 = box
+    inside = x0 <= (col + 0.5) / g_cols <= x1 and y0 <= (row + 0.5) / g_rows <= y1
+    return bool(inside), bool(inside and score_map[row, col] > tau)
 
 
 def _batches(count: int, per_sample: int, budget: int) -> list[slice]:
@@ -362,9 +390,11 @@ def evaluate(
 
     Returns:
         ``{"iou@0.5", "auc", "ciou@0.3", "ciou@0.5", "ciou_auc", "nsa", "silent_fp",
-        "negative_fp", "pia", "ap", "max_f1", "n", "n_missing", "split", "settings"}``: metric
-        values are fractions in [0, 1] or None where the split lacks the samples they need;
-        ``settings`` records every threshold and policy used.
+        "negative_fp", "pia", "ap", "max_f1", "pointing", "pointing_tau", "pointing_chance",
+        "silent_auroc", "peak_auroc", "n", "n_missing", "split", "settings"}``: metric values
+        are fractions in [0, 1] or None where the split lacks the samples they need (e.g.
+        ``peak_auroc`` needs positive and negative samples in one call); ``settings`` records
+        every threshold and policy used.
     """
     settings = settings or EvalSettings()
     samples = list(samples)
@@ -428,3 +458,57 @@ def format_table(results: Mapping[str, Any]) -> str:
     if settings.get("labels_without_map"):
         lines.append(f"labels without a map (scored as zero): {settings['labels_without_map']}")
     return "\n".join(lines)
+
+
+CALIBRATION_BUDGET = 0.05
+"""Default false-positive budget of ``calibrate_tau``."""
+
+
+def calibrate_tau(
+    predictions: Sequence[Predictions],
+    samples: Sequence[Sequence[Sample]],
+    *,
+    budget: float = CALIBRATION_BUDGET,
+    settings: EvalSettings | None = None,
+) -> dict[str, Any]:
+    """A per-model operating point tau, chosen on validation splits (never on test).
+
+    tau is the smallest threshold at which at most ``budget`` of the negative clips would fire
+    (``negative_fp``: a map above tau anywhere) and at most ``budget`` of the visible silent
+    objects would be marked (``silent_fp``: their category map above tau inside their box).
+
+    Args:
+        predictions: One ``Predictions`` per validation split.
+        samples: Their manifest samples, in the same order.
+        budget: The false-positive budget (0.05: 5 %).
+        settings: Grid and map settings (the default otherwise).
+
+    Returns:
+        ``{"tau", "budget", "n_negative", "n_silent", "tau_negative", "tau_silent"}``: tau and
+        the thresholds each rate alone would need (None where the splits have no such sample).
+    """
+    if not 0.0 <= budget < 1.0:
+        raise ConfigError(f"budget must lie in [0, 1), got {budget}")
+    settings = settings or EvalSettings()
+    negative_peaks: list[float] = []
+    silent_peaks: list[float] = []
+    for preds, split_samples in zip(predictions, samples, strict=True):
+        protocol = _resolve_protocol(list(split_samples), settings)
+        resolved = dataclasses.replace(
+            settings, threshold_policy=protocol.policy, consensus=protocol.consensus
+        )
+        rows = [preds.index_of(s.id) for s in split_samples]
+        accumulator, _ = _score_all(preds, list(split_samples), rows, protocol, resolved)
+        for scores in accumulator.scores:
+            if not scores.positive:
+                negative_peaks.append(scores.peak)
+            silent_peaks.extend(scores.silent_peaks)
+    tau_negative = upper_quantile(negative_peaks, budget) if negative_peaks else None
+    tau_silent = upper_quantile(silent_peaks, budget) if silent_peaks else None
+    found = [t for t in (tau_negative, tau_silent) if t is not None]
+    if not found:
+        raise ConfigError("calibration needs negative clips or silent objects in its splits")
+    return {
+        "tau": max(found), "budget": budget, "n_negative": len(negative_peaks),
+        "n_silent": len(silent_peaks), "tau_negative": tau_negative, "tau_silent": tau_silent,
+    }  # fmt: skip

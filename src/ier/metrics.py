@@ -345,6 +345,15 @@ class SampleScores:
         silent_hits: how many of them have their category map above tau inside their box.
         any_above_tau: some map exceeds tau somewhere.
         area_above_tau: fraction of the sound map above tau.
+        peak: the sound map's maximum (the largest value of any class map).
+        sounding_peaks: per visible sounding object with a map, the maximum of its category map
+            inside its box.
+        silent_peaks: the same for every visible silent object (``silent_hits`` counts those
+            above tau).
+        pointing_hits: sounding objects with a map whose category map peaks inside their box.
+        pointing_tau_hits: of those, the ones whose peak also exceeds tau.
+        pointing_objects: sounding objects with a map (the pointing game's denominator).
+        pointing_area: their summed box areas (fractions of the image; the chance level).
     """
 
     id: str
@@ -357,6 +366,13 @@ class SampleScores:
     silent_hits: int
     any_above_tau: bool
     area_above_tau: float
+    peak: float = 0.0
+    sounding_peaks: tuple[float, ...] = ()
+    silent_peaks: tuple[float, ...] = ()
+    pointing_hits: int = 0
+    pointing_tau_hits: int = 0
+    pointing_objects: int = 0
+    pointing_area: float = 0.0
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -408,7 +424,8 @@ class MetricAccumulator:
         """The metric values, each a fraction in [0, 1], or None when no sample qualifies.
 
         Keys: ``iou@T``, ``auc``, ``ciou@T`` per threshold, ``ciou_auc``, ``nsa``,
-        ``silent_fp``, ``negative_fp``, ``pia``, ``ap``, ``max_f1``.
+        ``silent_fp``, ``negative_fp``, ``pia``, ``ap``, ``max_f1``, ``pointing``,
+        ``pointing_tau``, ``pointing_chance``, ``silent_auroc``, ``peak_auroc``.
         """
         positives = [s for s in self.scores if s.positive]
         negatives = [s for s in self.scores if not s.positive]
@@ -438,4 +455,75 @@ class MetricAccumulator:
             average_precision(*detection, iou_threshold=iou_threshold, full_curve=ap_full_curve)
         )
         out["max_f1"] = _nan_to_none(max_f1(*detection, iou_threshold=iou_threshold))
+        objects = sum(s.pointing_objects for s in self.scores)
+        out["pointing"] = sum(s.pointing_hits for s in self.scores) / objects if objects else None
+        out["pointing_tau"] = (
+            sum(s.pointing_tau_hits for s in self.scores) / objects if objects else None
+        )
+        out["pointing_chance"] = (
+            sum(s.pointing_area for s in self.scores) / objects if objects else None
+        )
+        out["silent_auroc"] = roc_auc(
+            [p for s in self.scores for p in s.sounding_peaks],
+            [p for s in self.scores for p in s.silent_peaks],
+        )
+        out["peak_auroc"] = roc_auc(
+            [s.peak for s in positives], [s.peak for s in negatives]
+        )
         return out
+
+
+def roc_auc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """Area under the ROC curve of scores, positives against negatives (ties count half): the
+    probability that a random positive scores above a random negative. None without both."""
+    if not len(positives) or not len(negatives):
+        return None
+    pos, neg = np.asarray(positives, np.float64), np.asarray(negatives, np.float64)
+    values = np.concatenate([pos, neg])  # Mann-Whitney U with the average rank of ties
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    _, start, counts = np.unique(sorted_values, return_index=True, return_counts=True)
+    average = start + (counts + 1) / 2.0
+    ranks = np.empty_like(values)
+    ranks[order] = np.repeat(average, counts)
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
+
+
+def upper_quantile(values: Sequence[float], fraction: float) -> float:
+    """The smallest threshold t among 0 and ``values`` such that at most ``fraction`` of
+    ``values`` lie strictly above t (so a rate ``mean(v > t)`` is at most ``fraction``)."""
+    ordered = np.sort(np.asarray(values, np.float64))[::-1]
+    allowed = int(math.floor(fraction * len(ordered) + 1e-9))
+    return float(ordered[allowed]) if allowed < len(ordered) else 0.0
+
+
+def audio_set_metrics(
+    probabilities: np.ndarray, heard: np.ndarray, *, relative_threshold: float = 0.5
+) -> dict[str, float | None]:
+    """Which categories a clip's audio holds (the Audio-Instance-Identifier's table, method.md
+    §1.5), from per-category probabilities.
+
+    Args:
+        probabilities: (N, C) audio category probabilities.
+        heard: (N, C) bool, the categories actually in the audio (sounding + off-screen).
+        relative_threshold: A category is predicted when its probability is at least this
+            fraction of the clip's top one.
+
+    Returns:
+        ``precision`` and ``recall`` of the predicted sets (micro, over all clip-category pairs)
+        and ``map``, the mean over categories that have positives and negatives of the average
+        precision of their probabilities (None where undefined).
+    """
+    from sklearn.metrics import average_precision_score
+
+    q, gt = np.asarray(probabilities, np.float64), np.asarray(heard, bool)
+    predicted = q >= relative_threshold * q.max(axis=1, keepdims=True)
+    hits = float((predicted & gt).sum())
+    aps = [average_precision_score(gt[:, c], q[:, c]) for c in range(gt.shape[1])
+           if 0 < gt[:, c].sum() < len(gt)]  # fmt: skip
+    return {
+        "precision": hits / max(float(predicted.sum()), 1.0),
+        "recall": hits / float(gt.sum()) if gt.sum() else None,
+        "map": float(np.mean(aps)) if aps else None,
+    }

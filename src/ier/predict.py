@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score
 
 from ier.checkpoint import load_model
 from ier.clustering import nmi
@@ -31,6 +30,7 @@ from ier.data.decode import DecodeSpec, decode_sample
 from ier.data.manifest import Sample
 from ier.errors import ConfigError, DatasetError
 from ier.files import atomic_write_json
+from ier.metrics import audio_set_metrics
 from ier.predictions import Predictions, save_predictions
 
 logger = logging.getLogger(__name__)
@@ -141,24 +141,14 @@ def aii_metrics(
         keep = gt >= 0
         return {"aii_nmi": nmi(scores.argmax(1)[keep], gt[keep]) if bool(keep.any()) else None}
     index = {c: i for i, c in enumerate(model.classes)}
-    gt = np.zeros((len(dataset), len(model.classes)), bool)
+    heard = np.zeros((len(dataset), len(model.classes)), bool)
     for i, sample in enumerate(dataset.samples):
         for label in (*sample.sounding_labels, *sample.offscreen):
             if label in index:
-                gt[i, index[label]] = True
+                heard[i, index[label]] = True
     q = category_probabilities(model, scores)
-    predicted = q >= AII_RELATIVE_THRESHOLD * q.max(axis=1, keepdims=True)
-    hits = float((predicted & gt).sum())
-    aps = [
-        average_precision_score(gt[:, c], q[:, c])
-        for c in range(gt.shape[1])
-        if 0 < gt[:, c].sum() < len(gt)
-    ]
-    return {
-        "aii_precision": hits / max(float(predicted.sum()), 1.0),
-        "aii_recall": hits / float(gt.sum()) if gt.sum() else None,
-        "aii_map": float(np.mean(aps)) if aps else None,
-    }
+    found = audio_set_metrics(q, heard, relative_threshold=AII_RELATIVE_THRESHOLD)
+    return {f"aii_{k}": v for k, v in found.items()}
 
 
 # --- whole checkpoint ----------------------------------------------------------------------------
@@ -182,6 +172,15 @@ def set_object_prior(model: torch.nn.Module, weight: float) -> torch.nn.Module:
     return model
 
 
+CALIBRATED_KEYS = ("silent_fp", "negative_fp", "pia", "nsa", "pointing_tau")
+"""The tau-dependent metrics that are reported again at the calibrated operating point."""
+CALIBRATION_SPLITS = ("val/wild", "val/negative")
+"""Validation splits (training assets only) that choose each model's operating point."""
+JOINT_SPLITS = {"test/wild+negative": ("test/wild", "test/negative")}
+"""Joint evaluations: wild clips with on-screen sound and negative clips scored together give the
+threshold-free ``peak_auroc`` (do the maps react to the sound at all?)."""
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
@@ -193,8 +192,16 @@ def evaluate_checkpoint(
     batch_size: int = 32,
     cache_dir: str | os.PathLike[str] | None = None,
     object_prior: float | None = None,
+    calibrate: bool = True,
 ) -> dict[str, Any]:
     """Predict and score every test split; write ``predictions_<split>.npz`` and ``metrics.json``.
+
+    Besides each split's ``ier.evaluate.evaluate`` metrics (and, for a model with an
+    Audio-Instance-Identifier, the AII metrics): ``test/wild+negative``, both splits scored
+    together (``peak_auroc``); and, when the data has the validation splits
+    ``CALIBRATION_SPLITS``, the model's calibrated operating point (``calibration``: tau chosen on
+    them by ``ier.evaluate.calibrate_tau``, never on test) with every class-aware split's
+    tau-dependent metrics at that tau (``<key>@cal``, keys ``CALIBRATED_KEYS``).
 
     Args:
         checkpoint: Any ier checkpoint (``model.safetensors`` of a run).
@@ -208,14 +215,16 @@ def evaluate_checkpoint(
         cache_dir: Decoded-data cache folder (default ``<data_dir>/.ier-cache``).
         object_prior: Override the models' ``object_prior`` (``set_object_prior``); None keeps
             the checkpoints' value.
+        calibrate: Choose the operating point on the validation splits when they exist.
 
     Returns:
-        ``{split: metrics}``, each from ``ier.evaluate.evaluate`` plus the AII metrics.
+        ``{split: metrics}`` (plus ``test/wild+negative`` and ``calibration`` when available).
     """
-    from ier.evaluate import evaluate, split_kind
+    from ier.evaluate import EvalSettings, calibrate_tau, evaluate, split_kind
 
     data_dir = Path(data_dir)
     out_dir = Path(out_dir) if out_dir is not None else None
+    settings = settings or EvalSettings()
     model = load_model(checkpoint)
     single_model = load_model(single_source_checkpoint) if single_source_checkpoint else model
     if object_prior is not None:
@@ -228,6 +237,7 @@ def evaluate_checkpoint(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
+    scored: dict[str, tuple[Predictions, list[Sample]]] = {}
     for split in splits:
         kind = split_kind(split)
         solo = kind == "solo"
@@ -240,10 +250,42 @@ def evaluate_checkpoint(
         if _has_aii(model) and kind != "negative":
             metrics.update(aii_metrics(model, dataset, batch_size=batch_size, mixture=not solo))
         results[split] = metrics
+        if not solo:
+            scored[split] = (preds, dataset.samples)
         logger.info("%s: %s", split, _brief(metrics))
+    for name, parts in JOINT_SPLITS.items():
+        if all(p in scored for p in parts):
+            joined = concat_predictions([scored[p][0] for p in parts])
+            results[name] = evaluate(joined, [s for p in parts for s in scored[p][1]], settings)
+    available = set(list_splits(data_dir, "val/"))
+    if calibrate and scored and set(CALIBRATION_SPLITS) <= available:
+        val = [load_eval_split(data_dir, s, model, classes=classes, cache_dir=cache_dir)
+               for s in CALIBRATION_SPLITS]  # fmt: skip
+        calibration = calibrate_tau(
+            [predict(model, d, batch_size=batch_size) for d in val], [d.samples for d in val],
+            settings=settings,
+        )  # fmt: skip
+        calibration["splits"] = list(CALIBRATION_SPLITS)
+        results["calibration"] = calibration
+        at_tau = dataclasses.replace(settings, tau=calibration["tau"])
+        for split, (preds, samples) in scored.items():
+            again = evaluate(preds, samples, at_tau)
+            results[split].update({f"{k}@cal": again[k] for k in CALIBRATED_KEYS})
+        logger.info("calibrated tau %.3f on %s", calibration["tau"], ", ".join(CALIBRATION_SPLITS))
     if out_dir is not None:
         atomic_write_json(out_dir / "metrics.json", results, default=str)
     return results
+
+
+def concat_predictions(parts: Sequence[Predictions]) -> Predictions:
+    """Several splits' predictions of one model as one (same classes and map size)."""
+    first = parts[0]
+    if any(p.classes != first.classes or p.maps.shape[1:] != first.maps.shape[1:] for p in parts):
+        raise DatasetError("cannot join predictions with different classes or map sizes")
+    scores = None if any(p.scores is None for p in parts) else np.concatenate(
+        [p.scores for p in parts])  # fmt: skip
+    return Predictions(ids=tuple(i for p in parts for i in p.ids), classes=first.classes,
+                       maps=np.concatenate([p.maps for p in parts]), scores=scores)  # fmt: skip
 
 
 def _brief(metrics: dict[str, Any]) -> str:

@@ -1,19 +1,14 @@
-"""What the bench scores without a forward pass: the uniform-map reference row, and diagnostics
-that the default metrics hide, computed from the maps a bench run saved
-(``runs/<run>/eval/predictions_<split>.npz``).
+"""What the bench scores without a forward pass, from the maps a bench run saved
+(``runs/<run>/eval/predictions_<split>.npz``), every value computed by ``ier.evaluate.evaluate``
+(docs/metrics.md defines them):
 
-- **Uniform map**: maps of 0.5 everywhere, no model and no audio, scored by the same
-  ``ier.evaluate.evaluate``. Its AUC is each split's chance level; its false-positive rates are 0
-  by construction (0.5 never exceeds tau = 0.5), not an achievement.
-
-- **Pointing game**: for each sounding, labelled object, a hit is the peak cell of the object's
-  class map (a class-agnostic method's one map) inside the object's box; chance is the mean box
-  area. Unlike the alpha x max binarisation of IoU/CIoU, it is blind to a map's floor: on a solo
-  split at alpha = 0.1, a map whose every cell is above a tenth of its peak scores exactly as the
-  uniform map, yet its peak can still point at the object.
-- **Peak AUROC**: ROC AUC of each clip's map peak (over cells and classes) between test/wild clips
-  with a sounding on-screen object and test/negative clips. 0.5 means the maps ignore the sound.
-  Unlike the tau = 0.5 false-positive rates, it does not depend on the maps' absolute scale.
+- **Uniform map**: maps of 0.5 everywhere, no model and no audio. Its AUC is each split's chance
+  level; its false-positive rates are 0 by construction (0.5 never exceeds tau = 0.5), not an
+  achievement.
+- **Diagnostics** of a run: the pointing game per split (``pointing``, with its chance level
+  ``pointing_chance``), and the threshold-free ``peak_auroc`` of test/wild against test/negative
+  (0.5 means the maps ignore the sound). They are recomputed from the saved maps, so a bench
+  folder written before these metrics existed gets them too.
 """
 
 from __future__ import annotations
@@ -22,77 +17,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ier.data.records import Box, Sample
-from ier.predictions import Predictions
+from ier.data.records import Sample
 
 POINTING_SPLITS = ("test/solo", "test/synthetic", "test/duet", "test/wild")
 """Splits of the pointing-game table (those with sounding boxes), in table order."""
 AUROC_SPLITS = ("test/wild", "test/negative")
 """(positives, negatives) of the peak AUROC."""
-
-
-def peak_hit(cell_map: np.ndarray, box: Box) -> bool:
-    """Whether the centre of the (first) peak cell of an ``(h, w)`` map lies inside ``box``
-    (``x0, y0, x1, y1`` normalised)."""
-    h, w = cell_map.shape
-    y, x = np.unravel_index(int(cell_map.argmax()), (h, w))
-    x0, y0, x1, y1 = box
-    return bool(x0 <= (x + 0.5) / w <= x1 and y0 <= (y + 0.5) / h <= y1)
-
-
-def sounding_objects(sample: Sample, classes: Sequence[str]) -> list[tuple[int, Box]]:
-    """(class index, box) of each sounding object of ``sample`` whose label is in ``classes``."""
-    return [(classes.index(o.label), o.box) for o in sample.objects
-            if o.sounding and o.label in classes]  # fmt: skip
-
-
-def pointing_accuracy(
-    preds: Predictions, samples: Sequence[Sample], classes: Sequence[str]
-) -> dict[str, Any]:
-    """Pointing game of saved predictions on a split's samples.
-
-    Each sounding, labelled object is scored on its class's map (a class-agnostic method's one map
-    for every class); objects whose class has no map are left out of ``hit`` (not of ``chance``),
-    and a sample without a prediction is a miss.
-
-    Returns:
-        ``{"n": objects, "chance": mean box area, "hit": fraction of hits or None}``.
-    """
-    classes = list(classes)
-    hits = counted = n = 0
-    area = 0.0
-    for sample in samples:
-        row = preds.index_of(sample.id)
-        for c, box in sounding_objects(sample, classes):
-            n, area = n + 1, area + (box[2] - box[0]) * (box[3] - box[1])
-            if preds.class_agnostic:
-                channel = 0
-            elif classes[c] in preds.classes:
-                channel = preds.classes.index(classes[c])
-            else:
-                continue
-            counted += 1
-            hits += row is not None and peak_hit(preds.maps[row, channel], box)
-    return {"n": n, "chance": area / n if n else None, "hit": hits / counted if counted else None}
-
-
-def peak_auroc(
-    positives: Predictions, negatives: Predictions, positive_ids: set[str] | None = None
-) -> float | None:
-    """ROC AUC of the clips' map peaks (max over classes and cells), ``positives`` (restricted to
-    ``positive_ids`` if given) against ``negatives``; None when either side is empty."""
-    from sklearn.metrics import roc_auc_score
-
-    rows = [i for i, sample_id in enumerate(positives.ids)
-            if positive_ids is None or sample_id in positive_ids]  # fmt: skip
-    if not rows or not len(negatives):
-        return None
-    peaks = np.concatenate([positives.maps[rows].reshape(len(rows), -1).max(axis=1),
-                            negatives.maps.reshape(len(negatives), -1).max(axis=1)])  # fmt: skip
-    labels = np.r_[np.ones(len(rows)), np.zeros(len(negatives))]
-    return float(roc_auc_score(labels, peaks))
 
 
 def read_test_samples(data_dir: Path) -> dict[str, list[Sample]]:
@@ -143,15 +73,17 @@ def run_diagnostics(
     Args:
         eval_dir: The run's ``eval`` folder (``predictions_<split>.npz``).
         samples: ``read_test_samples`` of the benchmark.
-        classes: The benchmark's categories (``read_classes``).
+        classes: The benchmark's categories (unused; kept for the callers' signature).
 
     Returns:
         ``{"pointing": {split: hit}, "chance": {split: mean box area}, "peak_auroc": x}``, with
         the splits (and the AUROC) that have no saved predictions or samples left out (None).
     """
+    from ier.evaluate import evaluate
+    from ier.predict import JOINT_SPLITS, concat_predictions
     from ier.predictions import load_predictions
 
-    def load(split: str) -> tuple[Predictions, Sequence[Sample]] | None:
+    def load(split: str):  # noqa: ANN202
         path = eval_dir / f"predictions_{split.split('/')[-1]}.npz"
         if not path.is_file() or split not in samples:
             return None
@@ -161,10 +93,11 @@ def run_diagnostics(
     for split in POINTING_SPLITS:
         loaded = load(split)
         if loaded is not None:
-            r = pointing_accuracy(*loaded, classes)
-            out["pointing"][split], out["chance"][split] = r["hit"], r["chance"]
-    wild, negative = (load(s) for s in AUROC_SPLITS)
-    if wild is not None and negative is not None:
-        heard = {s.id for s in wild[1] if any(o.sounding for o in s.objects)}
-        out["peak_auroc"] = peak_auroc(wild[0], negative[0], heard)
+            metrics = evaluate(*loaded)
+            out["pointing"][split] = metrics["pointing"]
+            out["chance"][split] = metrics["pointing_chance"]
+    parts = [load(s) for s in JOINT_SPLITS["test/wild+negative"]]
+    if all(p is not None for p in parts):
+        joined = concat_predictions([p[0] for p in parts])
+        out["peak_auroc"] = evaluate(joined, [s for p in parts for s in p[1]])["peak_auroc"]
     return out
