@@ -27,7 +27,7 @@ from ier.methods import preset
 from ier.methods.ier.tasks import MixSchedule, curriculum, mix_waves
 from ier.predictions import Predictions, load_predictions
 from ier.tasks import create_task, list_tasks
-from ier.train import SimulatedCrash, fit
+from ier.train import fit
 
 # A few steps per stage on the toy data: 48 clips, batch 16 -> 3 steps per epoch.
 SHORT = [
@@ -69,7 +69,14 @@ def test_tiny_ier_trains_end_to_end_on_the_small_benchmark(
     assert model.classes == classes and model.has_prototypes
     assert by_stage["av"][-1]["end"]["clusters_used"] >= len(classes) // 2
     splits = ["test/duet", "test/negative", "test/solo", "test/synthetic", "test/wild"]
-    assert sorted(result.metrics) == splits
+    assert sorted(result.metrics) == ["calibration", *splits, "test/wild+negative"]
+    calibration = result.metrics["calibration"]  # chosen on val/wild + val/negative only
+    assert calibration["splits"] == ["val/wild", "val/negative"] and 0 <= calibration["tau"] <= 1
+    assert calibration["n_negative"] == len(read_manifest(small_benchmark / "val/negative"
+                                                          / "manifest.jsonl"))  # fmt: skip
+    assert "silent_fp@cal" in result.metrics["test/wild"]
+    assert "silent_fp@cal" not in result.metrics["test/solo"]  # the class-agnostic stage-1 map
+    assert 0.0 <= result.metrics["test/wild+negative"]["peak_auroc"] <= 1.0
     for split in splits:
         n = len(read_manifest(small_benchmark / split / "manifest.jsonl"))
         assert result.metrics[split]["n"] == n and result.metrics[split]["n_missing"] == 0
@@ -105,11 +112,27 @@ def test_tiny_training_localizes_better_than_a_uniform_map(tmp_path: Path) -> No
     assert learned["auc"] > flat["auc"] + 0.03
 
 
-def test_resume_after_a_crash_gives_the_same_final_weights(toy: Path, tmp_path: Path) -> None:
+class SimulatedCrash(RuntimeError):
+    """A kill between two optimizer steps."""
+
+
+def test_resume_after_a_crash_gives_the_same_final_weights(
+    toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = apply_overrides(preset("ier", "tiny"), SHORT)
     straight = fit(cfg, toy, tmp_path / "straight", progress=False)
-    with pytest.raises(SimulatedCrash):  # dies in the 2nd epoch of stage 1, after a checkpoint
-        fit(cfg, toy, tmp_path / "crashed", progress=False, crash_after_steps=4)
+    steps, real_step = [], torch.optim.Adam.step
+
+    def step_then_die(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        if len(steps) == 3:  # the 4th step: the 2nd epoch of stage 1, after a checkpoint
+            raise SimulatedCrash("killed")
+        steps.append(1)
+        return real_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.optim.Adam, "step", step_then_die)
+        with pytest.raises(SimulatedCrash):
+            fit(cfg, toy, tmp_path / "crashed", progress=False)
     ckpt = load_checkpoint(tmp_path / "crashed/checkpoints/last.safetensors")
     assert ckpt.meta["training"] == {
         "stage": 0, "next_epoch": 1, "stage_done": False, "global_step": 3

@@ -34,6 +34,8 @@ from ier.config import ExperimentConfig, StageConfig, load_config_file, save_con
 from ier.data.datasets import AVDataset, load_split, num_train_batches, read_classes, train_batches
 from ier.distributed import WorldInfo, barrier, init_distributed, wrap_ddp
 from ier.errors import ConfigError
+from ier.models import create_model
+from ier.predict import evaluate_checkpoint
 from ier.tasks import (
     StageData,
     Task,
@@ -47,10 +49,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoints/last.safetensors"
 MODEL_NAME = "model.safetensors"
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by ``fit(crash_after_steps=N)``: a test hook that stops a run like a kill would."""
 
 
 @dataclass(frozen=True)
@@ -154,129 +152,181 @@ def _load_train_split(
     return dataset
 
 
-def _checkpoint_state(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, cfg: ExperimentConfig,
-    pos: _Position,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:  # fmt: skip
-    optim_tensors, optim_meta = optimizer_to_flat(optimizer)
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
-    tensors.update({f"task.{k}": v for k, v in task.extra_state().items()})
-    tensors["rng.torch"] = torch.get_rng_state()
-    meta = {
-        "model_config": cfg.model.to_dict(),
-        "experiment": cfg.to_dict(),
-        "training": dataclasses.asdict(pos),
-        "optimizer": optim_meta,
-        **model_meta(model),
-    }
-    return tensors, meta
+@dataclass
+class RunContext:
+    """What every stage of one run shares (``fit`` builds it once).
+
+    Attributes:
+        cfg: The resolved experiment.
+        model: The model, on ``device``.
+        run_dir: The run directory.
+        data_dir: The data folder.
+        classes: The data's category vocabulary.
+        world: This process's place in a torchrun job.
+        device: Where the model trains.
+        log: The run's JSON Lines log.
+        progress: Show progress bars (rank 0).
+        history: One record per epoch and stage end, appended as the run goes.
+    """
+
+    cfg: ExperimentConfig
+    model: torch.nn.Module
+    run_dir: Path
+    data_dir: Path
+    classes: tuple[str, ...]
+    world: WorldInfo
+    device: torch.device
+    log: RunLog
+    progress: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def stage_data(self, index: int) -> StageData:
+        """Stage ``index``'s training split, loaded (decoded or feature-cached) for this model."""
+        stage = self.cfg.stages[index]
+        dataset = _load_train_split(self.cfg, stage, self.data_dir, self.classes, self.world,
+                                    self.model, self.progress)  # fmt: skip
+        steps = num_train_batches(dataset, stage.batch_size, self.world.world_size)
+        steps = min(steps, stage.max_steps) if stage.max_steps else steps
+        return StageData(dataset, self.classes, self.cfg.data.eval_batch_size, steps, self.device)
 
 
-def _train_epoch(
-    runner: torch.nn.Module, task: Task, optimizer: torch.optim.Optimizer, batches: Any, *,
-    stage: StageConfig, pos: _Position, log: RunLog, bar: tqdm, crash_after_steps: int | None,
-    log_every: int, device: torch.device,
-) -> dict[str, float]:  # fmt: skip
-    sums: dict[str, float] = {}
-    steps, clips, started = 0, 0, time.monotonic()
-    for batch in batches:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        out = runner(batch)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise RuntimeError(
-                f"stage {stage.name!r}: loss is {loss.item()} at step {pos.global_step}; "
-                "lower the learning rate (--set stages.N.lr=...)"
+@dataclass
+class StageRun:
+    """One stage in progress: its task, optimizer and (DDP-wrapped) runner.
+
+    Built by ``StageRun.start`` (which restores a resumed stage's optimizer and task state);
+    ``epoch`` trains one epoch, ``finish_epoch`` logs it and writes the checkpoints.
+    """
+
+    ctx: RunContext
+    index: int
+    data: StageData
+    task: Task
+    optimizer: torch.optim.Optimizer
+    runner: torch.nn.Module
+
+    @property
+    def stage(self) -> StageConfig:
+        """The stage's config."""
+        return self.ctx.cfg.stages[self.index]
+
+    @classmethod
+    def start(cls, ctx: RunContext, index: int, data: StageData, resume_state: Any) -> StageRun:
+        """The stage's task and optimizer (restored from ``resume_state`` when resuming)."""
+        stage = ctx.cfg.stages[index]
+        seed = derive_seed(ctx.cfg.seed, index) % (1 << 31) + ctx.world.rank
+        task = create_task(ctx.model, stage, seed=seed)
+        optimizer = torch.optim.Adam(task.param_groups(), weight_decay=stage.weight_decay)
+        if resume_state is not None:
+            optimizer_from_flat(
+                optimizer, resume_state.section("optim"), resume_state.meta["optimizer"]
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if stage.grad_clip > 0:
-            params = [p for g in optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
-        optimizer.step()
-        scalars = {k: float(v.detach()) for k, v in out.items()}
-        for k, v in scalars.items():
-            sums[k] = sums.get(k, 0.0) + v
-        steps, clips, pos.global_step = steps + 1, clips + len(batch["index"]), pos.global_step + 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-        if pos.global_step % log_every == 0:
-            log.write({"event": "step", "stage": stage.name, "step": pos.global_step, **scalars})
-        if crash_after_steps is not None and pos.global_step >= crash_after_steps:
-            raise SimulatedCrash(f"simulated crash after {pos.global_step} steps")
-        if stage.max_steps and steps >= stage.max_steps:
-            break
-    means = {k: v / max(steps, 1) for k, v in sums.items()}
-    means["clips_per_second"] = clips / max(time.monotonic() - started, 1e-9)
-    return means
+            task.load_extra_state(resume_state.section("task"))
+        frozen = frozen_modules(ctx.model, stage.freeze)
+        runner = wrap_ddp(TaskRunner(ctx.model, task, frozen), data.device)
+        return cls(ctx, index, data, task, optimizer, runner)
+
+    def epoch(self, epoch: int, pos: _Position) -> dict[str, Any]:
+        """Train one epoch; returns its record (preparation scalars and loss means)."""
+        ctx, stage = self.ctx, self.stage
+        torch.manual_seed(derive_seed(ctx.cfg.seed, self.index, epoch))
+        ctx.model.train()
+        prep = self.task.begin_epoch(epoch, stage.epochs, self.data)
+        desc = f"{stage.name} {epoch + 1}/{stage.epochs}"
+        show = ctx.progress and ctx.world.is_main
+        with tqdm(total=self.data.steps_per_epoch, desc=desc, disable=not show) as bar:
+            batches = train_batches(
+                self.data.dataset, batch_size=stage.batch_size, epoch=epoch, seed=ctx.cfg.seed,
+                rank=ctx.world.rank, world_size=ctx.world.world_size,
+            )  # fmt: skip
+            means = self._steps(batches, pos, bar)
+        return {"event": "epoch", "stage": stage.name, "epoch": epoch + 1, **prep, **means}
+
+    def _steps(self, batches: Any, pos: _Position, bar: tqdm) -> dict[str, float]:
+        stage, log_every = self.stage, max(self.ctx.cfg.log_every, 1)
+        sums: dict[str, float] = {}
+        steps, clips, started = 0, 0, time.monotonic()
+        for batch in batches:
+            batch = {k: v.to(self.ctx.device, non_blocking=True) for k, v in batch.items()}
+            out = self.runner(batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"stage {stage.name!r}: loss is {loss.item()} at step {pos.global_step}; "
+                    "lower the learning rate (--set stages.N.lr=...)"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if stage.grad_clip > 0:
+                params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
+            self.optimizer.step()
+            scalars = {k: float(v.detach()) for k, v in out.items()}
+            for k, v in scalars.items():
+                sums[k] = sums.get(k, 0.0) + v
+            steps, clips = steps + 1, clips + len(batch["index"])
+            pos.global_step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+            if pos.global_step % log_every == 0:
+                self.ctx.log.write({"event": "step", "stage": stage.name,
+                                    "step": pos.global_step, **scalars})  # fmt: skip
+            if stage.max_steps and steps >= stage.max_steps:
+                break
+        means = {k: v / max(steps, 1) for k, v in sums.items()}
+        means["clips_per_second"] = clips / max(time.monotonic() - started, 1e-9)
+        return means
+
+    def finish_epoch(self, record: dict[str, Any], epoch: int, pos: _Position) -> None:
+        """Log the epoch (and the stage's end products after its last epoch) and checkpoint."""
+        ctx, stage = self.ctx, self.stage
+        last = epoch + 1 == stage.epochs
+        if last:
+            record["end"] = self.task.end_stage(self.data)
+        ctx.history.append(record)
+        ctx.log.write(record)
+        logger.info("%s", _summary(record))
+        pos.next_epoch, pos.stage_done = epoch + 1, last
+        if ctx.world.is_main:
+            if last:
+                save_model(
+                    stage_snapshot(ctx.run_dir, ctx.cfg, self.index), ctx.model,
+                    model_config=ctx.cfg.model, extra_meta={"experiment": ctx.cfg.to_dict()},
+                )  # fmt: skip
+            tensors, meta = self._checkpoint_state(pos)
+            save_checkpoint(ctx.run_dir / CHECKPOINT_NAME, tensors, meta)
+        barrier()
+
+    def _checkpoint_state(self, pos: _Position) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        model, cfg = self.ctx.model, self.ctx.cfg
+        optim_tensors, optim_meta = optimizer_to_flat(self.optimizer)
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
+        tensors.update({f"task.{k}": v for k, v in self.task.extra_state().items()})
+        tensors["rng.torch"] = torch.get_rng_state()
+        meta = {
+            "model_config": cfg.model.to_dict(),
+            "experiment": cfg.to_dict(),
+            "training": dataclasses.asdict(pos),
+            "optimizer": optim_meta,
+            **model_meta(model),
+        }
+        return tensors, meta
 
 
-def _run_stage(
-    index: int, cfg: ExperimentConfig, model: torch.nn.Module, data: StageData, *,
-    pos: _Position, resume_state: Any, run_dir: Path, world: WorldInfo, log: RunLog,
-    history: list[dict[str, Any]], progress: bool, crash_after_steps: int | None,
-) -> None:  # fmt: skip
-    stage = cfg.stages[index]
-    frozen = freeze_parameters(model, stage.freeze)
+def run_stage(ctx: RunContext, index: int, pos: _Position, resume_state: Any) -> None:
+    """Train stage ``index`` from ``pos`` to its last epoch (the stage's ``freeze`` list holds
+    only while it runs)."""
+    stage = ctx.cfg.stages[index]
+    data = ctx.stage_data(index)
+    frozen = freeze_parameters(ctx.model, stage.freeze)
     try:
-        _run_stage_epochs(
-            index, cfg, model, data, pos=pos, resume_state=resume_state, run_dir=run_dir,
-            world=world, log=log, history=history, progress=progress,
-            crash_after_steps=crash_after_steps,
-        )  # fmt: skip
+        run = StageRun.start(ctx, index, data, resume_state)
+        for epoch in range(pos.next_epoch, stage.epochs):
+            run.finish_epoch(run.epoch(epoch, pos), epoch, pos)
     finally:
         for param in frozen:
             param.requires_grad_(True)
-
-
-def _run_stage_epochs(
-    index: int, cfg: ExperimentConfig, model: torch.nn.Module, data: StageData, *,
-    pos: _Position, resume_state: Any, run_dir: Path, world: WorldInfo, log: RunLog,
-    history: list[dict[str, Any]], progress: bool, crash_after_steps: int | None,
-) -> None:  # fmt: skip
-    stage = cfg.stages[index]
-    task = create_task(model, stage, seed=derive_seed(cfg.seed, index) % (1 << 31) + world.rank)
-    optimizer = torch.optim.Adam(task.param_groups(), weight_decay=stage.weight_decay)
-    if resume_state is not None:
-        optimizer_from_flat(
-            optimizer, resume_state.section("optim"), resume_state.meta["optimizer"]
-        )
-        task.load_extra_state(resume_state.section("task"))
-    runner = wrap_ddp(TaskRunner(model, task, frozen_modules(model, stage.freeze)), data.device)
-    for epoch in range(pos.next_epoch, stage.epochs):
-        torch.manual_seed(derive_seed(cfg.seed, index, epoch))
-        model.train()
-        prep = task.begin_epoch(epoch, stage.epochs, data)
-        desc = f"{stage.name} {epoch + 1}/{stage.epochs}"
-        show = progress and world.is_main
-        with tqdm(total=data.steps_per_epoch, desc=desc, disable=not show) as bar:
-            batches = train_batches(
-                data.dataset, batch_size=stage.batch_size, epoch=epoch, seed=cfg.seed,
-                rank=world.rank, world_size=world.world_size,
-            )  # fmt: skip
-            means = _train_epoch(
-                runner, task, optimizer, batches, stage=stage, pos=pos, log=log, bar=bar,
-                crash_after_steps=crash_after_steps, log_every=max(cfg.log_every, 1),
-                device=data.device,
-            )  # fmt: skip
-        record = {"event": "epoch", "stage": stage.name, "epoch": epoch + 1, **prep, **means}
-        last = epoch + 1 == stage.epochs
-        if last:
-            record["end"] = task.end_stage(data)
-        history.append(record)
-        log.write(record)
-        logger.info("%s", _summary(record))
-        pos.next_epoch, pos.stage_done = epoch + 1, last
-        if world.is_main:
-            if last:
-                save_model(
-                    stage_snapshot(run_dir, cfg, index), model,
-                    model_config=cfg.model, extra_meta={"experiment": cfg.to_dict()},
-                )  # fmt: skip
-            tensors, meta = _checkpoint_state(model, optimizer, task, cfg, pos)
-            save_checkpoint(run_dir / CHECKPOINT_NAME, tensors, meta)
-        barrier()
 
 
 def _summary(record: dict[str, Any]) -> str:
@@ -297,7 +347,6 @@ def fit(
     resume: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
-    crash_after_steps: int | None = None,
 ) -> FitResult:
     """Train every stage of ``cfg`` on ``data_dir``; write the run to ``out_dir``.
 
@@ -310,7 +359,6 @@ def fit(
             non-empty ``out_dir`` is an error (runs are never overwritten).
         device: Default: this process's GPU under torchrun if CUDA is available, else CPU.
         progress: Show a progress bar (rank 0).
-        crash_after_steps: Test hook: raise ``SimulatedCrash`` after this many optimizer steps.
 
     Returns:
         The run's ``FitResult``.
@@ -328,8 +376,6 @@ def fit(
     ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
     if world.is_main and ckpt is None:
         save_config(cfg, run_dir / "config.json")
-    from ier.models import create_model
-
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model)
     pos = _Position(stage=cfg.start_stage)
@@ -346,8 +392,8 @@ def fit(
         "event": "start", "resume": ckpt is not None, "world_size": world.world_size,
         "init_from": cfg.init_from, "start_stage": cfg.start_stage, "stop_stage": cfg.stop_stage,
     })  # fmt: skip
-    history: list[dict[str, Any]] = []
-    for index, stage in enumerate(cfg.stages):
+    ctx = RunContext(cfg, model, run_dir, data_dir, classes, world, device, log, progress)
+    for index in range(len(cfg.stages)):
         if index < pos.stage or (index == pos.stage and pos.stage_done):
             continue
         if index > cfg.last_stage:
@@ -355,30 +401,19 @@ def fit(
         resume_state = ckpt if (ckpt is not None and index == pos.stage) else None
         if index != pos.stage:
             pos = _Position(stage=index, global_step=pos.global_step)
-        dataset = _load_train_split(cfg, stage, data_dir, classes, world, model, progress)
-        steps = num_train_batches(dataset, stage.batch_size, world.world_size)
-        steps = min(steps, stage.max_steps) if stage.max_steps else steps
-        data = StageData(dataset, classes, cfg.data.eval_batch_size, steps, device)
-        _run_stage(
-            index, cfg, model, data, pos=pos, resume_state=resume_state, run_dir=run_dir,
-            world=world, log=log, history=history, progress=progress,
-            crash_after_steps=crash_after_steps,
-        )  # fmt: skip
-    return _finish(cfg, model, run_dir, data_dir, world, log, history)
+        run_stage(ctx, index, pos, resume_state)
+    return _finish(ctx)
 
 
-def _finish(
-    cfg: ExperimentConfig, model: torch.nn.Module, run_dir: Path, data_dir: Path,
-    world: WorldInfo, log: RunLog, history: list[dict[str, Any]],
-) -> FitResult:  # fmt: skip
+def _finish(ctx: RunContext) -> FitResult:
+    cfg, model, run_dir, data_dir = ctx.cfg, ctx.model, ctx.run_dir, ctx.data_dir
+    world, log, history = ctx.world, ctx.log, ctx.history
     model_path = run_dir / MODEL_NAME
     metrics = None
     if world.is_main:
         save_model(model_path, model.cpu(), model_config=cfg.model,
                    extra_meta={"experiment": cfg.to_dict()})  # fmt: skip
         if cfg.eval.at_end:
-            from ier.predict import evaluate_checkpoint
-
             single = single_source_checkpoint(cfg, run_dir)
             metrics = evaluate_checkpoint(
                 model_path, data_dir, splits=cfg.eval.splits or None, out_dir=run_dir / "eval",
