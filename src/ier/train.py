@@ -141,7 +141,7 @@ def _load_train_split(
         max_samples=cfg.data.max_train_samples, seed=cfg.seed, workers=cfg.data.decode_workers,
     )  # fmt: skip
     if mc.frozen_trunk:  # every process extracts its share of the feature cache
-        return load_split(data_dir, stage.split, trunk=model.visual_backbone,
+        return load_split(data_dir, stage.split, trunk=model.frozen_trunk(),
                           views=cfg.data.feature_views, progress=progress and world.is_main,
                           **kwargs)  # fmt: skip
     if world.is_main:

@@ -58,6 +58,7 @@ def _extract(args: argparse.Namespace) -> int:
     found = extract_features(
         args.data, cfg.model, splits=args.splits, views=views, cache_dir=cache,
         device=args.device, workers=cfg.data.decode_workers, progress=not args.no_progress,
+        seed=cfg.seed,
     )  # fmt: skip
     total = sum(f.bytes for f in found)
     for f in found:

@@ -343,9 +343,9 @@ def load_eval_split(
     """An evaluation split in the form ``model`` reads: its cached trunk features when its visual
     trunk is frozen (``ModelConfig.visual_trunk``), else decoded pixels at its input size."""
     cfg = model.config
-    frozen = getattr(cfg, "frozen_trunk", False)
+    trunk = model.frozen_trunk() if hasattr(model, "frozen_trunk") else None
     return load_split(
         data_dir, split, classes=classes, input_size=cfg.input_size,
         sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples, train=False,
-        cache_dir=cache_dir, trunk=model.visual_backbone if frozen else None, progress=progress,
+        cache_dir=cache_dir, trunk=trunk, progress=progress,
     )  # fmt: skip

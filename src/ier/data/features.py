@@ -26,6 +26,7 @@ extracts every ``world_size``-th chunk on its own device, then rank 0 renames th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -43,7 +44,7 @@ import torch
 from torch import nn
 
 from ier.data.decode import DecodeSpec, decode_sample
-from ier.data.layout import list_splits, split_manifest
+from ier.data.layout import is_training_split, list_splits, split_manifest
 from ier.data.manifest import Sample, read_manifest
 from ier.distributed import barrier, world_info_from_env
 from ier.errors import ConfigError, DatasetError
@@ -273,14 +274,36 @@ def load_features(
         files = _Files.at(folder, name)
         if not build:
             raise DatasetError(f"feature cache missing: {files.features}")
-        extract(samples, spec, files, trunk=trunk, workers=workers, progress=progress)
-        found = (files, spec.views)
+        with _extraction_lock(folder, name):
+            found = _find_cache(folder, name, spec.views)  # another job may have written it
+            if found is None:
+                extract(samples, spec, files, trunk=trunk, workers=workers, progress=progress)
+                found = (files, spec.views)
     files, views = found
     features = np.load(files.features, mmap_mode="r")
     expected = (len(samples), views, spec.channels, spec.cells, spec.cells)
     if features.shape != expected:
         raise DatasetError(f"{files.features} holds {features.shape}, expected {expected}")
     return features[:, : spec.views], np.load(files.waves, mmap_mode="r")
+
+
+@contextlib.contextmanager
+def _extraction_lock(folder: Path, name: str) -> Iterator[None]:
+    """Hold ``<name>.lock`` while extracting, so two independent jobs that need the same cache
+    extract it once (the second waits, then reads it). A torchrun group is one job: its
+    processes share the work instead (``extract``), so they take no lock."""
+    if world_info_from_env().distributed:
+        yield
+        return
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def extract(
@@ -411,11 +434,13 @@ def extract_features(
     device: str | torch.device = "cpu",
     workers: int = 2,
     progress: bool = True,
+    seed: int = 0,
 ) -> list[SplitFeatures]:
     """Build (or finish) the feature cache of every split a model with ``model_config`` reads.
 
-    ``ier features extract`` calls this. Training splits (``train/*``) get ``views`` views per
-    clip; every other split one evaluation view. Under torchrun every process extracts its share.
+    ``ier features extract`` calls this. Training splits (``ier.data.layout.is_training_split``:
+    ``train/*``, ``solo_train_1``, ...) get ``views`` views per clip; every other split one
+    evaluation view. Under torchrun every process extracts its share.
 
     Args:
         data_dir: Benchmark or prepared dataset folder.
@@ -427,6 +452,8 @@ def extract_features(
         device: Where the trunk runs.
         workers: Decoding threads.
         progress: Show a progress bar.
+        seed: The training seed (``ExperimentConfig.seed``): a trunk without pretrained weights is
+            initialised as ``ier train`` initialises it, so the cache is the one training reads.
 
     Raises:
         ConfigError: the config's visual trunk is not frozen.
@@ -443,6 +470,7 @@ def extract_features(
     chosen = list(splits) if splits else list_splits(data_dir, "")
     if not chosen:
         raise DatasetError(f"{data_dir}: no splits (<split>/manifest.jsonl) to extract")
+    torch.manual_seed(seed)  # as ier.train.fit seeds before building the model
     trunk = visual_backbone(model_config).to(device).eval()
     cache = Path(cache_dir) if cache_dir else data_dir / ".ier-cache"
     out = []
@@ -452,7 +480,7 @@ def extract_features(
         if not samples:
             raise DatasetError(f"split {split!r} is empty: {manifest}")
         spec = FeatureSpec.of(
-            trunk, input_size=model_config.input_size, train=split.startswith("train/"),
+            trunk, input_size=model_config.input_size, train=is_training_split(split),
             views=views, sample_rate=model_config.frontend.sample_rate,
             num_samples=model_config.frontend.n_samples,
         )  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from ier.data.manifest import read_manifest
@@ -46,3 +47,9 @@ def split_manifest(data_dir: str | os.PathLike[str], split: str) -> Path:
 
 
 # --- the dataset ---------------------------------------------------------------------------------
+
+
+def is_training_split(split: str) -> bool:
+    """Whether a split folder holds training data: a ``train`` token in its name (``train/solo``
+    of the built-in benchmark, ``solo_train_1`` or ``synthetic_train`` of ``ier prepare``)."""
+    return "train" in re.split(r"[^a-z0-9]+", split.lower())

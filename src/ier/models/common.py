@@ -314,6 +314,15 @@ class AVModel(nn.Module):
     ``ValueError`` before any computation (``check_localize_inputs``).
     """
 
+    def frozen_trunk(self) -> nn.Module | None:
+        """The frozen visual trunk whose cached output this model reads (``ier.data.features``),
+        or None when its visual backbone trains. Models with several copies of the backbone
+        (SLAVC's momentum towers) hold identical frozen trunks; the first one serves."""
+        for module in self.modules():
+            if getattr(module, "trunk_frozen", False):
+                return module
+        return None
+
     def __init_subclass__(cls, **kwargs) -> None:  # noqa: ANN003
         super().__init_subclass__(**kwargs)
         for name in ("localize", "localize_single"):
