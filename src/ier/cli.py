@@ -14,6 +14,7 @@ import pkgutil
 import sys
 
 from ier import __version__
+from ier.allocator import keep_freed_memory
 from ier.errors import IerError
 
 # Display order in ``ier --help``; modules not listed here follow alphabetically.
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    keep_freed_memory()
     try:
         return int(args.handler(args) or 0)
     except IerError as err:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ier.allocator import keep_freed_memory
 from ier.checkpoint import (
     init_weights,
     load_checkpoint,
@@ -363,6 +364,7 @@ def fit(
     Returns:
         The run's ``FitResult``.
     """
+    keep_freed_memory()
     world = init_distributed()
     run_dir, data_dir = Path(out_dir), Path(data_dir)
     _prepare_run_dir(run_dir, resume=resume, world=world)

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ier.allocator import keep_freed_memory
 from ier.data.decode import DecodeSpec, decode_sample
 from ier.data.layout import is_training_split, list_splits, split_manifest
 from ier.data.manifest import Sample, read_manifest
@@ -470,6 +471,7 @@ def extract_features(
     chosen = list(splits) if splits else list_splits(data_dir, "")
     if not chosen:
         raise DatasetError(f"{data_dir}: no splits (<split>/manifest.jsonl) to extract")
+    keep_freed_memory()
     torch.manual_seed(seed)  # as ier.train.fit seeds before building the model
     trunk = visual_backbone(model_config).to(device).eval()
     cache = Path(cache_dir) if cache_dir else data_dir / ".ier-cache"
