@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dataset_fixtures import Hostile
-from ier.datasets import list_datasets, split_preset
+from ier.datasets import list_datasets
+from ier.protocol import DEFAULT_ALPHA_BY_KIND, published_protocol
 from ier.datasets.common import (
     clean_box,
     music_ytid,
@@ -45,11 +46,13 @@ def test_boxes_convert_and_clip() -> None:
 
 
 def test_presets_follow_the_published_protocols() -> None:
-    assert split_preset("solo").alpha == 0.1
-    assert split_preset("duet").alpha == 0.2
-    assert split_preset("synthetic").alpha == 0.5
-    assert split_preset("flickr").gt_rule == "consensus"
-    assert split_preset("nonsense") is None
+    assert published_protocol("solo").alpha == 0.1
+    assert published_protocol("duet").alpha == 0.2
+    assert published_protocol("synthetic").alpha == 0.5
+    for kind in ("solo", "duet", "synthetic"):  # DSOL's alphas, stated once for both tables
+        assert published_protocol(kind).alpha == DEFAULT_ALPHA_BY_KIND[kind]
+    assert published_protocol("flickr").gt_rule == "consensus"
+    assert published_protocol("nonsense") is None
     assert {"music", "music-synthetic", "vggss", "flickr", "extended-vggss"} <= set(list_datasets())
 
 

@@ -288,7 +288,7 @@ def test_vggss_preset_is_median_with_union_and_benchmark_splits_stay_relative() 
 
 
 def test_every_dataset_preset_names_a_known_policy_and_alpha() -> None:
-    from ier.datasets.presets import SPLIT_PRESETS
+    from ier.protocol import PUBLISHED_PROTOCOLS as SPLIT_PRESETS
     from ier.evaluate import DEFAULT_ALPHA_BY_KIND
     from ier.metrics import THRESHOLD_POLICIES
 

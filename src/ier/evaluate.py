@@ -15,10 +15,8 @@ from typing import Any
 import numpy as np
 
 from ier.data.manifest import SPLIT_KINDS, ObjectAnnotation, Sample
-from ier.datasets.presets import DEFAULT_ALPHA_BY_KIND, split_kind, split_protocol
 from ier.errors import ConfigError
 from ier.metrics import (
-    DEFAULT_GRID,
     THRESHOLD_POLICIES,
     MetricAccumulator,
     SampleScores,
@@ -32,6 +30,13 @@ from ier.metrics import (
     upper_quantile,
 )
 from ier.predictions import AGNOSTIC_CLASS, Predictions
+from ier.protocol import (
+    DEFAULT_ALPHA_BY_KIND,
+    DEFAULT_GRID,
+    DEFAULT_TAU,
+    split_kind,
+    split_protocol,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +70,8 @@ class EvalSettings:
         alpha_by_kind: default alpha per split kind.
         split_kind: force the split kind (else inferred from the samples' ``split`` names).
         threshold_policy: how maps are binarised for ``iou``/``ciou`` (one of
-            ``ier.metrics.THRESHOLD_POLICIES``); None = the split's dataset preset
-            (``ier.datasets.presets``: ``median`` for Flickr and VGG-SS), else ``relative``.
+            ``ier.metrics.THRESHOLD_POLICIES``); None = the split's published protocol
+            (``ier.protocol``: ``median`` for Flickr and VGG-SS), else ``relative``.
         fixed_threshold: the value of the ``absolute`` and ``minmax`` policies.
         tau: absolute threshold for ``nsa``, ``silent_fp``, ``negative_fp`` and ``pia``.
         iou_threshold: IoU success threshold of ``iou@T`` and of a hit in ``ap``/``max_f1``.
@@ -88,7 +93,7 @@ class EvalSettings:
     split_kind: str | None = None
     threshold_policy: str | None = None
     fixed_threshold: float = 0.5
-    tau: float = 0.5
+    tau: float = DEFAULT_TAU
     iou_threshold: float = 0.5
     ciou_thresholds: tuple[float, ...] = (0.3, 0.5)
     auc_step: float = 0.05

@@ -16,9 +16,9 @@ from typing import Any
 
 from ier.datasets.common import AdapterOutput, Problem, SampleSpec
 from ier.datasets.engine import PrepareOptions, run_specs
-from ier.datasets.presets import SPLIT_PRESETS, SplitPreset, split_preset
 from ier.errors import DatasetError
 from ier.files import atomic_write_json
+from ier.protocol import PUBLISHED_PROTOCOLS, SplitProtocol, published_protocol
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,8 @@ def _write_report(
             }
             for split, counts in report.counts.items()
         },
-        "presets": {s: SPLIT_PRESETS[s].to_dict() for s in sorted(used) if s in SPLIT_PRESETS},
+        "presets": {s: PUBLISHED_PROTOCOLS[s].to_dict() for s in sorted(used)
+                    if s in PUBLISHED_PROTOCOLS},  # fmt: skip
         "problem_counts": by_kind,
         "problems": [p.to_dict() for p in report.problems],
         "reused_from_previous_run": reused,
@@ -214,9 +215,9 @@ __all__ = [
     "PrepareOptions",
     "PrepareReport",
     "Problem",
-    "SPLIT_PRESETS",
-    "SplitPreset",
+    "PUBLISHED_PROTOCOLS",
+    "SplitProtocol",
     "list_datasets",
     "prepare",
-    "split_preset",
+    "published_protocol",
 ]
