@@ -2,15 +2,15 @@
 the comparison tables (``results.md``/``results.json``), a bar chart and a qualitative grid.
 
 ``plan`` says what runs (presets, runs, folders, order); ``runner`` trains (resumably) and
-evaluates them; ``diagnostics`` scores saved maps without a forward pass; ``report`` writes the
+evaluates them; ``diagnostics`` scores saved maps without a forward pass; ``tables`` writes the
 tables; ``figures`` draws the PNGs with Pillow.
 """
 
 from __future__ import annotations
 
 from ier.bench.plan import (
+    BENCH_PLANS,
     IER_ABLATIONS,
-    TRAIN_PRESET,
     BenchConfig,
     BenchRun,
     method_order,
@@ -20,7 +20,7 @@ from ier.bench.runner import BenchResult, ensure_benchmark, experiment_for, run_
 
 __all__ = [
     "IER_ABLATIONS",
-    "TRAIN_PRESET",
+    "BENCH_PLANS",
     "BenchConfig",
     "BenchResult",
     "BenchRun",

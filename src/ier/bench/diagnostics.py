@@ -17,7 +17,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ier.data.datasets import list_splits, split_manifest
+from ier.data.manifest import read_manifest
 from ier.data.records import Sample
+from ier.evaluate import evaluate, split_kind
+from ier.predict import JOINT_SPLITS, concat_predictions
+from ier.predictions import AGNOSTIC_CLASS, constant_predictions, load_predictions
 
 POINTING_SPLITS = ("test/solo", "test/synthetic", "test/duet", "test/wild")
 """Splits of the pointing-game table (those with sounding boxes), in table order."""
@@ -27,8 +32,6 @@ AUROC_SPLITS = ("test/wild", "test/negative")
 
 def read_test_samples(data_dir: Path) -> dict[str, list[Sample]]:
     """Every ``test/*`` split's manifest samples, read once for all the rows of a report."""
-    from ier.data.datasets import list_splits, split_manifest
-    from ier.data.manifest import read_manifest
 
     return {s: read_manifest(split_manifest(data_dir, s)) for s in list_splits(data_dir, "test/")}
 
@@ -43,8 +46,6 @@ def uniform_reference(
     """The uniform-map reference record: every split of ``samples`` (and SLAVC's extended
     protocol, test/solo positives + test/negative negatives) scored on maps of 0.5 everywhere
     (``constant_predictions``); solo splits get the one class-agnostic map."""
-    from ier.evaluate import evaluate, split_kind
-    from ier.predictions import AGNOSTIC_CLASS, constant_predictions
 
     def score(split_samples: Sequence[Sample], names: Sequence[str]) -> dict[str, Any]:
         ids = [s.id for s in split_samples]
@@ -79,9 +80,6 @@ def run_diagnostics(
         ``{"pointing": {split: hit}, "chance": {split: mean box area}, "peak_auroc": x}``, with
         the splits (and the AUROC) that have no saved predictions or samples left out (None).
     """
-    from ier.evaluate import evaluate
-    from ier.predict import JOINT_SPLITS, concat_predictions
-    from ier.predictions import load_predictions
 
     def load(split: str):  # noqa: ANN202
         path = eval_dir / f"predictions_{split.split('/')[-1]}.npz"

@@ -12,6 +12,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ier.bench.plan import metric
+from ier.data.datasets import list_splits, split_manifest
+from ier.data.decode import DecodeSpec, decode_sample
+from ier.data.manifest import read_manifest
+from ier.predictions import load_predictions
 from ier.viz import PALETTE, _font, blend, upsample_maps
 
 logger = logging.getLogger(__name__)
@@ -42,7 +47,6 @@ def bar_chart(records: Sequence[dict[str, Any]], path: Path, *, bar_px: int = 11
 
     A missing value draws no bar. Returns ``path``.
     """
-    from ier.bench.plan import metric
 
     n_bars = len(BAR_METRICS)
     group_px = n_bars * bar_px + 18
@@ -90,8 +94,6 @@ def _interest(sample: Any) -> tuple[int, ...]:
 def pick_samples(data_dir: Path, count: int) -> list[tuple[str, Any]]:
     """``count`` (split, sample) pairs cycling over ``GRID_KINDS``; within a split the first
     sample with the most kinds of objects (sounding, silent, off-screen). Deterministic."""
-    from ier.data.datasets import list_splits, split_manifest
-    from ier.data.manifest import read_manifest
 
     available = set(list_splits(data_dir, "test/"))
     kinds = [k for k in GRID_KINDS if k in available] or sorted(available)
@@ -172,7 +174,6 @@ def _cell(sample: Any, frame: np.ndarray, maps: np.ndarray | None, classes: Sequ
 
 def _predictions(cache: dict[Path, Any], run_dir: Path, split: str) -> Any:
     """The run's saved predictions of ``split`` (``eval/predictions_<name>.npz``), or None."""
-    from ier.predictions import load_predictions
 
     file = run_dir / "eval" / f"predictions_{split.split('/')[-1]}.npz"
     if file not in cache:
@@ -191,7 +192,6 @@ def qualitative_grid(
     the sample's labels in their colours; a class-agnostic map is drawn in orange. Returns
     ``path``, or None when there is nothing to draw.
     """
-    from ier.data.decode import DecodeSpec, decode_sample
 
     chosen = pick_samples(data_dir, samples)
     if not chosen or not records:

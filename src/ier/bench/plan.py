@@ -1,7 +1,7 @@
 """What a bench runs and how its results are named: the bench presets, ``BenchConfig``, the runs
 (every registered method, then the IEr ablations), their folders and table order, and the
-provenance a bench records. The runner (``ier.bench.runner``) and the reports
-(``ier.bench.report``, ``ier.bench.figures``) share it.
+provenance a bench records. The runner (``ier.bench.runner``) and the tables
+(``ier.bench.tables``, ``ier.bench.figures``) share it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ier import __version__
 from ier.errors import ConfigError
 from ier.methods import methods
 
@@ -28,14 +29,34 @@ def method_labels() -> dict[str, str]:
     return {m.name: m.label for m in methods()}
 
 
-BENCHMARK_PRESET = {"tiny": "small", "quick": "default", "cpu": "default", "paper": "default"}
-TRAIN_PRESET = {"tiny": "tiny", "quick": "short", "cpu": "cpu", "paper": "paper"}
-"""The training preset (``ier.config.preset``) each bench preset trains every method at. ``quick``
-trains at ``short`` (about a fifth of the ``quick`` epochs) so that all runs fit in 2 h on 2 CPU
-cores (docs/baselines.md, "Budget"); ``cpu`` trains at ``cpu`` (the paper's 224 px and epochs,
-frozen visual trunk read from the feature cache)."""
-SMOKE_STEPS = {"tiny": 3}
-"""At these presets every stage runs one epoch of at most this many steps (a smoke run)."""
+@dataclass(frozen=True)
+class BenchPlan:
+    """What one ``ier bench --preset`` name means.
+
+    Attributes:
+        benchmark: The built-in benchmark size it builds when ``--data`` is not given
+            (``ier.scenes`` ``small``/``default``).
+        training: The training preset (``ier.config.PRESETS``) every method trains at.
+        smoke_steps: > 0: every stage runs one epoch of at most this many steps (a smoke run).
+    """
+
+    benchmark: str
+    training: str
+    smoke_steps: int = 0
+
+
+BENCH_PLANS: dict[str, BenchPlan] = {
+    "tiny": BenchPlan("small", "tiny", smoke_steps=3),
+    "quick": BenchPlan("default", "short"),
+    "cpu": BenchPlan("default", "cpu"),
+    "paper": BenchPlan("default", "paper"),
+}
+"""``quick`` trains at ``short`` (about a fifth of the ``quick`` epochs) so that all runs fit in
+2 h on 2 CPU cores (docs/baselines.md, "Budget"); ``cpu`` trains at ``cpu`` (the paper's 224 px
+and epochs, frozen visual trunk read from the feature cache)."""
+BENCH_PRESETS = tuple(BENCH_PLANS)
+
+
 BENCH_FILE = "bench.json"
 RECORD_FILE = "bench-record.json"
 LAYOUT = 2
@@ -136,10 +157,8 @@ class BenchConfig:
     qualitative_samples: int = 4
 
     def __post_init__(self) -> None:
-        if self.preset not in BENCHMARK_PRESET:
-            raise ConfigError(
-                f"unknown preset {self.preset!r}; choose from {list(BENCHMARK_PRESET)}"
-            )
+        if self.preset not in BENCH_PLANS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose from {list(BENCH_PLANS)}")
         unknown = sorted(set(self.methods) - set(method_order()))
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose from {list(method_order())}")
@@ -188,7 +207,6 @@ def provenance() -> dict[str, Any]:
 
     import torch
 
-    from ier import __version__
 
     root = Path(__file__).resolve().parents[3]
     commit = None

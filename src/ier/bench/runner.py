@@ -1,5 +1,5 @@
 """The bench runner: plan the runs, build the benchmark if missing, train/resume and evaluate each
-run, record it, then hand the records to ``ier.bench.report``.
+run, record it, then hand the records to ``ier.bench.tables``.
 
 Layout of ``OUT``: ``bench.json`` (what the bench was started with), ``runs/<run>/`` (one
 ``ier.train.fit`` run directory each, plus ``bench-record.json`` once evaluated), ``results.md``,
@@ -21,23 +21,30 @@ import numpy as np
 
 from ier.bench.plan import (
     BENCH_FILE,
-    BENCHMARK_PRESET,
+    BENCH_PLANS,
     LAYOUT,
     RECORD_FILE,
-    SMOKE_STEPS,
-    TRAIN_PRESET,
     BenchConfig,
     BenchRun,
     plan_runs,
     provenance,
     run_dir_name,
 )
+from ier.bench.tables import write_reports
+from ier.checkpoint import load_model
 from ier.codec import apply_overrides
 from ier.config import ExperimentConfig
+from ier.data.datasets import list_splits, load_eval_split, read_classes, split_manifest
+from ier.data.manifest import read_manifest
 from ier.distributed import barrier, init_distributed, is_main_process
 from ier.errors import ConfigError
+from ier.evaluate import evaluate
 from ier.files import atomic_write_json
 from ier.methods import preset
+from ier.predict import evaluate_checkpoint, predict
+from ier.predictions import Predictions, load_predictions
+from ier.scenes import PRESETS, build_benchmark
+from ier.train import MODEL_NAME, fit, single_source_checkpoint, stage_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +78,10 @@ def experiment_for(
     Raises:
         ConfigError: the shared run has no snapshot of the stage this run starts after.
     """
-    from ier.train import stage_snapshot
 
-    recipe = preset(run.method, TRAIN_PRESET[config.preset])
+    recipe = preset(run.method, BENCH_PLANS[config.preset].training)
     cfg = apply_overrides(recipe, [*run.overrides, *config.overrides])
-    smoke = SMOKE_STEPS.get(config.preset, 0)
+    smoke = BENCH_PLANS[config.preset].smoke_steps
     extra = ["eval.at_end=false", f"seed={seed}"]
     if smoke:
         for i in range(len(cfg.stages)):
@@ -99,7 +105,6 @@ def ensure_benchmark(
 ) -> Path:
     """Use ``data_dir`` if it holds a finished benchmark or any prepared dataset; otherwise build
     (or finish building) the built-in benchmark there, ``small`` for ``tiny`` else ``default``."""
-    from ier.scenes import PRESETS, build_benchmark
 
     info_path = data_dir / "benchmark.json"
     if info_path.is_file():
@@ -115,7 +120,7 @@ def ensure_benchmark(
         )  # fmt: skip
     if any(data_dir.glob("test/*/manifest.jsonl")):
         return data_dir
-    build = BENCHMARK_PRESET[preset_name]
+    build = BENCH_PLANS[preset_name].benchmark
     logger.info("building the %r benchmark in %s", build, data_dir)
     return build_benchmark(data_dir, preset=build, seed=seed, workers=workers, progress=progress)
 
@@ -130,13 +135,6 @@ def extended_metrics(run_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> di
 
     Returns None when the data has no test/solo or test/negative split.
     """
-    from ier.checkpoint import load_model
-    from ier.data.datasets import list_splits, load_eval_split, read_classes, split_manifest
-    from ier.data.manifest import read_manifest
-    from ier.evaluate import evaluate
-    from ier.predict import predict
-    from ier.predictions import Predictions, load_predictions
-    from ier.train import single_source_checkpoint
 
     solo_path = run_dir / "eval" / "predictions_solo.npz"
     if not {"test/solo", "test/negative"} <= set(list_splits(data_dir, "test/")):
@@ -168,8 +166,6 @@ def run_one(
     """Train (or resume) one run at training seed ``seed``, evaluate every test split, and record
     it; a run with a record is skipped. Returns the record (also written to
     ``run_dir/bench-record.json``)."""
-    from ier.predict import evaluate_checkpoint
-    from ier.train import MODEL_NAME, fit, single_source_checkpoint
 
     record_path = run_dir / RECORD_FILE
     if record_path.is_file():
@@ -197,7 +193,7 @@ def run_one(
         "seed": seed,
         "run_dir": run_dir.name,
         "preset": config.preset,
-        "train_preset": TRAIN_PRESET[config.preset],
+        "train_preset": BENCH_PLANS[config.preset].training,
         "train_seconds": round(trained - started, 2),
         "eval_seconds": round(time.perf_counter() - trained, 2),
         "resumed": resumed,
@@ -213,13 +209,13 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
     marker = out_dir / BENCH_FILE
     if marker.is_file():
         started = json.loads(marker.read_text(encoding="utf-8"))
-        # A bench from before ``TRAIN_PRESET`` trained at the preset of the same name.
+        # A bench from before the training preset was recorded trained at the one of its name.
         budget = started.get("train_preset", started.get("preset"))
-        if (started.get("preset"), budget) != (config.preset, TRAIN_PRESET[config.preset]):
+        if (started.get("preset"), budget) != (config.preset, BENCH_PLANS[config.preset].training):
             raise ConfigError(
                 f"{out_dir} holds a bench run with preset {started.get('preset')!r} (training "
                 f"preset {budget!r}), not {config.preset!r} (training preset "
-                f"{TRAIN_PRESET[config.preset]!r}); use another --out"
+                f"{BENCH_PLANS[config.preset].training!r}); use another --out"
             )
         if started.get("layout", 1) != LAYOUT:
             raise ConfigError(
@@ -234,7 +230,7 @@ def _check_out_dir(out_dir: Path, config: BenchConfig, data_dir: Path) -> None:
         return
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} is not empty and holds no {BENCH_FILE}; use another --out")
-    marker_info = {"preset": config.preset, "train_preset": TRAIN_PRESET[config.preset],
+    marker_info = {"preset": config.preset, "train_preset": BENCH_PLANS[config.preset].training,
                    "layout": LAYOUT, "data_dir": str(data_dir),
                    "config": dataclasses.asdict(config), "started": provenance()}  # fmt: skip
     atomic_write_json(marker, marker_info, default=str)
@@ -258,8 +254,6 @@ def run_bench(
     Returns:
         The ``BenchResult``.
     """
-    from ier.bench.report import write_reports
-
     config = config or BenchConfig()
     out = Path(out_dir)
     data = Path(data_dir) if data_dir is not None else out / "benchmark"

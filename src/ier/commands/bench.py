@@ -8,7 +8,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` sub-parser."""
-    from ier.bench.plan import BENCHMARK_PRESET
+    from ier.bench.plan import BENCH_PRESETS
 
     parser = subparsers.add_parser(
         "bench",
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--preset",
-        choices=list(BENCHMARK_PRESET),
+        choices=list(BENCH_PRESETS),
         default="quick",
         help="scale of every run (tiny = smoke run on the small benchmark; cpu = the paper's "
         "224 px and epochs on CPU, frozen visual trunk read from the feature cache)",

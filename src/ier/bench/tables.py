@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ier.bench.plan import BENCH_FILE, TRAIN_PRESET, BenchConfig, metric, order_records, provenance
+from ier.bench.diagnostics import (
+    POINTING_SPLITS,
+    read_test_samples,
+    run_diagnostics,
+    uniform_reference,
+)
+from ier.bench.figures import bar_chart, qualitative_grid
+from ier.bench.plan import BENCH_FILE, BENCH_PLANS, BenchConfig, metric, order_records, provenance
+from ier.data.datasets import read_classes
 from ier.files import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -212,7 +220,6 @@ def _time_table(rows: Sequence[Row]) -> list[str]:
 
 def diagnostics_table(rows: Sequence[Row], *, compare_to: Row | None = None) -> list[str]:
     """Pointing game per split and the peak AUROC (``ier.bench.diagnostics``), chance first."""
-    from ier.bench.diagnostics import POINTING_SPLITS
 
     names = [s.split("/")[-1] for s in POINTING_SPLITS]
     lines = [
@@ -241,7 +248,6 @@ def diagnostics_table(rows: Sequence[Row], *, compare_to: Row | None = None) -> 
 
 def aggregate(rows: Sequence[Row]) -> dict[str, Any]:
     """Every table column's mean, standard deviation and seeds, per run name (results.json)."""
-    from ier.bench.diagnostics import POINTING_SPLITS
 
     out: dict[str, Any] = {}
     for row in rows:
@@ -291,14 +297,15 @@ def markdown(
     scored = [*reference_rows, *rows]
     ier_row = by_name.get("ier")
     seeds = sorted({s for row in rows for s in row.seeds})
+    training = BENCH_PLANS[config.preset].training
     parts = [
         f"# Bench results (preset `{config.preset}`)",
         "",
         _benchmark_line(data_dir),
         "",
-        f"Every run trains at the `{TRAIN_PRESET[config.preset]}` training preset (`ier train "
-        f"--preset {TRAIN_PRESET[config.preset]}`): the same model size and the same passes over "
-        "each training split for every method. The IEr ablations re-train only the stages they "
+        f"Every run trains at the `{training}` training preset (`ier train --preset {training}`): "
+        "the same model size and the same passes over each training split for every method. "
+        "The IEr ablations re-train only the stages they "
         "change, from the full IEr run's snapshot of the stage before (same seed).",
         "",
         f"Training seeds: {', '.join(map(str, seeds))}."
@@ -395,9 +402,6 @@ def write_reports(
     Returns:
         Paths by kind: ``json``, ``markdown``, ``bars``, ``qualitative``.
     """
-    from ier.bench.diagnostics import read_test_samples, run_diagnostics, uniform_reference
-    from ier.bench.figures import bar_chart, qualitative_grid
-    from ier.data.datasets import read_classes
 
     ordered = order_records(records)
     samples, classes = read_test_samples(data_dir), read_classes(data_dir)
@@ -423,7 +427,7 @@ def write_reports(
         files["json"],
         {
             "preset": config.preset,
-            "train_preset": TRAIN_PRESET[config.preset],
+            "train_preset": BENCH_PLANS[config.preset].training,
             "data_dir": str(data_dir),
             "seeds": sorted({r.get("seed", 0) for r in ordered}),
             "provenance": {"started": started, "reported": provenance()},
