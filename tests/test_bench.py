@@ -44,7 +44,7 @@ def test_plan_runs_orders_methods_then_ablations() -> None:
     names = [r.name for r in plan_runs(BenchConfig(preset="tiny"))]
     assert names == list(method_order()) + [r.name for r in IER_ABLATIONS]
     subset = plan_runs(BenchConfig(preset="tiny", methods=("ier", "ots")))
-    assert [r.name for r in subset][:2] == ["ots", "ier"] and len(subset) == 6
+    assert [r.name for r in subset][:2] == ["ots", "ier"] and len(subset) == 2 + len(IER_ABLATIONS)
     assert [r.name for r in plan_runs(BenchConfig(methods=("dsol",)))] == ["dsol"]
     assert [r.name for r in plan_runs(BenchConfig(methods=("ier",), ablations=False))] == ["ier"]
 
@@ -74,6 +74,8 @@ def test_experiment_for_applies_ablations_and_tiny_smoke_limits() -> None:
     assert experiment_for(by_name["ier-no-silent-filter"], config).model.ier.silent_filter is False
     offscreen = experiment_for(by_name["ier-no-offscreen-filter"], config)
     assert offscreen.model.ier.offscreen_filter is False
+    no_teacher = experiment_for(by_name["ier-no-referrer"], config)
+    assert [s.lambda_cd for s in no_teacher.stages] == [1.0, 1.0, 0.0]  # stage 2 on L_av alone
     quick = experiment_for(plan_runs(BenchConfig(methods=("dsol",)))[0], BenchConfig())
     assert all(s.max_steps == 0 for s in quick.stages) and quick.stages[0].epochs > 1
 

@@ -74,6 +74,8 @@ class StageConfig:
         cluster_from_epoch: First epoch (1-based) that clusters; DSOL clusters from the 2nd on.
         lambda_cls: Weight of the pseudo-label cross-entropy CE(v) + CE(a).
         lambda_av: Weight of L_av next to the stage's main loss (AII, CMR).
+        lambda_cd: Weight of the CMR cross-distillation L_cd (0: stage 2 trains on unconstrained
+            data with L_av alone, the "no teacher" ablation).
         negative_pooling: How a negative pair's map is pooled in L_av: "global" (GMP) or
             "quadrants" (each 2x2 max-pooled quadrant must be 0; multi-source scenes).
         curriculum: AII curriculum (method.md §1.5); False = the final phase from the start.
@@ -96,6 +98,7 @@ class StageConfig:
     cluster_from_epoch: int = 2
     lambda_cls: float = 1.0
     lambda_av: float = 0.5
+    lambda_cd: float = 1.0
     negative_pooling: Literal["global", "quadrants"] = "global"
     curriculum: bool = True
     detach_kl: bool = True

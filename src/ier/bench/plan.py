@@ -128,6 +128,15 @@ IER_ABLATIONS = (
         start_stage=2,
         shared_from="ier",
     ),
+    BenchRun(
+        "ier-no-referrer",
+        "ier",
+        ("stages.cmr.lambda_cd=0",),
+        "IEr, stage 2 on L_av alone (no CMR teacher)",
+        True,
+        start_stage=2,
+        shared_from="ier",
+    ),
 )
 
 

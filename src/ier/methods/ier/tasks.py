@@ -262,7 +262,9 @@ class AudioInstanceIdentifierTask(BaseTask):
 
 @register_task("ier_cmr")
 class CrossModalReferrerTask(BaseTask):
-    """S2 on unconstrained scenes: L_cd between p^va and p^av + λ·L_av (quadrant negatives).
+    """S2 on unconstrained scenes: λ_cd·L_cd between p^va and p^av + λ_av·L_av (quadrant
+    negatives). ``lambda_cd = 0`` is the "no teacher" ablation: the unconstrained data with L_av
+    alone.
 
     Samples where no prototype is visible (p^av = 0) are left out of L_cd.
     """
@@ -287,7 +289,7 @@ class CrossModalReferrerTask(BaseTask):
             loss_cd = out["p_va"].sum() * 0.0
         loss_av = pair_av_loss(self.model, fv, fa, negative_pooling=self.stage.negative_pooling)
         return {
-            "loss": loss_cd + self.stage.lambda_av * loss_av,
+            "loss": self.stage.lambda_cd * loss_cd + self.stage.lambda_av * loss_av,
             "loss_cd": loss_cd,
             "loss_av": loss_av,
         }
