@@ -325,3 +325,21 @@ def _no_aii_model(model: torch.nn.Module, tmp_path: Path) -> Path:
     from ier.checkpoint import save_model
 
     return save_model(tmp_path / "no_aii.safetensors", model, model_config=model.config)
+
+
+def test_validation_splits_are_scored_after_every_epoch(small_benchmark: Path, tmp_path) -> None:
+    cfg = apply_overrides(preset("ots", "tiny"), [
+        "stages.solo.epochs=2", "stages.wild.epochs=1", "stages.solo.max_steps=2",
+        "stages.wild.max_steps=2", "eval.at_end=false", 'eval.every_epoch=["val/wild", "val/x"]',
+    ])  # fmt: skip
+    result = fit(cfg, small_benchmark, tmp_path / "run", progress=False)
+    assert len(result.history) == 3
+    for record in result.history:  # the missing split is skipped with a warning
+        assert list(record["val"]) == ["val/wild"]
+        assert 0.0 <= record["val"]["val/wild"]["av_pointing"] <= 1.0
+    logged = [json.loads(line) for line in (tmp_path / "run/log.jsonl").open()]
+    assert [r["val"]["val/wild"] for r in logged if r["event"] == "epoch"] == [
+        r["val"]["val/wild"] for r in result.history
+    ]
+    with pytest.raises(ConfigError, match="validation splits"):
+        apply_overrides(cfg, ["eval.every_epoch=test/wild"])

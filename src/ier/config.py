@@ -115,11 +115,20 @@ class EvalConfig:
         splits: Test splits to evaluate; empty = every ``test/*`` split in the data dir.
         single_source_stage: Index of the stage whose model gives the single-source maps of the
             solo splits (method.md §1.8: stage 1); -1 = the final model.
+        every_epoch: Validation splits scored after every epoch and logged with it (no files):
+            the pointing game and CIoU of the single-source map (``av_*``) and, once the model
+            has class maps, of those (``ier.predict.validate``). Never a test split.
     """
 
     at_end: bool = True
     splits: tuple[str, ...] = ()
     single_source_stage: int = -1
+    every_epoch: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        tests = [s for s in self.every_epoch if s.startswith("test/")]
+        if tests:
+            raise ConfigError(f"eval.every_epoch takes validation splits, not {tests}")
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,30 @@ def set_object_prior(model: torch.nn.Module, weight: float) -> torch.nn.Module:
     return model
 
 
+VALIDATION_KEYS = ("pointing", "ciou_auc", "silent_fp", "peak_auroc")
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, dataset: AVDataset, *, batch_size: int = 64) -> dict[str, Any]:
+    """Quick scores of a model on a validation split during training: the pointing game and
+    CIoU-AUC of its single-source map (``av_pointing``, ``av_ciou_auc``) and, when it has class
+    maps, of those (``pointing``, ``ciou_auc``, ``silent_fp``, ``peak_auroc``). Restores the
+    model's training mode."""
+    from ier.evaluate import evaluate
+
+    was_training = model.training
+    try:
+        single = evaluate(predict(model, dataset, batch_size=batch_size, single_source=True),
+                          dataset.samples)  # fmt: skip
+        out = {"av_pointing": single["pointing"], "av_ciou_auc": single["ciou_auc"]}
+        if tuple(model.classes) != ("*",):
+            aware = evaluate(predict(model, dataset, batch_size=batch_size), dataset.samples)
+            out.update({k: aware[k] for k in VALIDATION_KEYS})
+        return out
+    finally:
+        model.train(was_training)
+
+
 CALIBRATED_KEYS = ("silent_fp", "negative_fp", "pia", "nsa", "pointing_tau")
 """The tau-dependent metrics that are reported again at the calibrated operating point."""
 CALIBRATION_SPLITS = ("val/wild", "val/negative")

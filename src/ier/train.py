@@ -32,11 +32,18 @@ from ier.checkpoint import (
     save_model,
 )
 from ier.config import ExperimentConfig, StageConfig, load_config_file, save_config
-from ier.data.datasets import AVDataset, load_split, num_train_batches, read_classes, train_batches
+from ier.data.datasets import (
+    AVDataset,
+    load_eval_split,
+    load_split,
+    num_train_batches,
+    read_classes,
+    train_batches,
+)
 from ier.distributed import WorldInfo, barrier, init_distributed, wrap_ddp
-from ier.errors import ConfigError
+from ier.errors import ConfigError, DatasetError
 from ier.models import create_model
-from ier.predict import evaluate_checkpoint
+from ier.predict import evaluate_checkpoint, validate
 from ier.tasks import (
     StageData,
     Task,
@@ -180,6 +187,21 @@ class RunContext:
     log: RunLog
     progress: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    validation: dict[str, AVDataset | None] = field(default_factory=dict, repr=False)
+
+    def validation_split(self, split: str) -> AVDataset | None:
+        """A validation split as this model reads it (decoded or feature-cached once); None,
+        with a warning, when the data has no such split."""
+        if split not in self.validation:
+            try:
+                self.validation[split] = load_eval_split(
+                    self.data_dir, split, self.model, classes=self.classes,
+                    cache_dir=self.cfg.data.cache_dir or None,
+                )  # fmt: skip
+            except DatasetError as err:
+                logger.warning("no per-epoch validation on %s: %s", split, err)
+                self.validation[split] = None
+        return self.validation[split]
 
     def stage_data(self, index: int) -> StageData:
         """Stage ``index``'s training split, loaded (decoded or feature-cached) for this model."""
@@ -284,6 +306,12 @@ class StageRun:
         last = epoch + 1 == stage.epochs
         if last:
             record["end"] = self.task.end_stage(self.data)
+        if ctx.world.is_main:
+            found = {s: ctx.validation_split(s) for s in ctx.cfg.eval.every_epoch}
+            scores = {s: validate(ctx.model, d, batch_size=ctx.cfg.data.eval_batch_size)
+                      for s, d in found.items() if d is not None}  # fmt: skip
+            if scores:
+                record["val"] = scores
         ctx.history.append(record)
         ctx.log.write(record)
         logger.info("%s", _summary(record))
@@ -337,6 +365,9 @@ def _summary(record: dict[str, Any]) -> str:
             parts.append(f"{key}={value:.4g}")
     if "end" in record:
         parts.append(f"end={record['end']}")
+    for split, scores in record.get("val", {}).items():
+        shown = ", ".join(f"{k}={v:.3f}" for k, v in scores.items() if isinstance(v, float))
+        parts.append(f"{split}: {shown}")
     return " ".join(parts)
 
 
