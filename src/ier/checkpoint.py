@@ -28,6 +28,8 @@ from torch import nn
 from ier import __version__
 from ier.errors import CheckpointError
 from ier.files import atomic_open
+from ier.models import create_model
+from ier.models.config import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +202,6 @@ def export_model(
 
 def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     """Rebuild the model from a loaded checkpoint's embedded config and weights (eval mode)."""
-    from ier.models import create_model
-    from ier.models.config import ModelConfig
 
     if "model_config" not in ckpt.meta:
         raise CheckpointError(f"{ckpt.path}: has no model config")

@@ -29,8 +29,10 @@ from ier.data.datasets import (
 from ier.data.decode import DecodeSpec, decode_sample
 from ier.data.manifest import Sample
 from ier.errors import ConfigError, DatasetError
+from ier.evaluate import EvalSettings, calibrate_tau, evaluate, split_kind
 from ier.files import atomic_write_json
 from ier.metrics import audio_set_metrics
+from ier.models import check_object_prior
 from ier.predictions import Predictions, save_predictions
 
 logger = logging.getLogger(__name__)
@@ -161,7 +163,6 @@ def set_object_prior(model: torch.nn.Module, weight: float) -> torch.nn.Module:
         ConfigError: ``weight`` outside [0, 1], or a model whose maps ignore the prior (IEr and
             OTS honour it: ``supports_object_prior``).
     """
-    from ier.models import check_object_prior
 
     try:
         config = dataclasses.replace(model.config, object_prior=float(weight))
@@ -181,7 +182,6 @@ def validate(model: torch.nn.Module, dataset: AVDataset, *, batch_size: int = 64
     CIoU-AUC of its single-source map (``av_pointing``, ``av_ciou_auc``) and, when it has class
     maps, of those (``pointing``, ``ciou_auc``, ``silent_fp``, ``peak_auroc``). Restores the
     model's training mode."""
-    from ier.evaluate import evaluate
 
     was_training = model.training
     try:
@@ -244,7 +244,6 @@ def evaluate_checkpoint(
     Returns:
         ``{split: metrics}`` (plus ``test/wild+negative`` and ``calibration`` when available).
     """
-    from ier.evaluate import EvalSettings, calibrate_tau, evaluate, split_kind
 
     data_dir = Path(data_dir)
     out_dir = Path(out_dir) if out_dir is not None else None

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ier.audio import load_audio
 from ier.data.manifest import Sample
 from ier.errors import DatasetError, MediaError
 from ier.files import atomic_path
+from ier.video import load_frames, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +76,6 @@ def decode_sample(sample: Sample, spec: DecodeSpec) -> tuple[np.ndarray, np.ndar
     Raises:
         MediaError: the media is missing or unreadable (the message names the sample).
     """
-    from ier.audio import load_audio
-    from ier.video import load_frames, load_image
 
     try:
         if sample.video_path is not None:

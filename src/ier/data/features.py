@@ -50,7 +50,7 @@ from ier.data.manifest import Sample, read_manifest
 from ier.distributed import barrier, world_info_from_env
 from ier.errors import ConfigError, DatasetError
 from ier.files import atomic_write_json
-from ier.models.common import ImageNormalizer
+from ier.models.common import ImageNormalizer, visual_backbone
 from ier.models.config import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -460,7 +460,6 @@ def extract_features(
         ConfigError: the config's visual trunk is not frozen.
         DatasetError: no such split, or an empty one.
     """
-    from ier.models.common import visual_backbone
 
     if not model_config.frozen_trunk:
         raise ConfigError(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ier.config import DataConfig, EvalConfig, ExperimentConfig, StageConfig
+from ier.methods.ier import ier_recipe
 from ier.models.config import model_config
 
 
@@ -32,7 +33,6 @@ class Budget:
 
 def ier_budget(preset_name: str) -> Budget:
     """The training budget of IEr's recipe at ``preset_name`` (``tiny``, ``quick``, ``paper``)."""
-    from ier.methods.ier import ier_recipe
 
     reference = ier_recipe(preset_name)
     first = reference.stages[0]

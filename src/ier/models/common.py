@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ier.audio import LogMel
 from ier.models.backbones import build_audio_backbone, build_visual_backbone
 from ier.models.config import FrontendConfig, ModelConfig
 
@@ -88,7 +89,6 @@ class AudioFrontend(nn.Module):
 
     def __init__(self, config: FrontendConfig) -> None:
         super().__init__()
-        from ier.audio import LogMel
 
         self.config = config
         self.log_mel = LogMel(
