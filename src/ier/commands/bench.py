@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# ``ier.bench.runner.METHOD_ORDER`` and the keys of its ``BENCHMARK_PRESET`` (tests/test_cli.py
+# checks they agree): named here so building the parser does not import torch.
+METHOD_ORDER = ("ots", "attention", "sop", "ezvsl", "slavc", "dsol", "ier", "supervised")
+BENCH_PRESETS = ("tiny", "quick", "paper")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` sub-parser."""
-    from ier.bench.runner import BENCHMARK_PRESET, METHOD_ORDER
-
     parser = subparsers.add_parser(
         "bench",
         help="compare every method (and the IEr ablations) on one benchmark",
@@ -24,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--preset",
-        choices=list(BENCHMARK_PRESET),
+        choices=BENCH_PRESETS,
         default="quick",
         help="scale of every run (tiny = smoke run on the small benchmark)",
     )
@@ -57,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ier.bench import BenchConfig, run_bench
+    from ier.bench import BenchConfig, run_bench  # lazy: keeps ier --help fast
 
     config = BenchConfig(
         preset=args.preset,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ier.config import PRESETS
+# The training presets (``ier.config.PRESETS``, checked equal by tests/test_cli.py): named here so
+# building the parser does not import torch.
+PRESETS = ("tiny", "short", "quick", "cpu", "paper")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ier.config import apply_overrides, load_config, preset
-    from ier.train import fit
+    from ier.config import apply_overrides, load_config, preset  # lazy: keeps ier --help fast
+    from ier.train import fit  # lazy: keeps ier --help fast
 
     cfg = None
     overrides = list(args.overrides)
@@ -94,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"model: {result.model_path}")
     if result.metrics:
-        from ier.evaluate import format_table
+        from ier.evaluate import format_table  # lazy: keeps ier --help fast
 
         for values in result.metrics.values():
             print(format_table(values), end="\n\n")
