@@ -212,3 +212,12 @@ def test_invalid_json_reports_the_real_column(tmp_path: Path) -> None:
         f"{path}:1: invalid JSON: Expecting ',' delimiter (column {len(text) + 1})"
     )
     assert problems[1].endswith("(column 12)")  # the second comma
+
+
+def test_a_noise_bed_alone_has_a_level_instead_of_an_snr(tmp_path: Path) -> None:
+    alone = _record("n1", noise={"kind": "rain", "snr_db": None, "level_dbfs": -26.0})
+    bad = _record("n2", noise={"kind": "rain", "snr_db": None})
+    path = _write_lines(tmp_path / "m.jsonl", [alone, bad])
+    problems = validate_manifest(path)
+    assert len(problems) == 1 and "noise.level_dbfs" in problems[0]
+    assert problems[0].startswith(f"{path}:2: ")
