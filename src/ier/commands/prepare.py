@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     from ier.datasets import prepare  # lazy: keeps ier --help fast
-    from ier.errors import ConfigError
+    from ier.errors import ConfigError, DatasetError  # lazy: keeps ier --help fast
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
@@ -59,4 +59,11 @@ def _handle(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k} {v}" for k, v in counts.items())
         print(f"{split}: {shown}")
     print(f"{report.n_missing} item(s) missing or unreadable; details in {report.path}")
+    if not sum(counts.get("written", 0) for counts in report.counts.values()):
+        first = next((p for p in report.problems if p.kind != "warning"), None)
+        why = f"e.g. {first.item}: {first.reason}" if first else "the root lists no items"
+        raise DatasetError(
+            f"wrote no samples from {args.root}: {report.n_missing} item(s) missing or "
+            f"unreadable ({why}); every reason is in {report.path}"
+        )
     return 0
