@@ -19,8 +19,10 @@ def resolve_device(device: Any) -> Any:
 
     try:
         resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as err:
-        raise ConfigError(f"--device {device!r} is not a torch device ({err})") from None
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(
+            f"--device {device}: not a torch device; use cpu, cuda, cuda:N or mps"
+        ) from None
     if resolved.type == "cuda":
         if not torch.backends.cuda.is_built():
             raise ConfigError(
