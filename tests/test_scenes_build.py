@@ -174,14 +174,15 @@ def test_noise_only_negatives_carry_their_noise_bed(small_benchmark):
     assert noise_only
     for r in noise_only:
         bed = [s["label"] for s in r["sources"] if s["role"] == "noise"]
-        assert r["noise"] == {"kind": bed[0], "snr_db": None, "level_dbfs": r["noise"]["level_dbfs"]}
+        assert r["noise"]["kind"] == bed[0] and r["noise"]["snr_db"] is None
         assert isinstance(r["noise"]["level_dbfs"], float)
     for rs in records.values():  # every clip with a noise bed says so in its record
         for r in rs:
             if any(s["role"] == "noise" for s in r["sources"]):
                 assert r["noise"] is not None, r["id"]
     samples = read_manifest(small_benchmark / "test/negative/manifest.jsonl")
-    assert sum(s.noise is not None and s.noise["snr_db"] is None for s in samples) == len(noise_only)
+    alone = [s for s in samples if s.noise is not None and s.noise["snr_db"] is None]
+    assert len(alone) == len(noise_only)
     stale = copy.deepcopy(noise_only[0])
     stale["noise"] = None  # what builds before this fix wrote
     assert any("noise is null" in p for p in _record_problems(stale))
