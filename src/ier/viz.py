@@ -501,7 +501,10 @@ class OverlayVideoWriter:
         self._out = av.open(str(self._tmp), mode="w", format="mp4")
         self._video = self._out.add_stream("libx264", rate=self._rate)
         self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
-        self._video.options = {"crf": str(crf), "preset": preset}
+        # One x264 thread for overlay-sized frames: it runs on a thread of its own beside the
+        # model, and its frame threads cost CPU without speeding up a small frame.
+        threads = "1" if width * height <= 640 * 480 else "0"
+        self._video.options = {"crf": str(crf), "preset": preset, "threads": threads}
         if colorspace == "bt709":  # tag it, so players read the passed-through frames right
             context = self._video.codec_context
             context.colorspace, context.color_primaries, context.color_trc = 1, 1, 1

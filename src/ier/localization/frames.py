@@ -194,7 +194,10 @@ class FrameReader:
         centres, next_window = self.centres, 0
         previous: tuple[float, Any] | None = None
         last_yuv: np.ndarray | None = None
-        frames = iter_video_frames(self.path)
+        # One decoder thread up to 720p: this reader is already a thread of its own beside the
+        # model, and FFmpeg's frame threads cost about 20 % more CPU at 360p (docs/localize.md).
+        small = self.info.width * self.info.height <= 1280 * 720
+        frames = iter_video_frames(self.path, threads=1 if small else 0)
         while True:
             tick = time.perf_counter()
             item = next(frames, None)
