@@ -370,16 +370,6 @@ def blend(frame: np.ndarray, layer: np.ndarray | Image.Image) -> np.ndarray:
 _MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
 
 
-def rgb_to_yuv(rgb: np.ndarray, matrix: str = "bt601") -> np.ndarray:
-    """(..., 3) RGB in [0, 255] -> (..., 3) limited-range Y'CbCr (Y in [16, 235]), float32."""
-    kr, kb = _MATRICES[matrix]
-    rgb = np.asarray(rgb, np.float32) / 255.0
-    y = kr * rgb[..., 0] + (1 - kr - kb) * rgb[..., 1] + kb * rgb[..., 2]
-    cb = (rgb[..., 2] - y) / (2 * (1 - kb))
-    cr = (rgb[..., 0] - y) / (2 * (1 - kr))
-    return np.stack([16 + 219 * y, 128 + 224 * cb, 128 + 224 * cr], -1).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class YuvLayer:
     """An RGBA overlay layer prepared for blending onto yuv420p frames: per plane, inside the
@@ -398,6 +388,20 @@ class YuvLayer:
     add: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+def _yuv_matrix(matrix: str) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 3) matrix and (3,) offset taking RGB in [0, 255] to limited-range Y'CbCr."""
+    kr, kb = _MATRICES[matrix]
+    kg = 1 - kr - kb
+    rows = np.array(
+        [
+            [219 * kr, 219 * kg, 219 * kb],
+            [-112 * kr / (1 - kb), -112 * kg / (1 - kb), 112.0],
+            [112.0, -112 * kg / (1 - kr), -112 * kb / (1 - kr)],
+        ]
+    ) / 255.0
+    return rows.astype(np.float32), np.array([16.0, 128.0, 128.0], np.float32)
+
+
 def yuv_layer(layer: np.ndarray, matrix: str = "bt601") -> YuvLayer | None:
     """Prepare an RGBA layer (H, W, 4) with even H and W for ``blend_yuv``; None if it is fully
     transparent. Chroma is subsampled 2x2 with alpha weighting (as a renderer of the RGBA
@@ -408,21 +412,25 @@ def yuv_layer(layer: np.ndarray, matrix: str = "bt601") -> YuvLayer | None:
         return None
     top, bottom = 2 * (visible_rows[0] // 2), min(layer.shape[0], 2 * (visible_rows[-1] // 2) + 2)
     left, right = 2 * (visible_cols[0] // 2), min(layer.shape[1], 2 * (visible_cols[-1] // 2) + 2)
-    crop = layer[top:bottom, left:right].astype(np.float32)
-    a = crop[..., 3:] / 255.0
-    ycc = rgb_to_yuv(crop[..., :3], matrix)
-    h, w = crop.shape[:2]
-    a2 = a.reshape(h // 2, 2, w // 2, 2, 1).mean(axis=(1, 3))
-    weighted = (ycc * a).reshape(h // 2, 2, w // 2, 2, 3).sum(axis=(1, 3)) / 4.0  # = value * a2
+    crop = layer[top:bottom, left:right]
+    rows, _ = _yuv_matrix(matrix)
+    r, g, b, a = (crop[..., i].astype(np.float32) for i in range(4))  # alpha in [0, 255]
+
+    def block(x: np.ndarray) -> np.ndarray:  # sums of 2x2 blocks
+        return x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]
+
+    luma = (rows[0, 0] * r + rows[0, 1] * g + rows[0, 2] * b + 16.0) * a  # Y * alpha
+    sr, sg, sb, sa = block(r * a), block(g * a), block(b * a), block(a)  # premultiplied sums
+    cb = (rows[1, 0] * sr + rows[1, 1] * sg + rows[1, 2] * sb + 128.0 * sa) * 0.25
+    cr = (rows[2, 0] * sr + rows[2, 1] * sg + rows[2, 2] * sb + 128.0 * sa) * 0.25
 
     def as_int(x: np.ndarray) -> np.ndarray:
         return np.rint(x).astype(np.uint32)
 
     return YuvLayer(
         rows=(int(top), int(bottom)), cols=(int(left), int(right)),
-        keep=(as_int(255 - 255 * a[..., 0]), as_int(255 - 255 * a2[..., 0])),
-        add=(as_int(255 * ycc[..., 0] * a[..., 0]), as_int(255 * weighted[..., 1]),
-             as_int(255 * weighted[..., 2])),
+        keep=((255 - crop[..., 3]).astype(np.uint32), as_int(255 - 0.25 * sa)),
+        add=(as_int(luma), as_int(cb), as_int(cr)),
     )  # fmt: skip
 
 

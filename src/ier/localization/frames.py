@@ -200,7 +200,15 @@ class FrameReader:
         frames = iter_video_frames(self.path, threads=1 if small else 0)
         while True:
             tick = time.perf_counter()
-            item = next(frames, None)
+            try:
+                item = next(frames, None)
+            except MediaError as err:  # the decoder fails on a damaged or cut-off packet
+                where = previous[0] + self._frame_seconds() if previous else 0.0
+                reason = str(err.__cause__ or err).splitlines()[0]
+                raise MediaError(
+                    f"{self.path}: the video stops decoding at {where:.2f} s ({reason}); the "
+                    "file is truncated or corrupt"
+                ) from err
             if item is None:
                 self.busy_seconds += time.perf_counter() - tick
                 break

@@ -37,8 +37,9 @@ class OutputSinks:
 
     The overlay is written while streaming: a frame waits in a small buffer until the window
     whose centre is nearest to it has been processed, then goes to a background thread that
-    blends that window's layer onto it and encodes it (``_OverlayThread``), so blending and
-    encoding overlap with the model.
+    draws each window's layer (heat maps, boxes, labels; and the report's key frames), blends
+    it onto the frames nearest to that window and encodes them (``_OverlayThread``), so all of
+    that overlaps with the model.
     """
 
     def __init__(
@@ -72,12 +73,11 @@ class OutputSinks:
                     audio_source=source, colorspace=matrix,
                 )  # fmt: skip
 
-            self.overlay = _OverlayThread(make_writer)
+            self.overlay = _OverlayThread(make_writer, self._layer)
         if out_dir is not None and save_maps:
             self.maps = _NpzMapWriter(out_dir / "maps.npz", n_windows)
         self.matrix = "bt601"  # colour matrix of the overlay frames (set by the first one)
         self.frames: deque[tuple[float, np.ndarray]] = deque()
-        self.layers: dict[int, viz.YuvLayer | None] = {}
         spaced = np.linspace(0, n_windows - 1, min(settings.key_frames, n_windows))
         self.spaced_keys = {int(round(i)) for i in spaced}
         self.best: dict[int, tuple[float, int]] = {}  # class -> (confidence, window index)
@@ -102,14 +102,13 @@ class OutputSinks:
         index = record.index
         if self.maps is not None:
             self.maps.write(record.time_seconds, maps, self.result.classes)
-        key = self._is_key(record)
-        if self.overlay is not None or key:
-            layer = self._layer(record, maps)
-            if self.overlay is not None:
-                self.layers[index] = viz.yuv_layer(layer, self.matrix)
-            if key and display is not None:
-                self.key_images[index] = viz.blend(display, layer)
-                self._prune_keys()
+        key = self._is_key(record) and display is not None
+        keep = self._keep_keys() if key else None
+        if self.overlay is not None:  # the overlay thread draws it (fonts stay on one thread)
+            self.overlay.layer(index, record, maps, self.matrix, display if key else None, keep)
+        elif key and display is not None:
+            self.key_images[index] = viz.blend(display, self._layer(record, maps))
+            _prune(self.key_images, keep)
         self.processed = index + 1
         self._flush(final=False)
 
@@ -124,10 +123,8 @@ class OutputSinks:
                 key = True
         return key
 
-    def _prune_keys(self) -> None:
-        keep = self.spaced_keys | {index for _, index in self.best.values()}
-        for index in [i for i in self.key_images if i not in keep]:
-            del self.key_images[index]
+    def _keep_keys(self) -> set[int]:
+        return self.spaced_keys | {index for _, index in self.best.values()}
 
     def _layer(self, record: WindowRecord, maps: np.ndarray) -> np.ndarray:
         shown = [item.state == "sounding-on-screen" for item in record.classes]
@@ -149,9 +146,7 @@ class OutputSinks:
             if index >= self.processed and not final:
                 return
             self.frames.popleft()
-            self.overlay.submit(yuv, self.layers.get(index), self.matrix)
-            for old in [i for i in self.layers if i < index]:
-                del self.layers[old]
+            self.overlay.submit(yuv, index)
 
     def finish(self, n_processed: int) -> None:
         """All windows are processed: send the remaining frames to the overlay."""
@@ -162,6 +157,7 @@ class OutputSinks:
         """Finish the overlay and maps files (waits for the overlay thread)."""
         if self.overlay is not None:
             self.result.outputs["overlay"] = self.overlay.close()
+            self.key_images = self.overlay.key_images
             for key, value in self.overlay.busy.items():
                 self.timings[key] += value
         if self.maps is not None:
@@ -195,29 +191,51 @@ class OutputSinks:
             self.timings["render"] += time.perf_counter() - tick
 
 
-class _OverlayThread:
-    """Blends and encodes overlay frames on a background thread, in the order submitted.
+def _prune(images: dict[int, np.ndarray], keep: set[int] | None) -> None:
+    if keep is not None:
+        for index in [i for i in images if i not in keep]:
+            del images[index]
 
-    Memory: at most ``max_queued`` frames wait. An error on the thread is raised by the next
-    ``submit`` or by ``close``.
+
+class _OverlayThread:
+    """Draws window layers, blends them onto frames and encodes the frames, on a background
+    thread, in the order submitted (a window's layer always before the frames that use it).
+
+    Memory: at most ``max_queued`` items wait, and the layers of windows whose frames are not
+    all written yet. An error on the thread is raised by the next call or by ``close``.
     """
 
-    def __init__(self, make_writer: Any, max_queued: int = 32) -> None:
-        self._make_writer = make_writer
+    def __init__(self, make_writer: Any, draw: Any, max_queued: int = 32) -> None:
+        self._make_writer, self._draw = make_writer, draw
         self._writer: viz.OverlayVideoWriter | None = None
+        self._layers: dict[int, viz.YuvLayer | None] = {}
+        self._matrix = "bt601"  # the frames' colour matrix, as the layers are drawn for it
+        self.key_images: dict[int, np.ndarray] = {}  # report key frames, by window
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queued)
         self._error: BaseException | None = None
         self._aborted = threading.Event()
-        self.busy = {"render": 0.0, "encode": 0.0}  # seconds on the thread: blend, encode
+        self.busy = {"render": 0.0, "encode": 0.0}  # seconds on the thread: draw + blend, encode
         self._thread = threading.Thread(target=self._run, name="ier-overlay", daemon=True)
         self._thread.start()
 
-    def submit(self, yuv: np.ndarray, layer: viz.YuvLayer | None, matrix: str) -> None:
+    def layer(
+        self, index: int, record: Any, maps: np.ndarray, matrix: str,
+        display: np.ndarray | None, keep: set[int] | None,
+    ) -> None:  # fmt: skip
+        """Draw window ``index``'s layer; with ``display``, also its key frame (keeping only the
+        key frames in ``keep``)."""
+        self._put(("layer", index, record, maps, matrix, display, keep))
+
+    def submit(self, yuv: np.ndarray, index: int) -> None:
+        """Blend window ``index``'s layer onto a yuv420p frame and encode it."""
+        self._put(("frame", yuv, index))
+
+    def _put(self, item: tuple) -> None:
         while True:
             if self._error is not None:
                 raise self._error
             try:
-                self._queue.put((yuv, layer, matrix), timeout=0.1)
+                self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 if not self._thread.is_alive():
@@ -230,18 +248,36 @@ class _OverlayThread:
                 return
             if self._error is not None or self._aborted.is_set():
                 continue  # drain until the end marker
-            yuv, layer, matrix = item
             try:
-                tick = time.perf_counter()
-                viz.blend_yuv(yuv, layer)
-                blended = time.perf_counter()
-                if self._writer is None:
-                    self._writer = self._make_writer(matrix)
-                self._writer.write_yuv(yuv)
-                self.busy["render"] += blended - tick
-                self.busy["encode"] += time.perf_counter() - blended
+                if item[0] == "layer":
+                    self._layer(*item[1:])
+                else:
+                    self._frame(*item[1:])
             except BaseException as err:  # raised on the caller's thread
                 self._error = err
+
+    def _layer(self, index: int, record: Any, maps: np.ndarray, matrix: str,
+               display: np.ndarray | None, keep: set[int] | None) -> None:  # fmt: skip
+        tick = time.perf_counter()
+        rgba = self._draw(record, maps)
+        self._matrix = matrix
+        self._layers[index] = viz.yuv_layer(rgba, matrix)
+        if display is not None:
+            self.key_images[index] = viz.blend(display, rgba)
+            _prune(self.key_images, keep)
+        self.busy["render"] += time.perf_counter() - tick
+
+    def _frame(self, yuv: np.ndarray, index: int) -> None:
+        tick = time.perf_counter()
+        viz.blend_yuv(yuv, self._layers.get(index))
+        for old in [i for i in self._layers if i < index]:
+            del self._layers[old]
+        blended = time.perf_counter()
+        if self._writer is None:
+            self._writer = self._make_writer(self._matrix)
+        self._writer.write_yuv(yuv)
+        self.busy["render"] += blended - tick
+        self.busy["encode"] += time.perf_counter() - blended
 
     def _stop(self) -> None:
         while True:
