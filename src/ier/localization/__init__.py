@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from torch import nn
@@ -211,20 +213,26 @@ def _localize(
     write_report: bool, progress: bool, tick: float,
 ) -> LocalizationResult:  # fmt: skip
     net, name = _resolve_model(model)
-    if settings.threads is None:
+    with _torch_threads(settings.threads):
         return _run(path, info, net, name, settings, out, save_maps=save_maps,
                     write_overlay=write_overlay, write_report=write_report, progress=progress,
                     tick=tick)  # fmt: skip
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``threads`` inside the block (None: unchanged)."""
+    if threads is None:
+        yield
+        return
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(settings.threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        return _run(path, info, net, name, settings, out, save_maps=save_maps,
-                    write_overlay=write_overlay, write_report=write_report, progress=progress,
-                    tick=tick)  # fmt: skip
+        yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _run(
@@ -250,6 +258,7 @@ def _run(
     if run.picture_end is not None:
         result.frames_end_seconds = run.picture_end.frames_end_seconds
         result.last_frame_held = run.picture_end.held
+
     def timings() -> dict[str, float]:
         spent = {"total": time.perf_counter() - tick, **run.timings, "encode": 0.0}
         for key, value in run.sinks.timings.items():
