@@ -50,13 +50,15 @@ def test_every_subcommand_help_builds_without_heavy_imports() -> None:
 
 def test_the_cli_lists_mirror_the_library() -> None:
     from ier.bench.runner import BENCHMARK_PRESET, METHOD_ORDER
-    from ier.commands import bench, prepare, train
+    from ier.commands import bench, evaluate, prepare, train
     from ier.config import PRESETS
+    from ier.data.records import SPLIT_KINDS
     from ier.datasets import list_datasets
 
     assert train.PRESETS == PRESETS
     assert bench.METHOD_ORDER == METHOD_ORDER and bench.BENCH_PRESETS == tuple(BENCHMARK_PRESET)
     assert list(prepare.DATASETS) == list_datasets()
+    assert evaluate.SPLIT_KINDS == SPLIT_KINDS
 
 
 def test_handler_imports_say_why_they_are_lazy() -> None:
