@@ -113,7 +113,7 @@ def run_once(video: Path, model: str, out: Path, extra: list[str]) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"ier localize failed:\n{stderr[-3000:]}")
     document = json.loads((out / "localization.json").read_text())
-    return {"wall": wall, "cpu": cpu, "peak_rss_mb": round(peak_kb / 1024),
+    return {"wall": wall, "cpu": cpu, "peak_rss_mib": round(peak_kb / 1024),
             "timings": document["timings_seconds"],
             "windows": len(document["windows"]), "video": document["video"]}  # fmt: skip
 
@@ -162,15 +162,15 @@ def main(argv: list[str] | None = None) -> dict:
             run["load_average_1min_before"] = round(load, 2)
             runs.append(run)
             _report(args, run)
-    peak_rss_mb = max(run["peak_rss_mb"] for run in runs)
+    peak_rss_mb = max(run["peak_rss_mib"] for run in runs)
     best = min(runs, key=lambda r: r["wall"])
     figures = {
         "model": args.model, "video": best["video"], "windows": best["windows"],
         "cpu_count": os.cpu_count(), "runs": runs, "best_wall_seconds": round(best["wall"], 2),
         "best_real_time_factor": round(best["video"]["duration_seconds"] / best["wall"], 2),
-        "peak_rss_mb": round(peak_rss_mb),
+        "peak_rss_mib": round(peak_rss_mb),
     }  # fmt: skip
-    print(f"peak RSS of the localize process: {peak_rss_mb:.0f} MB (VmHWM)")
+    print(f"peak RSS of the localize process: {peak_rss_mb:.0f} MiB (VmHWM)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     return figures
