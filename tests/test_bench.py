@@ -16,8 +16,8 @@ from PIL import Image
 from ier.bench import IER_ABLATIONS, BenchConfig, experiment_for, method_order, plan_runs
 from ier.bench.figures import BAR_METRICS, bar_chart
 from ier.bench.plan import BENCH_FILE, RECORD_FILE
-from ier.bench.tables import markdown
 from ier.bench.runner import _check_out_dir
+from ier.bench.tables import markdown
 from ier.cli import main
 from ier.errors import ConfigError
 
@@ -257,7 +257,9 @@ def test_bench_cli_tiny_runs_every_method_and_ablation(tiny_bench) -> None:
         assert run["metrics"]["test/wild"]["ciou@0.3"] is not None
         assert run["train_seconds"] > 0 and run["eval_seconds"] > 0
         assert set(run["metrics"]) == {f"test/{s}" for s in ("solo", "synthetic", "duet", "wild",
-                                                              "negative")}  # fmt: skip
+                                                              "negative", "wild+negative")} | {
+            "calibration"}  # fmt: skip
+        assert run["metrics"]["calibration"]["splits"] == ["val/wild", "val/negative"]
     ier = next(r for r in summary["runs"] if r["name"] == "ier")
     assert ier["metrics"]["test/solo"]["aii_nmi"] is not None
     assert ier["extended"]["n"] == 64  # test/solo + test/negative

@@ -11,7 +11,6 @@ import pytest
 
 from dataset_fixtures import Hostile
 from ier.datasets import list_datasets
-from ier.protocol import DEFAULT_ALPHA_BY_KIND, published_protocol
 from ier.datasets.common import (
     clean_box,
     music_ytid,
@@ -20,6 +19,7 @@ from ier.datasets.common import (
     xywh_to_xyxy,
 )
 from ier.datasets.safe_pickle import UnsafePickleError, load_array, loads_array
+from ier.protocol import DEFAULT_ALPHA_BY_KIND, published_protocol
 
 
 def test_vggsound_clip_names_split_on_the_last_underscore() -> None:

@@ -122,3 +122,33 @@ def test_prepared_manifests_decode_with_the_training_data_layer(music) -> None:
             frames, wave = decode_sample(sample, spec)
             assert frames.shape == (1, 32, 32, 3) and wave.shape == (16000,)
             assert float(abs(wave).max()) > 0.01  # the tone is there, not zero padding
+
+
+def test_a_junk_id_json_is_reported_as_unreadable_not_missing(tmp_path: Path, capsys) -> None:
+    from ier.cli import main
+
+    root = tmp_path / "raw"
+    root.mkdir()
+    (root / "MUSIC_solo_videos.json").write_text("this is not JSON {")
+    out = tmp_path / "out"
+    assert main(["prepare", "music", "--root", str(root), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "MUSIC_solo_videos.json exists but cannot be read" in err and "JSONDecodeError" in err
+    assert "not found" not in err
+    (root / "MUSIC_solo_videos.json").write_text(json.dumps({"version": 1, "videos": {}}))
+    assert main(["prepare", "music", "--root", str(root), "--out", str(out), "--no-progress"]) == 2
+    assert "exists but cannot be read: it lists no videos" in capsys.readouterr().err
+
+
+def test_a_prepare_run_that_writes_no_sample_fails_and_says_why(tmp_path: Path, capsys) -> None:
+    from ier.cli import main
+
+    root = tmp_path / "raw"
+    root.mkdir()
+    (root / "MUSIC_solo_videos.json").write_text(
+        json.dumps({"version": 1, "videos": {"violin": ["NOMEDIA01"]}})
+    )
+    out = tmp_path / "out"
+    assert main(["prepare", "music", "--root", str(root), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "wrote no samples" in err and "NOMEDIA01" in err and "prepare_report.json" in err

@@ -288,9 +288,9 @@ def test_vggss_preset_is_median_with_union_and_benchmark_splits_stay_relative() 
 
 
 def test_every_dataset_preset_names_a_known_policy_and_alpha() -> None:
-    from ier.protocol import PUBLISHED_PROTOCOLS as SPLIT_PRESETS
     from ier.evaluate import DEFAULT_ALPHA_BY_KIND
     from ier.metrics import THRESHOLD_POLICIES
+    from ier.protocol import PUBLISHED_PROTOCOLS as SPLIT_PRESETS
 
     for name, preset in SPLIT_PRESETS.items():
         assert preset.threshold in THRESHOLD_POLICIES and preset.kind in DEFAULT_ALPHA_BY_KIND
@@ -418,16 +418,19 @@ def test_cli_rejects_mixed_or_incomplete_modes(tiny_split, capsys) -> None:
     manifest, preds = tiny_split
     for argv in (
         ["--predictions", str(preds), "--data", "somewhere"],
-        ["--manifest", str(manifest), "--checkpoint", "c.safetensors"],
+        ["--predictions", str(preds), "--checkpoint", "c.safetensors"],
+        ["--manifest", str(manifest), "--checkpoint", "c", "--data", "d"],
+        ["--manifest", str(manifest), "--checkpoint", "c", "--splits", "test/solo"],
         ["--predictions", str(preds)],
         ["--checkpoint", "c.safetensors"],
+        ["--manifest", str(manifest)],
         [],
     ):
         with pytest.raises(SystemExit) as info:
             main(["evaluate", *argv])
         assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "not both" in err and "must be given together" in err
+    assert "not both" in err and "must be given together" in err and "--splits needs" in err
 
 
 def test_cli_bad_alpha_for_is_a_clean_error(tiny_split, capsys) -> None:
@@ -455,13 +458,23 @@ def test_cli_checkpoint_mode_calls_predict_evaluate_checkpoint(
     module = types.ModuleType("ier.predict")
     module.evaluate_checkpoint = fake_evaluate_checkpoint
     monkeypatch.setitem(sys.modules, "ier.predict", module)
-    argv = ["evaluate", "--checkpoint", "c.st", "--data", str(tmp_path), "--splits", "test/solo"]
+    ckpt = tmp_path / "c.st"
+    ckpt.write_bytes(b"")  # only its path matters to the fake
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(tmp_path), "--splits", "test/solo"]
     assert main([*argv, "--out", str(tmp_path / "eval"), "--tau", "0.3"]) == 0
-    assert calls["checkpoint"] == Path("c.st") and calls["splits"] == ["test/solo"]
+    assert calls["checkpoint"] == ckpt and calls["splits"] == ["test/solo"]
     assert calls["out"] == tmp_path / "eval" and calls["settings"].tau == 0.3
     assert calls["object_prior"] is None  # the checkpoint's own setting
     assert main([*argv, "--object-prior", "0.7"]) == 0 and calls["object_prior"] == 0.7
     assert "test/solo" in capsys.readouterr().out
+    # The bundled model's name works as in `ier localize`.
+    from ier.localization import WEIGHTS_DIR
+
+    if (WEIGHTS_DIR / "ier-wild-small.safetensors").exists():
+        argv = ["evaluate", "--checkpoint", "ier-wild-small", "--data", str(tmp_path)]
+        assert main(argv) == 0 and calls["checkpoint"] == WEIGHTS_DIR / "ier-wild-small.safetensors"
+    assert main(["evaluate", "--checkpoint", "no-such-model", "--data", str(tmp_path)]) == 2
+    assert "neither a bundled model" in capsys.readouterr().err
 
 
 def test_cli_threshold_policy_and_consensus_flags(tmp_path, capsys) -> None:
@@ -474,7 +487,7 @@ def test_cli_threshold_policy_and_consensus_flags(tmp_path, capsys) -> None:
     recorded = json.loads(out.read_text())["settings"]
     assert (recorded["threshold_policy"], recorded["consensus"]) == ("median", True)
     flags = ["--threshold-policy", "absolute", "--fixed-threshold", "0.61", "--no-consensus"]
-    assert main([*argv, *flags, "--out", str(out)]) == 0
+    assert main([*argv, *flags, "--out", str(out), "--overwrite"]) == 0
     results = json.loads(out.read_text())
     assert results["settings"]["threshold_policy"] == "absolute"
     assert results["settings"]["fixed_threshold"] == 0.61
@@ -562,3 +575,81 @@ def test_calibrated_tau_keeps_validation_false_positives_within_the_budget() -> 
     assert evaluate(wild, silent, at_tau)["silent_fp"] <= 0.05
     alone = calibrate_tau([neg], [negatives], settings=grid)  # negatives only: 2 of 40 above
     assert alone["tau_silent"] is None and np.mean(peaks > alone["tau"]) == pytest.approx(0.05)
+
+
+# --------------------------------------------------------------------------- --out and empty input
+
+
+def test_cli_out_never_overwrites_silently_and_checks_before_any_work(
+    tiny_split, tmp_path, capsys, monkeypatch
+) -> None:
+    import ier.manifest_eval
+
+    manifest, preds = tiny_split
+    argv = ["evaluate", "--predictions", str(preds), "--manifest", str(manifest)]
+    existing = tmp_path / "metrics.json"
+    existing.write_text("the user's file")
+    calls = []
+    real = ier.manifest_eval.evaluate_predictions_file
+    monkeypatch.setattr(ier.manifest_eval, "evaluate_predictions_file",
+                        lambda *a, **k: calls.append(a) or real(*a, **k))  # fmt: skip
+    assert main([*argv, "--out", str(existing)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert existing.read_text() == "the user's file" and calls == []  # refused before any work
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    assert main([*argv, "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "Traceback" not in err and calls == []
+    assert main([*argv, "--out", str(manifest), "--overwrite"]) == 2  # an input is never an output
+    assert "is an input" in capsys.readouterr().err
+    assert main([*argv, "--out", str(existing), "--overwrite"]) == 0 and len(calls) == 1
+    assert json.loads(existing.read_text())["n"] == 3
+
+
+def test_cli_an_empty_manifest_or_unmatched_predictions_fail(tiny_split, tmp_path, capsys) -> None:
+    manifest, preds = tiny_split
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["evaluate", "--predictions", str(preds), "--manifest", str(empty)]) == 2
+    assert "has no samples" in capsys.readouterr().err
+    other = save_predictions(tmp_path / "other.npz", _preds(["zz"], _box_map(0.0)[None],
+                                                             classes=("*",)))  # fmt: skip
+    assert main(["evaluate", "--predictions", str(other), "--manifest", str(manifest)]) == 2
+    assert "none of its 1 predictions" in capsys.readouterr().err
+    argv = ["evaluate", "--predictions", str(other), "--manifest", str(manifest)]
+    assert main([*argv, "--missing", "zero"]) == 0  # scored as all-zero maps: that is asked for
+
+
+def test_checkpoint_on_a_standalone_manifest(tmp_path, capsys) -> None:
+    """--checkpoint CKPT --manifest M: any manifest, outside a benchmark folder; the classes are
+    the checkpoint's."""
+    from ier.checkpoint import save_model
+    from ier.models import create_model
+    from ier.models.config import model_config
+    from ier.video import write_mp4
+
+    config = model_config("tiny")
+    model = create_model(config)
+    ckpt = save_model(tmp_path / "tiny.safetensors", model, model_config=config)
+    clips = tmp_path / "elsewhere"
+    records = []
+    for i in range(2):
+        frames = np.full((10, 32, 32, 3), 40 * i, np.uint8)
+        write_mp4(clips / f"c{i}.mp4", frames, fps=10, audio=np.zeros(16000, np.float32))
+        records.append({"id": f"c{i}", "split": "my-own", "video": f"c{i}.mp4", "time": 0.5,
+                        "window": [0.0, 1.0], "offscreen": [], "noise": None, "objects": [
+                            {"label": "*", "box": [0.1, 0.1, 0.6, 0.6], "sounding": True}]})
+    manifest = write_manifest(clips / "mine.jsonl", records)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(out)]
+    assert main(argv) == 0
+    assert "split my-own" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())[str(manifest)]
+    assert metrics["n"] == 2 and metrics["n_missing"] == 0 and metrics["iou@0.5"] is not None
+    assert (out / "predictions.npz").exists()
+    assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+    (out / "predictions_old.npz").write_text("an earlier run of --data")
+    (out / "notes.txt").write_text("the user's")
+    assert main([*argv, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "notes.txt", "predictions.npz"]

@@ -181,7 +181,7 @@ def test_localize_states_and_peak_inside_the_box(clip: Path) -> None:
         union = (bx1 - bx0) * (by1 - by0) + SQUARE**2 - inter
         assert inter / union > 0.3
     assert result.track("green")[0][1] == "visible-silent"
-    assert set(result.timings) == {"total", "decode", "model", "render"}
+    assert set(result.timings) == {"total", "decode", "model", "render", "encode"}
 
 
 def test_without_a_visual_cue_silent_objects_are_absent(clip: Path) -> None:
@@ -415,3 +415,138 @@ def test_a_soundtrack_shorter_than_the_picture_reads_as_silence(tmp_path: Path) 
     clip = write_mp4(tmp_path / "short_audio.mp4", frames, fps=FPS, audio=wave)
     states = [s for _, s, _ in localize(clip, model=ColourToneModel(), smoothing=0).track("red")]
     assert states[0] == "sounding-on-screen" and states[-1] == "visible-silent"
+
+
+# --------------------------------------------------------------------------- the user's data
+
+
+def test_an_output_that_is_the_input_is_refused_whatever_the_flags(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import ier.localization as localize_module
+
+    monkeypatch.setattr(localize_module, "load_model", lambda name: ColourToneModel())
+    video = tmp_path / "overlay.mp4"
+    video.write_bytes(clip.read_bytes())
+    before = video.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    for flags in ([], ["--overwrite"], ["--overwrite", "--no-overlay"]):
+        assert main(["localize", "overlay.mp4", "--model", "x", "-o", ".", *flags]) == 2
+        assert "a file this command writes" in capsys.readouterr().err
+    assert video.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "overlay.mp4"
+    ]
+    link = tmp_path / "out" / "localization.json"  # a hard link to the input is the input too
+    link.parent.mkdir()
+    os.link(video, link)
+    with pytest.raises(IerError, match="a file this command writes"):
+        localize(video, model=ColourToneModel(), out_dir=link.parent, overwrite=True)
+    assert video.read_bytes() == before
+
+
+def test_overwrite_removes_the_outputs_of_an_earlier_run(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    localize(clip, model=ColourToneModel(), out_dir=out, save_maps=True)
+    (out / "mine.txt").write_text("keep me")
+    result = localize(clip, model=ColourToneModel(), out_dir=out, overwrite=True, hop_seconds=1.0,
+                      write_report=False)  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["localization.json", "mine.txt", "overlay.mp4"]
+    document = json.loads((out / "localization.json").read_text())
+    assert document["outputs"] == {"json": "localization.json", "overlay": "overlay.mp4"}
+    assert len(document["windows"]) == len(result.windows) == 3
+
+
+def _still_image_video(path: Path, *, frames: int, fps: int, audio_seconds: float) -> Path:
+    picture = np.full((frames, 64, 64, 3), 90, np.uint8)
+    picture[:, 10:40, 10:40] = RGB["red"]
+    t = np.arange(int(audio_seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    wave = (0.3 * np.sin(2 * np.pi * TONES_HZ["red"] * t)).astype(np.float32)
+    return write_mp4(path, picture, fps=fps, audio=wave)
+
+
+@pytest.mark.parametrize(("frames", "fps"), [(1, 25), (10, 10)])
+def test_a_soundtrack_longer_than_the_picture_holds_the_last_frame(
+    tmp_path: Path, frames: int, fps: int
+) -> None:
+    video = _still_image_video(tmp_path / "still.mp4", frames=frames, fps=fps, audio_seconds=3.97)
+    info = probe(video)
+    assert info.video_seconds == pytest.approx(frames / fps, abs=1e-3)
+    assert info.duration_seconds == pytest.approx(3.97, abs=0.05)
+    out = tmp_path / "out"
+    result = localize(video, model=ColourToneModel(), out_dir=out, smoothing=0)
+    assert len(result.windows) == 6 and result.last_frame_held
+    assert result.frames_end_seconds == pytest.approx(frames / fps)
+    last_frame = (frames - 1) / fps
+    assert result.windows[-1].frame_seconds == pytest.approx(last_frame)
+    assert {w.classes[0].state for w in result.windows} == {"sounding-on-screen"}
+    document = json.loads((out / "localization.json").read_text())
+    assert validate_localization(document) == []
+    assert document["video"]["last_frame_held"] is True
+    assert document["video"]["frames_end_seconds"] == pytest.approx(frames / fps)
+    assert document["windows"][-1]["frame_seconds"] == pytest.approx(last_frame)
+    assert "show the last frame" in document["notes"][0]
+    overlay = probe(out / "overlay.mp4")  # the overlay holds the frame as long as the sound
+    assert overlay.video_seconds == pytest.approx(3.97, abs=0.1)
+
+
+def test_a_picture_as_long_as_its_sound_holds_nothing(clip: Path) -> None:
+    result = localize(clip, model=ColourToneModel(), hop_seconds=1.0)
+    assert not result.last_frame_held and result.notes == []
+    assert result.frames_end_seconds == pytest.approx(3.0)
+    assert [w.frame_seconds for w in result.windows] == pytest.approx([0.5, 1.5, 2.5])
+
+
+def test_a_failed_run_leaves_no_output_folder(clip: Path, tmp_path: Path) -> None:
+    streamable = _faststart_copy(clip, tmp_path / "faststart.mp4")
+    data = streamable.read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(MediaError, match="truncated or corrupt"):
+        localize(truncated, model=ColourToneModel(), out_dir=out)
+    assert not (tmp_path / "a").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with pytest.raises(MediaError):
+        localize(truncated, model=ColourToneModel(), out_dir=existing)
+    assert existing.is_dir() and list(existing.iterdir()) == []  # the user's folder stays
+
+
+def test_cuda_on_a_cpu_only_torch_is_a_clean_error(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "out"
+    assert main(["localize", str(clip), "--device", "cuda", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    assert main(["localize", str(clip), "--device", "gpu0", "-o", str(out)]) == 2
+    assert "not a torch device" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_summary_counts_windows_and_says_how_long_it_took(clip: Path) -> None:
+    from ier.commands.localize import summarize
+
+    result = localize(clip, model=ColourToneModel(), hop_seconds=1.0)
+    text = summarize(result)
+    assert "red: sounding-on-screen in 3 of 3 windows" in text
+    assert "green: visible-silent in 3 of 3 windows" in text
+    assert "processed 3.0 s of video in " in text and "x real time" not in text
+
+
+def test_threads_apply_to_the_run_only(clip: Path) -> None:
+    seen = []
+
+    class Spy(ColourToneModel):
+        def localize(self, images, waves):
+            seen.append(torch.get_num_threads())
+            return super().localize(images, waves)
+
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    localize(clip, model=Spy(), settings=LocalizeSettings(threads=wanted, hop_seconds=1.0))
+    assert set(seen) == {wanted} and torch.get_num_threads() == before
+    with pytest.raises(IerError, match="threads"):
+        LocalizeSettings(threads=0)

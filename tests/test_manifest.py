@@ -199,3 +199,25 @@ def test_public_names_stay_importable_from_the_manifest_module() -> None:
     assert problems == [] and sample is not None and sample.id == "s0"
     sample, problems = manifest.parse_record(_record(time=-1), root=None)
     assert sample is None and any("`time`" in p for p in problems)
+
+
+def test_invalid_json_reports_the_real_column(tmp_path: Path) -> None:
+    """The line is parsed without its line break: an unfinished record points past its last
+    character, not to "column 1" of the next line."""
+    text = '{"id": "a", "split": "solo"'
+    path = tmp_path / "m.jsonl"
+    path.write_text(text + "\n" + '{"id": "b",, "split": "solo"}' + "\r\n")
+    problems = validate_manifest(path)
+    assert problems[0] == (
+        f"{path}:1: invalid JSON: Expecting ',' delimiter (column {len(text) + 1})"
+    )
+    assert problems[1].endswith("(column 12)")  # the second comma
+
+
+def test_a_noise_bed_alone_has_a_level_instead_of_an_snr(tmp_path: Path) -> None:
+    alone = _record("n1", noise={"kind": "rain", "snr_db": None, "level_dbfs": -26.0})
+    bad = _record("n2", noise={"kind": "rain", "snr_db": None})
+    path = _write_lines(tmp_path / "m.jsonl", [alone, bad])
+    problems = validate_manifest(path)
+    assert len(problems) == 1 and "noise.level_dbfs" in problems[0]
+    assert problems[0].startswith(f"{path}:2: ")

@@ -126,6 +126,14 @@ def test_reference_maps_benchmark_scores_uniform_and_objectness(toy: Path, model
     assert results["uniform"]["test/solo"]["iou@0.5"] == 0.0  # 0.5 everywhere: the box never wins
     assert 0.0 <= results["objectness"]["test/solo"]["auc"] <= 1.0
     assert "objectness test/solo" in " ".join(run.stdout.split())
+    # The uniform row needs no checkpoint.
+    run = subprocess.run(
+        [sys.executable, str(script), "--data", str(toy), "--splits", "test/solo", "--out",
+         str(out)], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    alone = json.loads(out.read_text())
+    assert alone == {"uniform": results["uniform"]} and "objectness" not in run.stdout
 
 
 def test_pointing_game_diagnostic_runs(toy: Path, model, tmp_path) -> None:

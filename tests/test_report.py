@@ -130,6 +130,28 @@ def test_index_links_reports() -> None:
     assert 'href="a/report.html"' in html and "data:image/png;base64," in html
 
 
+def test_report_video_has_a_poster_frame(localized: Path) -> None:
+    html = (localized / "report.html").read_text()
+    video_tag = re.search(r"<video [^>]*>", html).group(0)
+    assert 'poster="data:image/png;base64,' in video_tag
+
+
+def test_index_shows_quality_scores_and_truth_versus_found() -> None:
+    row = {"class": "violin", "truth": "sounding-on-screen", "found": "heard-off-screen",
+           "found_windows": 4, "truth_windows": 1, "windows": 5, "mean_score": 0.61,
+           "agrees": False}  # fmt: skip
+    entry = {"name": "clip-1", "report": "clip-1/report.html", "summary": "s", "windows": 5,
+             "truth": "truth: sounding: violin", "found": "found: heard-off-screen: violin",
+             "table": [row], "scores": {"truth_classes": 1, "agreeing_classes": 0,
+                                        "extra_classes": 2, "window_agreement": 0.2}}  # fmt: skip
+    model = {"name": "m", "quality": "weak: solo IoU 5 %", "card": "file:///x/docs/models.md"}
+    html = render_index([entry], model=model)
+    assert "weak: solo IoU 5 %" in html and 'href="file:///x/docs/models.md"' in html
+    assert "Scores per clip" in html and "<td class=num>0/1</td>" in html and "20 %" in html
+    assert "<td>violin</td><td>sounding</td><td>off-screen (4/5)</td>" in html
+    assert "<td class=num>1/5</td>" in html and "<td class=no>no</td>" in html
+
+
 # --------------------------------------------------------------------------- ier demo
 
 
@@ -162,3 +184,8 @@ def test_demo_composes_clips_and_writes_reports(tmp_path: Path) -> None:
     }
     html = index.read_text()
     assert 'href="test-duet-00000/report.html"' in html and "truth: sounding:" in html
+    assert "Scores per clip" in html and 'class="grid"' in html
+    summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert summary["model"]["quality"] == "no measured quality is recorded for this model"
+    rows = summary["clips"][0]["table"]
+    assert rows and {"class", "truth", "found", "agrees"} <= set(rows[0])

@@ -164,3 +164,34 @@ def test_cli_check_stats_and_sheet(small_benchmark, tmp_path, capsys):
 
     with Image.open(sheet) as image:
         assert image.height >= 7 * 224
+
+
+def test_noise_only_negatives_carry_their_noise_bed(small_benchmark):
+    from ier.data.manifest import read_manifest
+
+    _, records = load_benchmark(small_benchmark)
+    noise_only = [r for r in records["test/negative"] if r["audio_content"] == "noise"]
+    assert noise_only
+    for r in noise_only:
+        bed = [s["label"] for s in r["sources"] if s["role"] == "noise"]
+        assert r["noise"]["kind"] == bed[0] and r["noise"]["snr_db"] is None
+        assert isinstance(r["noise"]["level_dbfs"], float)
+    for rs in records.values():  # every clip with a noise bed says so in its record
+        for r in rs:
+            if any(s["role"] == "noise" for s in r["sources"]):
+                assert r["noise"] is not None, r["id"]
+    samples = read_manifest(small_benchmark / "test/negative/manifest.jsonl")
+    alone = [s for s in samples if s.noise is not None and s.noise["snr_db"] is None]
+    assert len(alone) == len(noise_only)
+    stale = copy.deepcopy(noise_only[0])
+    stale["noise"] = None  # what builds before this fix wrote
+    assert any("noise is null" in p for p in _record_problems(stale))
+
+
+def test_a_negative_seed_fails_before_anything_is_written(tmp_path, capsys):
+    from ier.cli import main
+
+    out = tmp_path / "bench"
+    assert main(["scenes", "build", str(out), "--preset", "small", "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed" in err and "Traceback" not in err and not out.exists()

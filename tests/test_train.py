@@ -162,6 +162,24 @@ def test_an_existing_run_directory_is_never_overwritten(
     assert main(["train", "--data", str(toy), "--out", str(tmp_path / "none"), "--resume"]) == 2
 
 
+def test_bad_data_or_device_fails_before_anything_is_created(
+    toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--preset", "tiny", "--out", str(run), "--no-progress"]
+    assert main([*argv, "--data", str(tmp_path / "no-such-benchmark")]) == 2
+    assert "no benchmark.json and no labelled manifests" in capsys.readouterr().err
+    assert not run.exists()
+    assert main([*argv, "--data", str(toy / "test")]) == 2  # labelled, but no training split
+    assert "not found" in capsys.readouterr().err and not run.exists()
+    if not torch.cuda.is_available():
+        assert main([*argv, "--data", str(toy), "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "--device cuda" in err and "Traceback" not in err and not run.exists()
+    assert main([*argv, "--data", str(toy), "--device", "tpu"]) == 2
+    assert "--device tpu" in capsys.readouterr().err and not run.exists()
+
+
 def test_cli_rejects_unknown_override(toy: Path, tmp_path: Path, capsys) -> None:
     code = main(["train", "--preset", "tiny", "--data", str(toy), "--out", str(tmp_path / "r"),
                  "--set", "stages.av.epoch=2"])  # fmt: skip

@@ -113,3 +113,107 @@ def test_overlay_writer_abort_leaves_nothing(tmp_path: Path) -> None:
     writer.write(np.zeros((32, 32, 3), np.uint8))
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- labels
+
+
+NAMES = "violin cello guitar trumpet drum dog cat chicken cow sheep horse duck pig owl lion tiger"
+
+
+def _records(states: list[str]) -> list[SimpleNamespace]:
+    return [
+        SimpleNamespace(name=name, state=state, confidence=0.5 + i / 40, box=(0.1, 0.1, 0.5, 0.5),
+                        peak=(0.3, 0.3))  # fmt: skip
+        for i, (name, state) in enumerate(zip(NAMES.split(), states))
+    ]
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(320, 180), (224, 224), (224, 168), (480, 270), (640, 360), (1280, 720), (1920, 1080),
+     (270, 480)],  # fmt: skip
+)
+def test_labels_fit_the_frame_at_any_size(size: tuple[int, int]) -> None:
+    width, height = size
+    states = ["sounding-on-screen", "visible-silent", "heard-off-screen"] * 6
+    records = _records(states[:16])
+    layout = viz.label_layout(width, height, viz.class_labels(records, viz.class_colors(16)),
+                              time_text="12.50 s")  # fmt: skip
+    font = viz._font(layout.font_px)
+    assert layout.font_px >= viz.LABEL_MIN_FONT_PX
+    assert layout.bottom <= viz.LABEL_MAX_FRACTION * height  # never a third of the frame
+    shown = [chip for chip in layout.chips if chip.color is not None]
+    assert shown and len(shown) + layout.hidden == 16
+    if layout.hidden:
+        assert layout.chips[-1].text == f"+{layout.hidden} more"
+    for chip in layout.chips:
+        x0, y0, x1, y1 = chip.bar
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, chip
+        left, top, right, bottom = font.getbbox(chip.text)
+        tx, ty = chip.text_xy
+        assert tx + right <= x1 and ty + bottom <= y1, chip  # the text, confidence included
+    for chip in shown:
+        record = next(r for r in records if chip.text.startswith(r.name[:2]))
+        assert chip.text.endswith(f"{record.confidence:.2f}")  # confidences are never cut
+
+
+def test_a_long_name_is_shortened_but_its_confidence_kept() -> None:
+    long = SimpleNamespace(name="x" * 80, state="sounding-on-screen", confidence=0.87,
+                           box=None, peak=(0.5, 0.5))  # fmt: skip
+    layout = viz.label_layout(224, 224, viz.class_labels([long], viz.class_colors(1)))
+    (chip,) = layout.chips
+    assert chip.text.endswith("…: sounding 0.87") and chip.bar[2] <= 224
+
+
+def test_label_text_contrast_is_checked_against_any_frame() -> None:
+    assert viz.contrast_ratio((255, 255, 255), (0, 0, 0)) == pytest.approx(21.0)
+    assert viz.label_contrast() >= viz.LABEL_MIN_CONTRAST  # over a white frame, the worst case
+    # The class colour is a swatch, never the text: dark blue text on the bar would fail.
+    dark_bar = [255 * (1 - viz.LABEL_BAR_ALPHA / 255)] * 3
+    assert viz.contrast_ratio(viz.PALETTE[0], [0, 0, 0]) < viz.LABEL_MIN_CONTRAST
+    assert viz.contrast_ratio(viz.LABEL_TEXT, dark_bar) >= viz.LABEL_MIN_CONTRAST
+    # Measured on pixels: labels drawn over a white and over a blue frame.
+    records = _records(["sounding-on-screen"])
+    for color in ((255, 255, 255), viz.PALETTE[0]):
+        layer = viz.annotate_layer(np.zeros((270, 480, 4), np.uint8), records, viz.class_colors(1))
+        frame = viz.blend(np.full((270, 480, 3), color, np.uint8), layer)
+        chip = viz.label_layout(480, 270, viz.class_labels(records, viz.class_colors(1))).chips[0]
+        x0, y0, x1, y1 = chip.bar
+        region = frame[y0:y1, chip.text_xy[0] : x1].reshape(-1, 3).astype(float)
+        luminance = np.array([viz.relative_luminance(p) for p in region])
+        text, bar = region[luminance.argmax()], region[luminance.argmin()]
+        assert viz.contrast_ratio(text, bar) >= viz.LABEL_MIN_CONTRAST
+
+
+def test_yuv_blend_matches_the_rgb_blend() -> None:
+    import av
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    layer = np.zeros((48, 64, 4), np.uint8)
+    layer[8:30, 10:50] = (*viz.PALETTE[1], 150)
+    layer[20:24, 0:64] = (255, 255, 255, 255)
+    expected = viz.blend(frame, layer).astype(int)
+    yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+    plain = yuv.to_ndarray()
+    blended = viz.blend_yuv(plain.copy(), viz.yuv_layer(layer))
+    back = av.VideoFrame.from_ndarray(blended, format="yuv420p").to_ndarray(format="rgb24")
+    reference = av.VideoFrame.from_ndarray(plain, format="yuv420p").to_ndarray(format="rgb24")
+    inside = np.s_[10:28, 12:48]  # away from chroma edges
+    error = np.abs(back.astype(int) - expected)[inside].mean()
+    baseline = np.abs(reference.astype(int) - frame.astype(int))[inside].mean()
+    assert error <= baseline + 3  # the blend adds little to the yuv round trip's own error
+    assert viz.yuv_layer(np.zeros((4, 4, 4), np.uint8)) is None
+    assert (viz.blend_yuv(plain.copy(), None) == plain).all()
+
+
+def test_overlay_writer_takes_yuv_frames(tmp_path: Path) -> None:
+    writer = viz.OverlayVideoWriter(tmp_path / "out.mp4", width=32, height=32, fps=10)
+    for i in range(10):
+        yuv = np.full((48, 32), 128, np.uint8)
+        yuv[:32] = 20 * i + 16
+        writer.write_yuv(yuv)
+    writer.close()
+    means = [frame.mean() for _, frame in iter_frames(tmp_path / "out.mp4")]
+    assert len(means) == 10 and means[0] < means[-1]

@@ -20,7 +20,6 @@ import av
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 from torch import nn
 
 from ier.errors import MediaError
@@ -403,6 +402,8 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     wave = np.asarray(wave, dtype=np.float32)
     if orig_rate == target_rate or wave.shape[-1] == 0:
         return wave
+    from scipy.signal import resample_poly  # lazy: scipy.signal costs about a second to import
+
     ratio = Fraction(int(target_rate), int(orig_rate))
     out = resample_poly(wave, ratio.numerator, ratio.denominator, axis=-1)
     return out.astype(np.float32, copy=False)

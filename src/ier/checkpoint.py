@@ -49,11 +49,14 @@ class Checkpoint:
             ``model_config``, optional ``experiment``, ``classes``, ``cluster_to_class``,
             ``training``, ``optimizer`` ...).
         path: Where it was read from.
+        digest: The SHA-256 stored in the file (of the metadata and the tensor bytes): it names
+            these exact weights.
     """
 
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any]
     path: Path
+    digest: str = ""
 
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """Tensors under ``prefix.``, with the prefix removed."""
@@ -144,7 +147,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"{path}: checkpoint format {meta['format_version']} is newer than this ier "
             f"({__version__}, format {FORMAT_VERSION}); upgrade ier"
         )
-    return Checkpoint(tensors=tensors, meta=meta, path=path)
+    return Checkpoint(tensors=tensors, meta=meta, path=path, digest=file_meta[_SUM_KEY])
 
 
 # --- model and optimizer state -------------------------------------------------------------------
@@ -173,21 +176,53 @@ def save_model(
     return save_checkpoint(path, tensors, meta)
 
 
+QUALITY_MAX_CHARS = 240
+
+
+def check_quality_line(quality: str) -> str:
+    """A model's measured quality as one short line (what ``ier demo`` and the README print).
+
+    Raises:
+        ValueError: Empty, more than one line, or longer than ``QUALITY_MAX_CHARS``.
+    """
+    text = str(quality).strip()
+    if not text or "\n" in text or "\r" in text or len(text) > QUALITY_MAX_CHARS:
+        raise ValueError(
+            f"quality must be one non-empty line of at most {QUALITY_MAX_CHARS} characters, "
+            f"got {quality!r}"
+        )
+    return text
+
+
 def export_model(
     checkpoint: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
     half: bool = True,
     extra_meta: Mapping[str, Any] | None = None,
+    quality: str | None = None,
+    card: str | None = None,
 ) -> Path:
     """Write a compact, model-only copy of a checkpoint (e.g. a bundled model).
 
     Floating-point weights are stored as float16 when ``half`` (loading casts them back to the
     model's float32 parameters); training state (optimizer, RNG) is dropped.
 
+    Args:
+        checkpoint: The checkpoint to copy.
+        out: The file to write.
+        half: Store floating-point weights as float16.
+        extra_meta: More JSON-able metadata to store.
+        quality: The model's measured quality in one line, e.g. ``"weak: solo IoU@0.5 5.5 %,
+            wild CIoU@0.3 1.2 % (uniform map: 0.0)"``; ``ier demo``, its index page and the
+            README show it (``meta["quality"]``).
+        card: Where the model's card is (a repository path or a URL; ``meta["card"]``).
+
     Returns:
         The path written.
     """
+    if quality is not None:
+        quality = check_quality_line(quality)
     ckpt = load_checkpoint(checkpoint)
     model_from_checkpoint(ckpt)  # refuse to export something that does not load
     tensors = {
@@ -197,6 +232,10 @@ def export_model(
     keep = ("model_config", "classes", "cluster_to_class", "experiment")
     meta = {k: ckpt.meta[k] for k in keep if k in ckpt.meta}
     meta.update(weights_dtype="float16" if half else "float32", **(extra_meta or {}))
+    if quality is not None:
+        meta["quality"] = quality
+    if card is not None:
+        meta["card"] = str(card)
     return save_checkpoint(out, tensors, meta)
 
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import pkgutil
-import sys
 
 from ier import __version__
 from ier.allocator import keep_freed_memory
 from ier.errors import IerError
+from ier.progress import console, console_line
 
 # Display order in ``ier --help``; modules not listed here follow alphabetically.
-_ORDER = ["demo", "localize", "scenes", "train", "evaluate", "bench", "prepare", "models"]
+_ORDER = ["demo", "localize", "scenes", "train", "evaluate", "bench", "prepare", "features"]
 
 
 def _command_modules() -> list[str]:
@@ -46,19 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 on success)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     keep_freed_memory()
-    try:
-        return int(args.handler(args) or 0)
-    except IerError as err:
-        print(f"ier {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"ier {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with console(verbose=args.verbose):  # log and error lines never share a progress bar's line
+        try:
+            return int(args.handler(args) or 0)
+        except IerError as err:
+            console_line(f"ier {args.command}: error: {err}")
+            return 2
+        except KeyboardInterrupt:
+            console_line(f"ier {args.command}: interrupted")
+            return 130

@@ -82,3 +82,101 @@ def atomic_write_json(
     """
     text = json.dumps(data, indent=indent, default=default, ensure_ascii=ensure_ascii)
     return atomic_write_text(path, text + "\n")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_file(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    inputs: tuple[str | os.PathLike[str], ...] = (),
+    flag: str = "--out",
+) -> Path:
+    """Check, before any work, that a command may write the file ``path``.
+
+    The rules every command shares: an input is never an output, whatever the flags; an existing
+    file is replaced only with ``overwrite``; a folder is not a file.
+
+    Raises:
+        IerError: ``path`` is one of ``inputs``, an existing folder, or an existing file without
+            ``overwrite``.
+    """
+    from ier.errors import IerError
+
+    path = Path(path)
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise IerError(f"{flag} {path}: is an input of this command; write somewhere else")
+    if path.is_dir():
+        raise IerError(f"{flag} {path}: is a folder; give a file name (e.g. {path}/metrics.json)")
+    if path.exists() and not overwrite:
+        raise IerError(f"{flag} {path}: exists; pass --overwrite to replace it")
+    return path
+
+
+def check_output_folder(
+    folder: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    outputs: tuple[str, ...] = (),
+    inputs: tuple[str | os.PathLike[str], ...] = (),
+    flag: str = "--out",
+) -> Path:
+    """Check, before any work, that a command may write its files into ``folder``.
+
+    Args:
+        folder: The output folder (it may not exist yet).
+        overwrite: Allow a folder that is not empty.
+        outputs: Glob patterns of the files the command writes there (``metrics.json``,
+            ``predictions_*.npz``): none of them may be one of ``inputs``.
+        inputs: The command's input files.
+        flag: The option's name, for messages.
+
+    Raises:
+        IerError: ``folder`` is a file, not empty without ``overwrite``, or holds an input under
+            an output's name.
+    """
+    from fnmatch import fnmatch
+
+    from ier.errors import IerError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise IerError(f"{flag} {folder}: exists and is not a folder")
+    for source in inputs:
+        source = Path(source)
+        if _same_file(source.parent, folder) and any(fnmatch(source.name, p) for p in outputs):
+            raise IerError(
+                f"{flag} {folder}: this command would write over its input {source}; "
+                "write somewhere else"
+            )
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise IerError(
+            f"{flag} {folder}: folder exists and is not empty; pass --overwrite to replace the "
+            f"outputs in it ({', '.join(outputs)})"
+        )
+    return folder
+
+
+def remove_stale_outputs(
+    folder: str | os.PathLike[str], outputs: tuple[str, ...], written: set[Path]
+) -> list[Path]:
+    """Delete the files matching ``outputs`` patterns in ``folder`` that this run did not write
+    (leftovers of an earlier run, removed under ``--overwrite``); returns what was removed."""
+    folder = Path(folder)
+    keep = {p.resolve() for p in written}
+    removed = []
+    for pattern in outputs:
+        for path in sorted(folder.glob(pattern)):
+            if path.is_file() and path.resolve() not in keep:
+                path.unlink()
+                removed.append(path)
+    return removed

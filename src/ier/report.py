@@ -32,6 +32,13 @@ video{width:100%;max-height:480px;background:#000}svg{width:100%;height:auto;dis
 vertical-align:middle;margin-right:4px}.frames{display:grid;grid-template-columns:repeat(auto-fill,
 minmax(220px,1fr));gap:10px}figure{margin:0;cursor:pointer}figure img{width:100%;display:block}
 figcaption{font-size:12px;color:#444}table{border-collapse:collapse}td{padding:2px 10px 2px 0}
+.quality{background:#fff4e5;border-left:4px solid #ff7f0e;padding:8px 12px;margin:10px 0}
+.clip{display:grid;grid-template-columns:minmax(240px,2fr) 3fr;gap:18px;align-items:start;
+border-top:1px solid #ddd;padding:14px 0}.clip img{width:100%;display:block}
+.clip h2{margin:0 0 6px}.grid th,.grid td{border-bottom:1px solid #eee;padding:3px 10px 3px 0;
+text-align:left}.grid th{font-weight:600}.ok{color:#2ca02c;font-weight:600}
+.no{color:#d62728;font-weight:600}.num{text-align:right}
+@media (max-width:700px){.clip{grid-template-columns:1fr}}
 """
 
 _JS = """
@@ -148,8 +155,17 @@ def render_report(
     legend = "".join(f'<span><i class="sw" style="background:{color}"></i>{state}</span>'
                      for state, color in STATE_COLORS.items() if state != "absent")  # fmt: skip
     rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in settings.items())
-    player = (f'<video id="video" controls preload="metadata" src="{_esc(video)}"></video>'
-              if video else "<p>(no overlay video)</p>")  # fmt: skip
+    player = "<p>(no overlay video)</p>"
+    if video:
+        poster = ""
+        if key_frames:  # a still for browsers (and headless screenshots) that show no frame
+            import base64
+
+            _, still = key_frames[len(key_frames) // 2]
+            encoded = base64.b64encode(viz.png_bytes(still)).decode("ascii")
+            poster = f' poster="data:image/png;base64,{encoded}"'
+        player = (f'<video id="video" controls preload="metadata"{poster} '
+                  f'src="{_esc(video)}"></video>')  # fmt: skip
     title = Path(info["path"]).name
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ier localization: {_esc(title)}</title>
@@ -169,29 +185,92 @@ ier {_esc(document["ier_version"])}</p>
 """
 
 
-def render_index(entries: list[dict[str, Any]], *, title: str = "ier demo") -> str:
-    """An HTML index linking several reports.
+_STATE_SHORT = {"sounding-on-screen": "sounding", "visible-silent": "silent",
+                "heard-off-screen": "off-screen", "absent": "absent"}  # fmt: skip
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
+def _clip_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "<p>No class is in the scene or found in any window.</p>"
+    head = ("<tr><th>class</th><th>truth</th><th>found most often</th>"
+            "<th class=num>windows in the true state</th><th class=num>mean score</th>"
+            "<th>agrees</th></tr>")  # fmt: skip
+    body = "".join(
+        f"<tr><td>{_esc(r['class'])}</td><td>{_STATE_SHORT[r['truth']]}</td>"
+        f"<td>{_STATE_SHORT[r['found']]} ({r['found_windows']}/{r['windows']})</td>"
+        f"<td class=num>{r['truth_windows']}/{r['windows']}</td>"
+        f"<td class=num>{r['mean_score']:.2f}</td>"
+        f"<td class={'ok' if r['agrees'] else 'no'}>{'yes' if r['agrees'] else 'no'}</td></tr>"
+        for r in rows
+    )
+    return f'<table class="grid">{head}{body}</table>'
+
+
+def render_index(
+    entries: list[dict[str, Any]],
+    *,
+    title: str = "ier demo",
+    model: dict[str, str] | None = None,
+) -> str:
+    """An HTML index of several reports: the model's measured quality, a summary table of the
+    clips' scores, and per clip its thumbnail and a truth-versus-found table.
 
     Args:
-        entries: Dicts with "name", "report" (relative link), "summary" (text) and optional
-            "thumbnail" (uint8 (H, W, 3) image).
+        entries: Dicts with "name", "report" (relative link), "summary" (text), and optional
+            "thumbnail" (uint8 (H, W, 3) image), "truth" and "found" (text), "table" (rows of
+            ``ier.commands.demo.truth_table``) and "scores" (``clip_scores``).
         title: Page title.
+        model: Optional "name", "quality" (one line) and "card" (a link).
     """
     import base64
 
-    items = []
+    quality = ""
+    if model:
+        card = model.get("card", "")
+        quality = (f'<p class="quality">Model <b>{_esc(model.get("name", ""))}</b>: '
+                   f'{_esc(model.get("quality", ""))}. See its card: '
+                   f'<a href="{_esc(card)}">{_esc(card)}</a>.</p>')  # fmt: skip
+    summary_rows, sections = [], []
     for entry in entries:
+        scores = entry.get("scores") or {}
+        link = f'<a href="{_esc(entry["report"])}">{_esc(entry["name"])}</a>'
+        if scores:
+            summary_rows.append(
+                f"<tr><td>{link}</td><td class=num>{entry.get('windows', '–')}</td>"
+                f"<td class=num>{scores['agreeing_classes']}/{scores['truth_classes']}</td>"
+                f"<td class=num>{_percent(scores['window_agreement'])}</td>"
+                f"<td class=num>{scores['extra_classes']}</td></tr>"
+            )
         thumb = ""
         if entry.get("thumbnail") is not None:
             data = base64.b64encode(viz.png_bytes(entry["thumbnail"])).decode("ascii")
-            thumb = f'<img alt="" src="data:image/png;base64,{data}">'
-        items.append(
-            f'<figure><a href="{_esc(entry["report"])}">{thumb}</a><figcaption><a href="'
-            f'{_esc(entry["report"])}">{_esc(entry["name"])}</a><br>{_esc(entry["summary"])}'
-            "</figcaption></figure>"
+            thumb = (f'<a href="{_esc(entry["report"])}"><img alt="overlay of '
+                     f'{_esc(entry["name"])}" src="data:image/png;base64,{data}"></a>')  # fmt: skip
+        details = (f"<p>{_esc(entry['truth'])}<br>{_esc(entry['found'])}</p>"
+                   if entry.get("truth") else f"<p>{_esc(entry['summary'])}</p>")  # fmt: skip
+        table = _clip_table(entry["table"]) if entry.get("table") is not None else ""
+        sections.append(
+            f'<section class="clip"><div>{thumb}</div><div><h2>{link}</h2>{details}{table}'
+            f'<p><a href="{_esc(entry["report"])}">full report: video, timeline, key frames'
+            "</a></p></div></section>"
+        )
+    summary = ""
+    if summary_rows:
+        summary = (
+            '<h2>Scores per clip</h2><table class="grid"><tr><th>clip</th>'
+            "<th class=num>windows</th><th class=num>true classes found in their state</th>"
+            "<th class=num>(class, window) pairs in the true state</th>"
+            "<th class=num>classes found that are not in the scene</th></tr>"
+            + "".join(summary_rows) + "</table>"
         )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title><style>{_CSS}</style></head>
-<body><h1>{_esc(title)}</h1><p class="meta">One report per clip: overlay video, timeline and key
-frames.</p><div class="frames">{"".join(items)}</div></body></html>
+<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
+<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_CSS}</style></head>
+<body><h1>{_esc(title)}</h1>{quality}<p class="meta">One report per clip: overlay video, timeline
+and key frames. "Found most often" is the state a class is in for the most windows; a class
+agrees when that is its true state.</p>{summary}{"".join(sections)}</body></html>
 """

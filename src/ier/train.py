@@ -40,6 +40,8 @@ from ier.data.datasets import (
     read_classes,
     train_batches,
 )
+from ier.data.layout import split_manifest
+from ier.devices import resolve_device
 from ier.distributed import WorldInfo, barrier, init_distributed, wrap_ddp
 from ier.errors import ConfigError, DatasetError
 from ier.models import create_model
@@ -398,13 +400,15 @@ def fit(
     keep_freed_memory()
     world = init_distributed()
     run_dir, data_dir = Path(out_dir), Path(data_dir)
-    _prepare_run_dir(run_dir, resume=resume, world=world)
     cfg = _resolve_config(cfg, run_dir, data_dir, resume)
     if device is None:
         use_cuda = torch.cuda.is_available()
         device = torch.device("cuda", world.local_rank) if use_cuda else torch.device("cpu")
-    device = torch.device(device)
+    device = resolve_device(device)  # a device this torch cannot use fails here
     classes = read_classes(data_dir)
+    for stage in cfg.stages[cfg.start_stage : cfg.last_stage + 1]:
+        split_manifest(data_dir, stage.split)  # a bad --data fails here
+    _prepare_run_dir(run_dir, resume=resume, world=world)  # creates nothing before this line
     ckpt_path = run_dir / CHECKPOINT_NAME
     ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
     if world.is_main and ckpt is None:

@@ -50,6 +50,10 @@ class VideoInfo:
         has_video: The file has a video stream.
         has_audio: The file has an audio stream.
         audio_sample_rate: Native audio rate in Hz (0 without audio).
+        video_seconds: How long the video stream itself says it is (its header's duration, else
+            frames / fps), or None when the file does not say. Shorter than
+            ``duration_seconds`` when the soundtrack outlasts the picture (a still image with a
+            soundtrack, a screen recording).
     """
 
     duration_seconds: float
@@ -60,6 +64,7 @@ class VideoInfo:
     has_video: bool
     has_audio: bool
     audio_sample_rate: int
+    video_seconds: float | None = None
 
 
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
@@ -72,21 +77,25 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     with open_container(path, str(path)) as container:
         duration = container.duration / 1e6 if container.duration is not None else 0.0
         fps, width, height, n_frames = 0.0, 0, 0, 0
+        video_seconds = None
         if container.streams.video:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
             width, height = stream.codec_context.width, stream.codec_context.height
             if stream.duration is not None and stream.time_base is not None:
-                duration = max(duration, float(stream.duration * stream.time_base))
-            n_frames = stream.frames or int(round(duration * fps))
+                video_seconds = float(stream.duration * stream.time_base)
+                duration = max(duration, video_seconds)
+            elif stream.frames and fps > 0:
+                video_seconds = stream.frames / fps
+            n_frames = stream.frames or int(round((video_seconds or duration) * fps))
         sample_rate = 0
         if container.streams.audio:
             sample_rate = container.streams.audio[0].codec_context.sample_rate or 0
         return VideoInfo(
             duration_seconds=duration, fps=fps, width=width, height=height, n_frames=n_frames,
             has_video=bool(container.streams.video), has_audio=bool(container.streams.audio),
-            audio_sample_rate=sample_rate,
+            audio_sample_rate=sample_rate, video_seconds=video_seconds,
         )  # fmt: skip
 
 
@@ -272,16 +281,41 @@ def iter_frames(
     Raises:
         MediaError: Missing/corrupt file or no video stream.
     """
+    for t, frame in iter_video_frames(path, start_seconds=start_seconds, end_seconds=end_seconds):
+        yield t, _frame_array(frame, size)
+
+
+def iter_video_frames(
+    path: str | os.PathLike[str],
+    *,
+    start_seconds: float = 0.0,
+    end_seconds: float | None = None,
+    threads: int = 0,
+) -> Iterator[tuple[float, Any]]:
+    """Like ``iter_frames``, but yields the decoder's ``av.VideoFrame`` objects unconverted, so a
+    caller converts only the frames it needs, to the size and pixel format it needs.
+
+    Args:
+        path: Video file.
+        start_seconds: First time to yield.
+        end_seconds: Stop before this time (None: the end).
+        threads: Decoder threads (0: FFmpeg's choice).
+
+    Raises:
+        MediaError: Missing/corrupt file or no video stream.
+    """
     path = check_media_path(path)
     with open_container(path, str(path)) as container:
         stream = _video_stream(container, path)
+        if threads:
+            stream.codec_context.thread_count = threads
         origin = time_origin_seconds(container)
         for t, frame in _decode_after_seek(container, stream, max(0.0, start_seconds), origin):
             if t < start_seconds - _TIME_EPS:
                 continue
             if end_seconds is not None and t >= end_seconds - _TIME_EPS:
                 break
-            yield t, _frame_array(frame, size)
+            yield t, frame
 
 
 # --------------------------------------------------------------------------- writing

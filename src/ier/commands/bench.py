@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# The keys of ``ier.bench.plan.BENCH_PLANS`` (tests/test_cli.py checks they agree), named here so
+# building the parser does not import torch. Methods are checked when the bench starts (the
+# registry, ``ier.methods``, discovers them).
+BENCH_PRESETS = ("tiny", "quick", "cpu", "paper")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` sub-parser."""
-    from ier.bench.plan import BENCH_PRESETS
-
     parser = subparsers.add_parser(
         "bench",
         help="compare every method (and the IEr ablations) on one benchmark",
@@ -24,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--preset",
-        choices=list(BENCH_PRESETS),
+        choices=BENCH_PRESETS,
         default="quick",
         help="scale of every run (tiny = smoke run on the small benchmark; cpu = the paper's "
         "224 px and epochs on CPU, frozen visual trunk read from the feature cache)",
@@ -66,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ier.bench import BenchConfig, run_bench
+    from ier.bench import BenchConfig, run_bench  # lazy: keeps ier --help fast
 
     config = BenchConfig(
         preset=args.preset,

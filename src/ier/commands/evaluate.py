@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ier.data.manifest import SPLIT_KINDS
 from ier.errors import ConfigError
-from ier.files import atomic_write_json
 
-_FILE_MODE = ("predictions", "manifest")
-_CHECKPOINT_MODE = ("checkpoint", "data", "splits", "object_prior")
+# ``ier.data.records.SPLIT_KINDS`` (tests/test_cli.py checks they agree): named here so building
+# the parser does not import the data package.
+SPLIT_KINDS = ("solo", "synthetic", "duet", "wild", "negative")
+
+CHECKPOINT_OUTPUTS = ("metrics.json", "predictions.npz", "predictions_*.npz")
+"""What ``ier evaluate --checkpoint`` writes in its --out folder (with --data: metrics.json and
+predictions_<split>.npz; with --manifest: metrics.json and predictions.npz)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,17 +22,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="compute every localization metric (IoU, AUC, CIoU, NSA, false positives, AP)",
         description=(
-            "Score predictions against a manifest (--predictions P.npz --manifest M.jsonl), or "
-            "run a checkpoint over benchmark splits (--checkpoint CKPT --data DIR). Metrics are "
-            "defined in docs/metrics.md; every threshold used is written to the JSON."
+            "Score predictions against a manifest (--predictions P.npz --manifest M.jsonl), "
+            "run a checkpoint over benchmark splits (--checkpoint CKPT --data DIR), or run a "
+            "checkpoint over any manifest with the checkpoint's classes (--checkpoint CKPT "
+            "--manifest M.jsonl). CKPT is a checkpoint file or a bundled model name "
+            "(ier-wild-small). Metrics are defined in docs/metrics.md; every threshold used "
+            "is written to the JSON. An existing --out is replaced only with --overwrite."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     files = parser.add_argument_group("predictions mode")
     files.add_argument("--predictions", type=Path, help="predictions .npz (docs/formats.md)")
-    files.add_argument("--manifest", type=Path, help="manifest .jsonl of the split")
+    files.add_argument(
+        "--manifest", type=Path, help="manifest .jsonl of the split (also with --checkpoint)"
+    )
     ckpt = parser.add_argument_group("checkpoint mode")
-    ckpt.add_argument("--checkpoint", type=Path, help="model checkpoint to run")
+    ckpt.add_argument(
+        "--checkpoint", help="model checkpoint to run: a file or a bundled model name"
+    )
     ckpt.add_argument("--data", type=Path, help="benchmark directory (DIR/<split>/manifest.jsonl)")
     ckpt.add_argument(
         "--splits", nargs="+", metavar="SPLIT", help="splits to evaluate (default: all test splits)"
@@ -44,7 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        help="metrics .json (predictions mode) or output folder (checkpoint mode)",
+        help="metrics .json (predictions mode) or output folder (checkpoint mode: "
+        "metrics.json and the predictions)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out (a folder's outputs of an earlier run are removed)",
     )
     thresholds = parser.add_argument_group("metric settings")
     thresholds.add_argument(
@@ -131,7 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from ier.evaluate import EvalSettings
+    from ier.evaluate import EvalSettings  # lazy: keeps ier --help fast
 
     alpha_by_kind: dict[str, float] = {}
     for item in args.alpha_for:
@@ -164,49 +180,99 @@ def _settings(args: argparse.Namespace):
 
 
 def _check_mode(args: argparse.Namespace) -> str:
-    """``"files"`` or ``"checkpoint"``; exits through ``parser.error`` on a bad combination."""
+    """``"files"``, ``"checkpoint"`` (with --data) or ``"manifest"`` (checkpoint on a manifest);
+    exits through ``parser.error`` on a bad combination."""
     parser: argparse.ArgumentParser = args._evaluate_parser
-    given_files = [n for n in _FILE_MODE if getattr(args, n) is not None]
-    given_ckpt = [n for n in _CHECKPOINT_MODE if getattr(args, n) is not None]
-    flags = ", ".join(f"--{n.replace('_', '-')}" for n in given_files + given_ckpt)
-    if given_files and given_ckpt:
-        parser.error(
-            "use either --predictions/--manifest or --checkpoint/--data/--splits/--object-prior, "
-            f"not both (got {flags})"
-        )
-    if given_files:
-        if len(given_files) < 2:
+    if args.predictions is not None:
+        extra = [f for f in ("checkpoint", "data", "splits", "object_prior")
+                 if getattr(args, f) is not None]  # fmt: skip
+        if extra:
+            flags = ", ".join(f"--{f.replace('_', '-')}" for f in extra)
+            parser.error(
+                "use either --predictions/--manifest or --checkpoint with --data or --manifest, "
+                f"not both (got --predictions and {flags})"
+            )
+        if args.manifest is None:
             parser.error("--predictions and --manifest must be given together")
         return "files"
-    if given_ckpt:
-        if args.checkpoint is None or args.data is None:
-            parser.error("--checkpoint and --data must be given together")
-        return "checkpoint"
-    parser.error("give --predictions P.npz --manifest M.jsonl, or --checkpoint CKPT --data DIR")
+    if args.checkpoint is not None:
+        if args.data is not None and args.manifest is not None:
+            parser.error("--checkpoint runs over --data DIR or over --manifest M.jsonl, not both")
+        if args.data is not None:
+            return "checkpoint"
+        if args.manifest is not None:
+            if args.splits is not None:
+                parser.error("--splits needs --data (a benchmark folder), not --manifest")
+            return "manifest"
+        parser.error("--checkpoint and --data (or --manifest) must be given together")
+    if args.data is not None or args.splits is not None:
+        parser.error("--checkpoint and --data must be given together")
+    if args.manifest is not None:
+        parser.error("--manifest needs --predictions P.npz or --checkpoint CKPT")
+    parser.error(
+        "give --predictions P.npz --manifest M.jsonl, --checkpoint CKPT --data DIR, "
+        "or --checkpoint CKPT --manifest M.jsonl"
+    )
     raise AssertionError("unreachable")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ier.evaluate import evaluate, format_table
+    # lazy: keeps ier --help fast
+    from ier.evaluate import format_table
+    from ier.files import (
+        atomic_write_json,
+        check_output_file,
+        check_output_folder,
+        remove_stale_outputs,
+    )
 
     mode = _check_mode(args)
     settings = _settings(args)
-    if mode == "checkpoint":
-        from ier.predict import evaluate_checkpoint
+    if mode == "files":  # every check runs before any work
+        if args.out is not None:
+            check_output_file(args.out, overwrite=args.overwrite,
+                              inputs=(args.predictions, args.manifest))  # fmt: skip
+        from ier.manifest_eval import evaluate_predictions_file  # lazy: keeps ier --help fast
 
-        results = evaluate_checkpoint(
-            args.checkpoint, args.data, splits=args.splits, out_dir=args.out, settings=settings,
+        results = evaluate_predictions_file(args.predictions, args.manifest, settings)
+        print(format_table(results))
+        if args.out is not None:
+            atomic_write_json(args.out, results)
+            print(f"wrote {args.out}")
+        return 0
+    from ier.localization import resolve_model_path  # lazy: keeps ier --help fast
+    from ier.manifest_eval import MANIFEST_OUTPUTS  # lazy: keeps ier --help fast
+
+    checkpoint = resolve_model_path(args.checkpoint)  # a bundled name or a file
+    outputs = CHECKPOINT_OUTPUTS
+    if args.out is not None:
+        check_output_folder(args.out, overwrite=args.overwrite, outputs=outputs,
+                            inputs=(args.manifest,) if args.manifest else ())  # fmt: skip
+    if mode == "manifest":
+        from ier.manifest_eval import evaluate_checkpoint_on_manifest  # lazy: keeps ier --help fast
+
+        results = evaluate_checkpoint_on_manifest(
+            checkpoint, args.manifest, settings=settings, out_dir=args.out,
             object_prior=args.object_prior,
         )  # fmt: skip
-        for split_results in (results or {}).values():
-            print(format_table(split_results), end="\n\n")
-        return 0
-    from ier.data.manifest import read_manifest
-    from ier.predictions import load_predictions
+        print(format_table(results))
+        written = {args.out / name for name in MANIFEST_OUTPUTS} if args.out else set()
+    else:
+        from ier.predict import evaluate_checkpoint  # lazy: keeps ier --help fast
 
-    results = evaluate(load_predictions(args.predictions), read_manifest(args.manifest), settings)
-    print(format_table(results))
+        all_results = evaluate_checkpoint(
+            checkpoint, args.data, splits=args.splits, out_dir=args.out, settings=settings,
+            object_prior=args.object_prior,
+        )  # fmt: skip
+        for split_results in (all_results or {}).values():
+            print(format_table(split_results), end="\n\n")
+        written = set()
+        if args.out is not None:
+            written = {args.out / "metrics.json"} | {
+                args.out / f"predictions_{split.split('/')[-1]}.npz" for split in all_results
+            }
     if args.out is not None:
-        atomic_write_json(args.out, results)
+        for path in remove_stale_outputs(args.out, outputs, written):
+            print(f"removed {path} (an earlier run's output)")
         print(f"wrote {args.out}")
     return 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ier.config import PRESETS
+from ier.codec import apply_overrides
+from ier.config import PRESETS  # torch-free: ier.config imports no model code
+from ier.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,11 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    # lazy: keeps `ier --help` fast (torch)
-    from ier.codec import apply_overrides
-    from ier.data.features import extract_features
-    from ier.errors import ConfigError
-    from ier.methods import preset
+    from ier.data.features import extract_features  # lazy: keeps ier --help fast
+    from ier.methods import preset  # lazy: keeps ier --help fast
 
     cfg = apply_overrides(preset(args.method, args.preset), args.overrides)
     views = cfg.data.feature_views if args.views is None else args.views

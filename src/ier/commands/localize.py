@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ier.localization import DEFAULT_MODEL, LocalizationResult
+from ier.bundled import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from ier.localization import LocalizationResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace outputs in an existing non-empty folder"
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run in a non-empty folder (and remove those "
+        "this run does not write)",
     )
     parser.add_argument("--device", default="cpu", help="torch device for the model")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for the model (default: all cores but one, which decoding and the "
+        "overlay use)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -52,25 +65,46 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
 
 
 def summarize(result: LocalizationResult) -> str:
-    """A few lines: per class, the number of windows in each state; then the output files."""
-    lines = [f"{result.video_path}: {len(result.windows)} windows, model {result.model_name}"]
+    """A few lines: per class, in how many windows it was in each state; notes on the input;
+    the output files; and how long the run took."""
+    n = len(result.windows)
+    lines = [
+        f"{result.video_path}: {n} windows of {result.settings.window_seconds:g} s every "
+        f"{result.settings.hop_seconds:g} s, model {result.model_name}"
+    ]
+    active = []
     for index, name in enumerate(result.classes):
         counts = Counter(w.classes[index].state for w in result.windows)
-        active = ", ".join(f"{state} {n}" for state, n in counts.most_common() if state != "absent")
-        if active:
-            lines.append(f"  {name}: {active}")
+        states = [(state, k) for state, k in counts.most_common() if state != "absent"]
+        if states:
+            shown = ", ".join(f"{state} in {k} of {n} windows" for state, k in states)
+            active.append(f"  {name}: {shown}")
+    lines += active or [f"  every class is absent in all {n} windows"]
+    lines += [f"  note: {note}" for note in result.notes]
     lines += [f"  wrote {path}" for path in result.outputs.values()]
     timings = result.timings
     lines.append(
-        f"  {timings['total']:.1f} s total ({timings['model']:.1f} s model, "
-        f"{result.video.duration_seconds / max(timings['total'], 1e-9):.1f}x real time)"
+        f"  processed {result.video.duration_seconds:.1f} s of video in {timings['total']:.1f} s "
+        f"(model {timings['model']:.1f} s)"
     )
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler: load the model, localize, print a summary."""
-    from ier.localization import DecisionRule, LocalizeSettings, check_video, load_model, localize
+    """Handler: check everything, load the model, localize, print a summary."""
+    # lazy: keeps ier --help fast
+    from ier.devices import resolve_device
+    from ier.localization import (
+        DecisionRule,
+        LocalizeSettings,
+        check_out_dir,
+        check_outputs_spare_input,
+        check_video,
+        default_threads,
+        fast_inference,
+        load_model,
+        localize,
+    )
 
     out = args.out if args.out is not None else Path(f"{args.video.stem}_ier")
     settings = LocalizeSettings(
@@ -78,9 +112,13 @@ def run(args: argparse.Namespace) -> int:
         hop_seconds=args.hop,
         smoothing=args.smoothing,
         rule=DecisionRule(score_threshold=args.threshold, peak_threshold=args.threshold),
-    )  # bad values and a bad video are reported before the model loads
+        threads=args.threads if args.threads is not None else default_threads(),
+    )  # bad values, a bad video, device or output folder are reported before the model loads
     check_video(args.video, args.window)
-    model = load_model(args.model).to(args.device)
+    check_outputs_spare_input(args.video, out)
+    check_out_dir(out, overwrite=args.overwrite)
+    device = resolve_device(args.device)
+    model = fast_inference(load_model(args.model)).to(device)
     result = localize(
         args.video,
         model=model,

@@ -7,7 +7,7 @@ import json
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ier.scenes import build_benchmark
+    from ier.scenes import build_benchmark  # lazy: keeps ier --help fast
 
     out = build_benchmark(
         args.out_dir, preset=args.preset, seed=args.seed, size=args.size,
@@ -20,7 +20,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ier.scenes.report import check_benchmark
+    from ier.scenes.report import check_benchmark  # lazy: keeps ier --help fast
 
     problems = check_benchmark(args.dir)
     for problem in problems:
@@ -30,7 +30,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from ier.scenes.report import benchmark_stats, stats_table
+    from ier.scenes.report import benchmark_stats, stats_table  # lazy: keeps ier --help fast
 
     stats = benchmark_stats(args.dir)
     print(json.dumps(stats, indent=2) if args.json else stats_table(stats))
@@ -38,7 +38,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _sheet(args: argparse.Namespace) -> int:
-    from ier.scenes.sheet import contact_sheet
+    from ier.scenes.sheet import contact_sheet  # lazy: keeps ier --help fast
 
     print(contact_sheet(args.dir, args.output, per_split=args.per_split))
     return 0

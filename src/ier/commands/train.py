@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ier.config import PRESETS
+from ier.config import PRESETS  # torch-free: ier.config imports no model code
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ier.codec import apply_overrides
-    from ier.methods import load_config, preset
-    from ier.train import fit
+    from ier.codec import apply_overrides  # lazy: keeps ier --help fast
+    from ier.methods import load_config, preset  # lazy: keeps ier --help fast
+    from ier.train import fit  # lazy: keeps ier --help fast
 
     cfg = None
     overrides = list(args.overrides)
@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"model: {result.model_path}")
     if result.metrics:
-        from ier.evaluate import format_table
+        from ier.evaluate import format_table  # lazy: keeps ier --help fast
 
         for values in result.metrics.values():
             print(format_table(values), end="\n\n")

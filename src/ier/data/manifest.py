@@ -52,8 +52,8 @@ def _scan(path: Path, *, check_files: bool) -> tuple[list[Sample], list[str]]:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
+            try:  # parsed without its line break, so an error at the end of the line reports
+                record = json.loads(line.rstrip("\r\n"))  # this line's column, not "column 1"
             except json.JSONDecodeError as err:
                 problems.append(f"{path}:{line_no}: invalid JSON: {err.msg} (column {err.colno})")
                 continue

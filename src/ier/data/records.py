@@ -86,7 +86,8 @@ class Sample:
         window: audio window ``(start_seconds, end_seconds)``.
         objects: the visible objects with boxes.
         offscreen: labels heard but not visible.
-        noise: ``{"kind": str, "snr_db": float}`` or None.
+        noise: ``{"kind": str, "snr_db": float}``; for a noise bed with no sound over it
+            ``{"kind": str, "snr_db": None, "level_dbfs": float}``; None without noise.
         video: clip file, relative to ``root``; or None when ``frame`` and ``audio`` are given.
         frame: image file of the annotated frame (with ``audio``), relative to ``root``.
         audio: audio file (with ``frame``), relative to ``root``.
@@ -307,7 +308,13 @@ def _parse_noise(value: Any, problems: list[str]) -> None:
         problems.append(
             f"field `noise.kind`: expected a non-empty string, got {value.get('kind')!r}"
         )
-    if not _is_number(value.get("snr_db")):
+    if value.get("snr_db") is None and "snr_db" in value:  # a noise bed with nothing over it
+        if not _is_number(value.get("level_dbfs")):
+            problems.append(
+                "field `noise.level_dbfs`: a noise bed alone (snr_db null) needs its level in "
+                f"dBFS, got {value.get('level_dbfs')!r}"
+            )
+    elif not _is_number(value.get("snr_db")):
         problems.append(
             f"field `noise.snr_db`: expected a number (dB), got {value.get('snr_db')!r}"
         )

@@ -315,6 +315,19 @@ def _test_spec(
     )
 
 
+def _read_ids(path: Path | None, out: AdapterOutput, unreadable: list[str]) -> dict:
+    """``read_id_json`` of a file that may be missing; a file that exists but gives no ids adds
+    a line saying so (and why) to ``unreadable``."""
+    if path is None:
+        return {}
+    before = len(out.problems)
+    labels = read_id_json(path, out)
+    if not labels:
+        why = out.problems[-1].reason if len(out.problems) > before else "it lists no videos"
+        unreadable.append(f"{path.name} exists but cannot be read: {why}")
+    return labels
+
+
 def _lists(root: Path, names: dict[str, str], out: AdapterOutput) -> dict[str, list[str]]:
     found = {}
     for split, name in names.items():
@@ -336,11 +349,16 @@ def build_music(root: Path, *, skip: tuple[Path, ...] = ()) -> AdapterOutput:
     )
     solo_json = find_file(root, ["MUSIC_solo_videos.json", "MUSIC21_solo_videos.json"])
     duet_json = find_file(root, ["MUSIC_duet_videos.json"])
-    solo = read_id_json(solo_json, out) if solo_json else {}
-    duet = read_id_json(duet_json, out) if duet_json else {}
+    unreadable: list[str] = []
+    solo = _read_ids(solo_json, out, unreadable)
+    duet = _read_ids(duet_json, out, unreadable)
     solo_test = find_file(root, ["solotest.json", "musictest.json"])
     duet_test = find_file(root, ["duettest.json"])
     if not (solo or duet or solo_test or duet_test):
+        if unreadable:
+            raise DatasetError(
+                f"{root}: {'; '.join(unreadable)}; and there is no solotest.json/duettest.json"
+            )
         raise DatasetError(
             f"{root}: no MUSIC id JSON (MUSIC_solo_videos.json, ...) and no "
             "solotest.json/duettest.json found"

@@ -6,21 +6,19 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import nn
 
 from ier import viz
 from ier.audio import load_audio
 from ier.errors import ConfigError, MediaError
+from ier.localization.frames import FrameReader, PictureEnd, PictureFrame, WindowFrame
 from ier.localization.records import ClassRecord, DecisionRule, LocalizeSettings, WindowRecord
-from ier.video import VideoInfo, iter_frames
+from ier.video import VideoInfo
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +82,8 @@ def peak_and_box(
     The box bounds the connected region of ``fine_map >= box_fraction * peak`` (8-connected)
     that contains the peak; pixel i spans [i / W, (i + 1) / W).
     """
+    from scipy import ndimage  # lazy: scipy costs start-up time that the first window can pay
+
     height, width = fine_map.shape
     row, col = np.unravel_index(int(np.argmax(fine_map)), fine_map.shape)
     mask = fine_map >= box_fraction * fine_map[row, col]
@@ -144,13 +144,6 @@ class _AudioReader:
             self.chunk = np.zeros(int(round(span * self.rate)), np.float32)
 
 
-@dataclass
-class _Pending:
-    index: int
-    image: np.ndarray  # (S, S, 3) model-size frame displayed at the window centre
-    display: np.ndarray | None  # the same frame at display size (overlay, key frames)
-
-
 class _Smoother:
     """Exponential moving average over windows: s_t = (1 - a) x_t + a s_{t-1}."""
 
@@ -192,69 +185,46 @@ class Run:
         self.audio = _AudioReader(path, self.rate, info.duration_seconds)
         self.smooth = _Smoother(settings.smoothing)
         self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.channels_last = any(
+            p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
+            and not p.is_contiguous() for p in model.parameters()
+        )  # fmt: skip
         self.has_visual = callable(getattr(model, "visual_presence", None))
         self.has_audio = callable(getattr(model, "audio_presence", None))
         self.records: list[WindowRecord] = []
+        self.picture_end: PictureEnd | None = None
         self.timings = {"decode": 0.0, "model": 0.0, "render": 0.0}
         self.bar = tqdm(total=len(self.starts), unit="window", disable=not progress, leave=False)
 
     def run(self) -> list[WindowRecord]:
-        """Decode once, process every window, and return the records in time order."""
-        pending: list[_Pending] = []
-        previous: tuple[float, np.ndarray, np.ndarray | None] | None = None
-        next_window, last_time = 0, -1.0
-        for t, frame, display in self._frames():
-            while (
-                next_window < len(self.centres)
-                and previous is not None
-                and t > self.centres[next_window] + 1e-4
-            ):
-                pending.append(self._pending(next_window, previous))
-                next_window += 1
-            previous, last_time = (t, frame, display), t
-            if len(pending) >= self.settings.batch_size:
-                self._process(pending)
-                pending = []
-        if previous is None:
-            raise MediaError(f"{self.path}: video stream has no decodable frames")
-        self._check_complete(last_time)
-        pending += [self._pending(i, previous) for i in range(next_window, len(self.centres))]
-        self._process(pending)
-        self.sinks.finish(len(self.records))
-        self.bar.close()
+        """Decode once (on a background thread), process every window, and return the records
+        in time order."""
+        reader = FrameReader(
+            self.path, self.info, self.centres, model_size=self.size,
+            display=(self.sinks.width, self.sinks.height), overlay=self.sinks.wants_frames,
+            window_displays=self.sinks.report, hop_seconds=self.settings.hop_seconds,
+        )  # fmt: skip
+        pending: list[WindowFrame] = []
+        try:
+            for event in reader:
+                if isinstance(event, WindowFrame):
+                    pending.append(event)
+                    if len(pending) >= self.settings.batch_size:
+                        self._process(pending)
+                        pending = []
+                elif isinstance(event, PictureFrame):
+                    self.sinks.frame(event.time, event.yuv, reader.matrix)
+                elif isinstance(event, PictureEnd):
+                    self.picture_end = event
+            self._process(pending)
+            self.sinks.finish(len(self.records))
+        finally:
+            reader.close()
+            self.timings["decode"] += reader.busy_seconds
+            self.bar.close()
         return self.records
 
-    def _pending(self, index: int, shown: tuple[float, np.ndarray, np.ndarray | None]) -> _Pending:
-        """Window ``index`` takes the frame displayed at its centre (the last one at or before)."""
-        return _Pending(index, viz.resize_display(shown[1], self.size, self.size), shown[2])
-
-    def _frames(self) -> Iterator[tuple[float, np.ndarray, np.ndarray | None]]:
-        frames = iter_frames(self.path)
-        while True:
-            tick = time.perf_counter()
-            item = next(frames, None)
-            if item is None:
-                self.timings["decode"] += time.perf_counter() - tick
-                return
-            t, frame = item
-            display = self.sinks.display(frame)
-            self.timings["decode"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            self.sinks.frame(t, display)
-            self.timings["render"] += time.perf_counter() - tick
-            yield t, frame, display
-
-    def _check_complete(self, last_time: float) -> None:
-        """A truncated file decodes fewer frames than its header promises: say so."""
-        frame_seconds = 1.0 / self.info.fps if self.info.fps > 0 else 0.1
-        missing = self.info.duration_seconds - (last_time + frame_seconds)
-        if missing > max(0.5, self.settings.hop_seconds):
-            raise MediaError(
-                f"{self.path}: video ends at {last_time + frame_seconds:.2f} s but the file says "
-                f"{self.info.duration_seconds:.2f} s; the file is truncated or corrupt"
-            )
-
-    def _inputs(self, pending: list[_Pending]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _inputs(self, pending: list[WindowFrame]) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Images (B, 3, S, S) in [0, 1] and waves (B * k, n): k sub-clips tile each window."""
         window = self.settings.window_seconds
         k = max(1, round(window / self.clip_seconds))
@@ -266,6 +236,8 @@ class Run:
                 centre = self.starts[p.index] + (j + 0.5) * window / k
                 waves.append(self.audio.window(centre - self.clip_seconds / 2, n_samples))
         image_tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+        if self.channels_last:
+            image_tensor = image_tensor.contiguous(memory_format=torch.channels_last)
         return image_tensor.to(self.device), torch.from_numpy(np.stack(waves)).to(self.device), k
 
     def _forward(self, images: torch.Tensor, waves: torch.Tensor, k: int) -> dict[str, np.ndarray]:
@@ -284,7 +256,7 @@ class Run:
                 )
         return {key: value.clamp(0, 1).cpu().numpy() for key, value in cues.items()}
 
-    def _process(self, pending: list[_Pending]) -> None:
+    def _process(self, pending: list[WindowFrame]) -> None:
         if not pending:
             return
         tick = time.perf_counter()
@@ -296,13 +268,13 @@ class Run:
         tick = time.perf_counter()
         for row, item in enumerate(pending):
             smoothed = {key: self.smooth(key, value[row]) for key, value in cues.items()}
-            record = self._record(item.index, smoothed)
+            record = self._record(item.index, smoothed, item.time)
             self.records.append(record)
             self.sinks.window(record, smoothed["maps"], item.display)
         self.bar.update(len(pending))
         self.timings["render"] += time.perf_counter() - tick
 
-    def _record(self, index: int, cues: dict[str, np.ndarray]) -> WindowRecord:
+    def _record(self, index: int, cues: dict[str, np.ndarray], frame_time: float) -> WindowRecord:
         rule = self.settings.rule
         maps = cues["maps"]
         map_height, map_width = maps.shape[-2:]  # boxes and peaks at 4x the map resolution
@@ -331,4 +303,5 @@ class Run:
         return WindowRecord(
             index=index, start_seconds=start, end_seconds=start + self.settings.window_seconds,
             time_seconds=float(self.centres[index]), classes=tuple(classes),
+            frame_seconds=float(frame_time),
         )  # fmt: skip

@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import os
+import queue
+import threading
 import time
 import zipfile
 from collections import deque
@@ -14,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from ier import __version__, viz
 from ier.localization.records import SCHEMA_VERSION, STATES
@@ -35,7 +36,10 @@ class OutputSinks:
     """Receives frames and processed windows from ``ier.localize`` and writes the outputs.
 
     The overlay is written while streaming: a frame waits in a small buffer until the window
-    whose centre is nearest to it has been processed, then is blended with that window's layer.
+    whose centre is nearest to it has been processed, then goes to a background thread that
+    draws each window's layer (heat maps, boxes, labels; and the report's key frames), blends
+    it onto the frames nearest to that window and encodes them (``_OverlayThread``), so all of
+    that overlaps with the model.
     """
 
     def __init__(
@@ -56,49 +60,55 @@ class OutputSinks:
             info.width, info.height,
             min_side=settings.min_display_side, max_side=settings.max_display_side,
         )  # fmt: skip
-        self.overlay: viz.OverlayVideoWriter | None = None
+        self.overlay: _OverlayThread | None = None
         self.maps: _NpzMapWriter | None = None
         self.report = out_dir is not None and write_report
         if out_dir is not None and write_overlay:
             fps = info.fps if info.fps > 0 else 25.0
-            self.overlay = viz.OverlayVideoWriter(
-                out_dir / "overlay.mp4", width=self.width, height=self.height, fps=fps,
-                audio_source=result.video_path,
-            )  # fmt: skip
+            width, height, source = self.width, self.height, result.video_path
+
+            def make_writer(matrix: str) -> viz.OverlayVideoWriter:
+                return viz.OverlayVideoWriter(
+                    out_dir / "overlay.mp4", width=width, height=height, fps=fps,
+                    audio_source=source, colorspace=matrix,
+                )  # fmt: skip
+
+            self.overlay = _OverlayThread(make_writer, self._layer)
         if out_dir is not None and save_maps:
             self.maps = _NpzMapWriter(out_dir / "maps.npz", n_windows)
+        self.matrix = "bt601"  # colour matrix of the overlay frames (set by the first one)
         self.frames: deque[tuple[float, np.ndarray]] = deque()
-        self.layers: dict[int, Image.Image] = {}
         spaced = np.linspace(0, n_windows - 1, min(settings.key_frames, n_windows))
         self.spaced_keys = {int(round(i)) for i in spaced}
         self.best: dict[int, tuple[float, int]] = {}  # class -> (confidence, window index)
         self.key_images: dict[int, np.ndarray] = {}
         self.processed = 0
+        self.timings = {"render": 0.0, "encode": 0.0}  # this thread's share
 
-    def display(self, frame: np.ndarray) -> np.ndarray | None:
-        """The frame at display size, when an overlay or a report needs it."""
-        if self.overlay is None and not self.report:
-            return None
-        return viz.resize_display(frame, self.width, self.height)
+    @property
+    def wants_frames(self) -> bool:
+        """Whether every decoded frame is needed (for the overlay)."""
+        return self.overlay is not None
 
-    def frame(self, t: float, display: np.ndarray | None) -> None:
-        """Queue a decoded display frame for the overlay."""
-        if self.overlay is not None and display is not None:
-            self.frames.append((t, display))
+    def frame(self, t: float, yuv: np.ndarray, matrix: str) -> None:
+        """Queue a decoded overlay frame (yuv420p at the display size)."""
+        if self.overlay is not None:
+            self.matrix = matrix  # the reader's, fixed by the first frame
+            self.frames.append((t, yuv))
+            self._flush(final=False)
 
     def window(self, record: WindowRecord, maps: np.ndarray, display: np.ndarray | None) -> None:
         """Take one processed window: its smoothed maps (C, h, w) and its centre display frame."""
         index = record.index
         if self.maps is not None:
             self.maps.write(record.time_seconds, maps, self.result.classes)
-        key = self._is_key(record)
-        if self.overlay is not None or key:
-            layer = self._layer(record, maps)
-            if self.overlay is not None:
-                self.layers[index] = Image.fromarray(layer, "RGBA")
-            if key and display is not None:
-                self.key_images[index] = viz.blend(display, layer)
-                self._prune_keys()
+        key = self._is_key(record) and display is not None
+        keep = self._keep_keys() if key else None
+        if self.overlay is not None:  # the overlay thread draws it (fonts stay on one thread)
+            self.overlay.layer(index, record, maps, self.matrix, display if key else None, keep)
+        elif key and display is not None:
+            self.key_images[index] = viz.blend(display, self._layer(record, maps))
+            _prune(self.key_images, keep)
         self.processed = index + 1
         self._flush(final=False)
 
@@ -113,10 +123,8 @@ class OutputSinks:
                 key = True
         return key
 
-    def _prune_keys(self) -> None:
-        keep = self.spaced_keys | {index for _, index in self.best.values()}
-        for index in [i for i in self.key_images if i not in keep]:
-            del self.key_images[index]
+    def _keep_keys(self) -> set[int]:
+        return self.spaced_keys | {index for _, index in self.best.values()}
 
     def _layer(self, record: WindowRecord, maps: np.ndarray) -> np.ndarray:
         shown = [item.state == "sounding-on-screen" for item in record.classes]
@@ -133,32 +141,32 @@ class OutputSinks:
         if self.overlay is None:
             return
         while self.frames:
-            t, display = self.frames[0]
+            t, yuv = self.frames[0]
             index = self._nearest_window(t)
             if index >= self.processed and not final:
                 return
             self.frames.popleft()
-            layer = self.layers.get(index)
-            self.overlay.write(display if layer is None else viz.blend(display, layer))
-            for old in [i for i in self.layers if i < index]:
-                del self.layers[old]
+            self.overlay.submit(yuv, index)
 
     def finish(self, n_processed: int) -> None:
-        """All windows are processed: render the remaining frames."""
+        """All windows are processed: send the remaining frames to the overlay."""
         self.processed = n_processed
         self._flush(final=True)
 
-    def close(self) -> float:
-        """Finish the overlay and maps files; returns the seconds it took."""
-        tick = time.perf_counter()
+    def close(self) -> None:
+        """Finish the overlay and maps files (waits for the overlay thread)."""
         if self.overlay is not None:
             self.result.outputs["overlay"] = self.overlay.close()
+            self.key_images = self.overlay.key_images
+            for key, value in self.overlay.busy.items():
+                self.timings[key] += value
         if self.maps is not None:
+            tick = time.perf_counter()
             self.result.outputs["maps"] = self.maps.close()
-        return time.perf_counter() - tick
+            self.timings["encode"] += time.perf_counter() - tick
 
     def abort(self) -> None:
-        """Remove partial files after an error."""
+        """Stop the overlay thread and remove partial files after an error."""
         if self.overlay is not None:
             self.overlay.abort()
         if self.maps is not None:
@@ -172,11 +180,141 @@ class OutputSinks:
         if self.report:
             self.result.outputs["report"] = self.out / "report.html"
         document = localization_document(self.result)
+        tick = time.perf_counter()
         _write_text(json_path, dumps_document(document))
+        self.timings["encode"] += time.perf_counter() - tick
         if self.report:
+            tick = time.perf_counter()
             keys = sorted(self.key_images.items())
             html = render_report(document, [(i, img) for i, img in keys], video="overlay.mp4")
             _write_text(self.out / "report.html", html)
+            self.timings["render"] += time.perf_counter() - tick
+
+
+def _prune(images: dict[int, np.ndarray], keep: set[int] | None) -> None:
+    if keep is not None:
+        for index in [i for i in images if i not in keep]:
+            del images[index]
+
+
+class _OverlayThread:
+    """Draws window layers, blends them onto frames and encodes the frames, on a background
+    thread, in the order submitted (a window's layer always before the frames that use it).
+
+    Memory: at most ``max_queued`` items wait, and the layers of windows whose frames are not
+    all written yet. An error on the thread is raised by the next call or by ``close``.
+    """
+
+    def __init__(self, make_writer: Any, draw: Any, max_queued: int = 32) -> None:
+        self._make_writer, self._draw = make_writer, draw
+        self._writer: viz.OverlayVideoWriter | None = None
+        self._layers: dict[int, viz.YuvLayer | None] = {}
+        self._matrix = "bt601"  # the frames' colour matrix, as the layers are drawn for it
+        self.key_images: dict[int, np.ndarray] = {}  # report key frames, by window
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queued)
+        self._error: BaseException | None = None
+        self._aborted = threading.Event()
+        self.busy = {"render": 0.0, "encode": 0.0}  # seconds on the thread: draw + blend, encode
+        self._thread = threading.Thread(target=self._run, name="ier-overlay", daemon=True)
+        self._thread.start()
+
+    def layer(
+        self, index: int, record: Any, maps: np.ndarray, matrix: str,
+        display: np.ndarray | None, keep: set[int] | None,
+    ) -> None:  # fmt: skip
+        """Draw window ``index``'s layer; with ``display``, also its key frame (keeping only the
+        key frames in ``keep``)."""
+        self._put(("layer", index, record, maps, matrix, display, keep))
+
+    def submit(self, yuv: np.ndarray, index: int) -> None:
+        """Blend window ``index``'s layer onto a yuv420p frame and encode it."""
+        self._put(("frame", yuv, index))
+
+    def _put(self, item: tuple) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    raise RuntimeError("the overlay thread stopped") from self._error
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None or self._aborted.is_set():
+                continue  # drain until the end marker
+            try:
+                if item[0] == "layer":
+                    self._layer(*item[1:])
+                else:
+                    self._frame(*item[1:])
+            except BaseException as err:  # raised on the caller's thread
+                self._error = err
+
+    def _layer(self, index: int, record: Any, maps: np.ndarray, matrix: str,
+               display: np.ndarray | None, keep: set[int] | None) -> None:  # fmt: skip
+        tick = time.perf_counter()
+        rgba = self._draw(record, maps)
+        self._matrix = matrix
+        self._layers[index] = viz.yuv_layer(rgba, matrix)
+        if display is not None:
+            self.key_images[index] = viz.blend(display, rgba)
+            _prune(self.key_images, keep)
+        self.busy["render"] += time.perf_counter() - tick
+
+    def _frame(self, yuv: np.ndarray, index: int) -> None:
+        tick = time.perf_counter()
+        viz.blend_yuv(yuv, self._layers.get(index))
+        for old in [i for i in self._layers if i < index]:
+            del self._layers[old]
+        blended = time.perf_counter()
+        if self._writer is None:
+            self._writer = self._make_writer(self._matrix)
+        self._writer.write_yuv(yuv)
+        self.busy["render"] += blended - tick
+        self.busy["encode"] += time.perf_counter() - blended
+
+    def _stop(self) -> None:
+        while True:
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                if not self._thread.is_alive():
+                    break
+        self._thread.join()
+
+    def close(self) -> Path:
+        """Wait for every frame, finish the file and return its path."""
+        self._stop()
+        if self._error is not None:
+            self.abort()
+            raise self._error
+        if self._writer is None:
+            raise RuntimeError("the overlay got no frames")
+        tick = time.perf_counter()
+        path = self._writer.close()
+        self.busy["encode"] += time.perf_counter() - tick
+        return path
+
+    def abort(self) -> None:
+        """Drop queued frames, stop the thread and remove the partial file."""
+        self._aborted.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if self._thread.is_alive():
+            self._stop()
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
 
 
 def dumps_document(document: dict[str, Any]) -> str:
@@ -290,6 +428,10 @@ def localization_document(result: LocalizationResult) -> dict[str, Any]:
             "height": info.height,
             "n_frames": info.n_frames,
             "audio_sample_rate": info.audio_sample_rate,
+            "frames_end_seconds": None
+            if result.frames_end_seconds is None
+            else _round(result.frames_end_seconds),
+            "last_frame_held": result.last_frame_held,
         },
         "model": {"name": result.model_name, "classes": list(result.classes), "cues": result.cues},
         "settings": {
@@ -305,10 +447,12 @@ def localization_document(result: LocalizationResult) -> dict[str, Any]:
                 "start_seconds": _round(w.start_seconds),
                 "end_seconds": _round(w.end_seconds),
                 "time_seconds": _round(w.time_seconds),
+                "frame_seconds": None if w.frame_seconds is None else _round(w.frame_seconds),
                 "classes": [_class_entry(c, info.width, info.height) for c in w.classes],
             }
             for w in result.windows
         ],
+        "notes": result.notes,
         "outputs": {kind: Path(p).name for kind, p in sorted(result.outputs.items())},
         "timings_seconds": {k: _round(v, 3) for k, v in result.timings.items()},
     }

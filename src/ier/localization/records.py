@@ -13,6 +13,7 @@ from ier.video import VideoInfo
 SCHEMA_VERSION = 1
 STATES = ("sounding-on-screen", "visible-silent", "heard-off-screen", "absent")
 OUTPUT_NAMES = ("overlay.mp4", "localization.json", "maps.npz", "report.html")
+"""Every file ``localize`` writes in its output folder (and all that ``overwrite`` replaces)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class LocalizeSettings:
             side in pixels (legible labels); None keeps the original size.
         max_display_side: A larger video is shrunk to this long side (None = original).
         key_frames: Evenly spaced key frames in the report (plus each class's best window).
+        threads: torch CPU threads for the model during the run (restored afterwards); None
+            leaves torch's setting alone. ``default_threads()`` is what ``ier localize`` uses.
     """
 
     window_seconds: float = 1.0
@@ -59,6 +62,7 @@ class LocalizeSettings:
     min_display_side: int | None = 224
     max_display_side: int | None = 480
     key_frames: int = 6
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not (self.window_seconds > 0 and self.hop_seconds > 0):
@@ -72,6 +76,21 @@ class LocalizeSettings:
                 raise ConfigError(f"{name} must be in [0, 1], got {value}")
         if self.batch_size < 1 or self.key_frames < 0:
             raise ConfigError("batch_size must be >= 1 and key_frames >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+
+
+def default_threads() -> int:
+    """CPU threads for the model: every core this process may use but one, which the decoding and
+    overlay threads use (on 2 cores, 1: two model threads and the frame threads on 2 cores stall
+    each other; see docs/localize.md, "Speed")."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 @dataclass(frozen=True)
@@ -103,13 +122,17 @@ class ClassRecord:
 
 @dataclass(frozen=True)
 class WindowRecord:
-    """One analysis window: [start_seconds, end_seconds), frame at ``time_seconds`` (centre)."""
+    """One analysis window: [start_seconds, end_seconds), centred on ``time_seconds``; the model
+    saw the frame shown at the centre, whose own time is ``frame_seconds`` (earlier than the
+    centre by less than a frame, or by more where the picture ended and its last frame is held).
+    """
 
     index: int
     start_seconds: float
     end_seconds: float
     time_seconds: float
     classes: tuple[ClassRecord, ...]
+    frame_seconds: float | None = None
 
 
 @dataclass
@@ -125,7 +148,14 @@ class LocalizationResult:
         windows: One record per window, in time order.
         cues: Which optional model cues were used ("visual_presence", "audio_presence" -> bool).
         outputs: Output kind -> file path (empty without ``out_dir``).
-        timings: Seconds spent: total, decode, model, render (overlay, key frames, files).
+        timings: Seconds: ``total`` (wall clock), and the busy time of each stage, on whichever
+            thread ran it: ``decode`` (frames and audio, converting and resizing), ``model``,
+            ``render`` (records, layers, labels, blending, key frames, report) and ``encode``
+            (H.264, the audio track, the JSON and maps files). Stages overlap, so they can add
+            up to more than ``total``.
+        frames_end_seconds: Where the decoded picture ends (None before a run).
+        last_frame_held: The soundtrack runs on more than 0.5 s past the picture, so the
+            windows (and overlay frames) after it use the last frame.
     """
 
     video_path: Path
@@ -137,6 +167,20 @@ class LocalizationResult:
     cues: dict[str, bool] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    frames_end_seconds: float | None = None
+    last_frame_held: bool = False
+
+    @property
+    def notes(self) -> list[str]:
+        """Plain-language remarks about the input that a reader of the results should know."""
+        notes = []
+        if self.last_frame_held and self.frames_end_seconds is not None:
+            notes.append(
+                f"the picture ends at {self.frames_end_seconds:.2f} s but the soundtrack runs to "
+                f"{self.video.duration_seconds:.2f} s: windows after {self.frames_end_seconds:.2f}"
+                " s (and the overlay) show the last frame"
+            )
+        return notes
 
     def track(self, name: str) -> list[tuple[float, str, float]]:
         """(time_seconds, state, confidence) of one class over all windows."""

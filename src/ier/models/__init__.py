@@ -10,13 +10,14 @@ two-tower base) and ``parts``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ier import plugins
 from ier.errors import ConfigError
 from ier.models.config import FrontendConfig, IERConfig, ModelConfig, model_config
+
+if TYPE_CHECKING:  # the registry itself needs no torch, so ``ier.config`` imports stay light
+    from torch import nn
 
 __all__ = [
     "FrontendConfig",
@@ -28,7 +29,7 @@ __all__ = [
     "register_model",
 ]
 
-Builder = TypeVar("Builder", bound=Callable[[ModelConfig], nn.Module])
+Builder = TypeVar("Builder", bound=Callable[[ModelConfig], "nn.Module"])
 
 _REGISTRY: dict[str, Callable[[ModelConfig], nn.Module]] = {}
 

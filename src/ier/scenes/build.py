@@ -219,7 +219,8 @@ def build_benchmark(
         ``out_dir`` as a Path.
 
     Raises:
-        ConfigError: unknown preset, bad size, or a folder holding another build.
+        ConfigError: unknown preset, bad size, seed or workers (checked before anything is
+            written), or a folder holding another build.
         AssetError: a required asset source is not installed (names the package).
     """
     from ier.data.manifest import write_manifest
@@ -228,6 +229,10 @@ def build_benchmark(
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if size < 32:
         raise ConfigError(f"size must be at least 32 px, got {size}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"--seed must be an integer >= 0, got {seed!r}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     out = Path(out_dir)
     settings = BuildSettings(preset, int(seed), int(size), ClipFormat(size=int(size)))
     _check_existing(out, settings)

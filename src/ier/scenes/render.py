@@ -128,6 +128,16 @@ def _audio(plan: ScenePlan, rng: np.random.Generator, fmt: ClipFormat):
     return audio, records
 
 
+def _noise_record(plan: ScenePlan, over_sound: bool) -> dict[str, Any] | None:
+    """The manifest's ``noise``: its kind and SNR under the sounds, or, for a noise bed alone
+    (nothing to take a ratio to), its kind and level with ``snr_db`` null."""
+    if plan.noise is None:
+        return None
+    if over_sound and plan.snr_db is not None:
+        return {"kind": plan.noise.label, "snr_db": round(plan.snr_db, 3)}
+    return {"kind": plan.noise.label, "snr_db": None, "level_dbfs": compose.SOURCE_LEVEL_DBFS}
+
+
 def render_clip(
     plan: ScenePlan, rng: np.random.Generator, fmt: ClipFormat, *, clip_id: str, video: str
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -141,6 +151,7 @@ def render_clip(
         layers, size=fmt.size, n_frames=fmt.n_frames, annotated_index=fmt.n_frames // 2
     )
     audio, sound_records = _audio(plan, rng, fmt)
+    audio_sources = [r for r in sound_records if r.get("role") != "noise"]
     objects, image_records = [], []
     for obj, box in zip(plan.objects, boxes, strict=True):
         norm = [round(min(max(v / fmt.size, 0.0), 1.0), 5) for v in box]
@@ -162,11 +173,7 @@ def render_clip(
         "duration": fmt.seconds,
         "objects": objects,
         "offscreen": [s.label for s in plan.offscreen],
-        "noise": (
-            {"kind": plan.noise.label, "snr_db": round(plan.snr_db, 3)}
-            if plan.noise is not None and plan.snr_db is not None
-            else None
-        ),
+        "noise": _noise_record(plan, bool(audio_sources)),
         "sources": sound_records + image_records + background_records,
     }
     if plan.kind == "negative":

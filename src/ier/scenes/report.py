@@ -97,6 +97,11 @@ def _record_problems(record: dict[str, Any]) -> list[str]:
     noise = [s["label"] for s in sources if s.get("role") == "noise"]
     if record.get("noise") and [record["noise"]["kind"]] != noise:
         problems.append(f"{rid}: noise {record['noise']} but audio has {noise}")
+    if noise and not record.get("noise"):
+        problems.append(
+            f"{rid}: the audio has a noise bed ({noise}) but the record's noise is null "
+            "(built before noise-only clips recorded theirs); rebuild the benchmark"
+        )
     return problems
 
 
@@ -154,7 +159,8 @@ def split_stats(split_records: list[dict[str, Any]]) -> dict[str, Any]:
         if len(gains) > 1:
             spreads.append(max(gains) - min(gains))
         if record.get("noise"):
-            snrs.append(record["noise"]["snr_db"])
+            if record["noise"]["snr_db"] is not None:  # null: a noise bed alone
+                snrs.append(record["noise"]["snr_db"])
             noises[record["noise"]["kind"]] += 1
         for s in record.get("sources", []):
             if s.get("role") == "object":

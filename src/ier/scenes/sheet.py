@@ -41,7 +41,10 @@ def _tile(root: Path, split: str, record: dict) -> Image.Image:
         draw.text((x0 + 2, y0), tag, fill=(0, 0, 0), font=small)
     off = ", ".join(record.get("offscreen", [])) or "none"
     noise = record.get("noise")
-    noise_text = f"{noise['kind']} @ {noise['snr_db']:.0f} dB" if noise else "none"
+    noise_text = "none"
+    if noise:
+        level = noise["snr_db"] if noise.get("snr_db") is not None else None
+        noise_text = f"{noise['kind']} @ {level:.0f} dB" if level is not None else noise["kind"]
     if record.get("audio_content") in ("noise", "silence"):
         noise_text = record["audio_content"] + " only"
     draw.text((3, _TILE + 2), f"{split}  {record['id'][-5:]}", fill=(0, 0, 0), font=_font(11))
