@@ -69,12 +69,13 @@ def _load(data: Path, split: str, model, classes):
 @torch.no_grad()
 def map_variants(model, images: torch.Tensor, waves: torch.Tensor) -> dict[str, torch.Tensor]:
     """Name -> (B, 1 or C, h, w) maps of one batch."""
-    fv, prior = model.encode_visual_with_prior(images)
+    features, fv, prior = model.encode_visual_all(images)
     fa, mid = model.encode_audio(waves)
     av = model.av_map(fv, fa)
     out = {"av": av, "objectness": prior, "av*O": av * prior}
     if getattr(model, "has_prototypes", False):
-        cmr = model.cmr(fv, model.expand_audio(fa, mid))
+        pf = model.prototype_features(features, fv)
+        cmr = model.cmr(fv, model.expand_audio(fa, mid), pf)
         out["Lv"] = model._to_categories(cmr["visual_maps"])
         out["A"] = model._to_categories(cmr["class_av_maps"])
         out["Lav"] = model._to_categories(cmr["cmr_maps"])

@@ -107,3 +107,18 @@ def test_contingency_counts_and_nmi() -> None:
     assert nmi([0, 1, 0, 1], [0, 0, 1, 1]) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="class labels"):
         contingency([0], [5], n_classes=2, k=2)
+
+
+def test_attended_object_features_follow_the_maps_peak() -> None:
+    from ier.clustering import attended_object_features
+
+    features = torch.zeros(1, 2, 2, 2)
+    features[0, 0, 0, 0], features[0, 1, 1, 1] = 4.0, 8.0
+    av_map = torch.full((1, 1, 2, 2), 0.6)  # a floor far above DSOL's 0.05 mask
+    av_map[0, 0, 0, 0] = 0.9
+    sharp = attended_object_features(features, av_map, temperature=0.01)
+    torch.testing.assert_close(sharp, torch.tensor([[4.0, 0.0]]), atol=1e-4, rtol=0)
+    flat = attended_object_features(features, av_map, temperature=100.0)  # ~ the plain mean
+    torch.testing.assert_close(flat, torch.tensor([[1.0, 2.0]]), atol=2e-2, rtol=0)
+    masked = object_features(features, av_map)  # DSOL: every cell above 0.05 -> the mean
+    torch.testing.assert_close(masked, torch.tensor([[1.0, 2.0]]))

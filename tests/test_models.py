@@ -487,3 +487,22 @@ def test_localize_refuses_bad_input_with_a_clear_error(name: str) -> None:
             method(images[:1], waves)
         with pytest.raises(ValueError, match="float in"):
             method((images * 255).to(torch.uint8), waves)
+
+
+def test_prototypes_in_the_backbone_space_and_attention_pooling() -> None:
+    ier = IERConfig(prototype_space="backbone", object_pooling="attention")
+    cfg = tiny(num_clusters=3, ier=ier)
+    model = create_model(cfg).eval()
+    assert model.prototype_dim == model.visual_backbone.out_channels != model.embed_dim
+    with pytest.raises(ValueError, match=r"visual prototypes must be \(K, 64\)"):
+        model.set_prototypes(torch.randn(3, model.embed_dim), torch.randn(3, model.embed_dim))
+    model.set_prototypes(torch.randn(3, model.prototype_dim), torch.randn(3, model.embed_dim))
+    images, waves = inputs(cfg)
+    out = model(images, waves)
+    assert out["pf"].shape[1] == model.prototype_dim and out["visual_maps"].shape[1] == 3
+    pooled = model.object_features(out["pf"], out["av_map"])
+    assert pooled.shape == (images.shape[0], model.prototype_dim)
+    with pytest.raises(ValueError, match="pass the backbone features"):
+        model.cmr(out["fv"], out["F"])
+    with pytest.raises(ValueError, match="prototype_space"):
+        IERConfig(prototype_space="pixels")

@@ -56,6 +56,31 @@ def object_features(
     return (fv * mask).flatten(2).mean(dim=2)
 
 
+def attended_object_features(
+    features: torch.Tensor, av_map: torch.Tensor, *, temperature: float = 0.05
+) -> torch.Tensor:
+    """Object feature as the AV map's softmax attention over the cells (ours, docs/method.md):
+    o = sum_xy softmax_xy(map / T) f_xy. Unlike DSOL's absolute mask, it follows the map's
+    peak whatever its floor (a map whose every cell is above 0.05 masks nothing).
+
+    Args:
+        features: (B, C, h, w) features to pool.
+        av_map: (B, 1, h, w) or (B, h, w) AV map in [0, 1].
+        temperature: T; small T pools the peak cells only.
+
+    Returns:
+        (B, C) object features.
+    """
+    if av_map.ndim == 3:
+        av_map = av_map.unsqueeze(1)
+    if av_map.shape[0] != features.shape[0] or av_map.shape[-2:] != features.shape[-2:]:
+        raise ValueError(
+            f"av_map {tuple(av_map.shape)} does not match features {tuple(features.shape)}"
+        )
+    weights = torch.softmax(av_map.flatten(1) / temperature, dim=1)
+    return torch.einsum("bn,bcn->bc", weights, features.flatten(2))
+
+
 def _as_numpy(x: Array) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()

@@ -52,9 +52,11 @@ class DSOLModel(IERModel):
         self.class_scale = nn.Parameter(torch.tensor(1.0))
         self.class_bias = nn.Parameter(torch.tensor(0.0))
 
-    def class_maps(self, fv: torch.Tensor) -> torch.Tensor:
-        """Dictionary response a <f^v_xy, P^v_k> + c: (B, D, h, w) -> (B, K, h, w) (any sign)."""
-        dots = torch.einsum("bdhw,kd->bkhw", fv, self.visual_prototypes)
+    def class_maps(self, pf: torch.Tensor) -> torch.Tensor:
+        """Dictionary response a <pf_xy, P^v_k> + c: (B, P, h, w) -> (B, K, h, w) (any sign);
+        ``pf`` is ``prototype_features`` (the backbone's map with ``prototype_space =
+        "backbone"``, DSOL's own choice: it clusters the raw 512-d map)."""
+        dots = torch.einsum("bdhw,kd->bkhw", pf, self.visual_prototypes)
         return self.class_scale * dots + self.class_bias
 
     def forward(self, images: torch.Tensor | None, waves: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -65,12 +67,12 @@ class DSOLModel(IERModel):
         out = {"fa": fa, "a_logits": self.audio_logits(fa)}
         if images is None:
             return out
-        fv = self.encode_visual(images)
+        features, fv, _ = self.encode_visual_all(images)
         av_map = self.av_map(fv, fa)
         out.update(fv=fv, av_map=av_map, score=global_max_pool(av_map)[:, 0],
                    v_logits=self.visual_logits(fv))  # fmt: skip
         if self.has_prototypes:
-            class_maps = self.class_maps(fv)
+            class_maps = self.class_maps(self.prototype_features(features, fv))
             dsol_maps = class_maps * av_map
             out.update(class_maps=class_maps, dsol_maps=dsol_maps,
                        dsol_logits=global_avg_pool(dsol_maps))  # fmt: skip

@@ -378,8 +378,20 @@ class TwoTowerModel(AVModel):
             f^v (B, D, S/16, S/16) and the backbone's objectness O (B, 1, S/16, S/16) in [0, 1]
             (``ModelConfig.object_prior``).
         """
+        _, fv, prior = self.encode_visual_all(images)
+        return fv, prior
+
+    def encode_visual_all(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Args: images (B, 3, S, S) in [0, 1], or cached trunk features.
+
+        Returns:
+            The backbone's features (B, C, S/16, S/16), their projection f^v (B, D, S/16, S/16)
+            and their objectness O (B, 1, S/16, S/16) in [0, 1].
+        """
         features = backbone_features(self.visual_backbone, self.image_normalizer, images)
-        return self.av_head.project_visual(features), objectness(features)
+        return features, self.av_head.project_visual(features), objectness(features)
 
     def encode_audio(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: waves (B, n_samples) at 16 kHz.

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ier.clustering import attended_object_features, object_features
 from ier.models import register_model
 from ier.models.common import (
     COSINE_EPS,
@@ -86,7 +87,9 @@ class IERModel(TwoTowerModel):
         self.visual_classifier = nn.Linear(d, k)
         self.audio_classifier = nn.Linear(d, k)
         self.reset_classifier_heads()
-        self.register_buffer("visual_prototypes", torch.zeros(k, d))
+        backbone_space = config.ier.prototype_space == "backbone"
+        self.prototype_dim = self.visual_backbone.out_channels if backbone_space else d
+        self.register_buffer("visual_prototypes", torch.zeros(k, self.prototype_dim))
         self.register_buffer("audio_prototypes", torch.zeros(k, d))
         self.register_buffer("cluster_to_class", torch.arange(k))
         self.register_buffer("class_names_utf8", torch.zeros(0, dtype=torch.uint8))
@@ -110,12 +113,14 @@ class IERModel(TwoTowerModel):
     def set_prototypes(
         self, visual: torch.Tensor | np.ndarray, audio: torch.Tensor | np.ndarray
     ) -> None:
-        """Store P^v and P^a, each (K, D) in the shared embedding space (frozen buffers)."""
-        for name, value in (("visual", visual), ("audio", audio)):
+        """Store P^v (K, prototype_dim: D, or the backbone's channels with ``prototype_space =
+        "backbone"``) and P^a (K, D) as frozen buffers."""
+        for name, value, dim in (("visual", visual, self.prototype_dim),
+                                 ("audio", audio, self.embed_dim)):  # fmt: skip
             shape = tuple(value.shape)
-            if shape != (self.num_clusters, self.embed_dim):
+            if shape != (self.num_clusters, dim):
                 raise ValueError(
-                    f"{name} prototypes must be (K, D) = ({self.num_clusters}, {self.embed_dim}), "
+                    f"{name} prototypes must be (K, {dim}) = ({self.num_clusters}, {dim}), "
                     f"got {shape}"
                 )
         with torch.no_grad():
@@ -186,16 +191,33 @@ class IERModel(TwoTowerModel):
 
     # ------------------------------------------------------------------ CMR
 
-    def visual_maps(self, fv: torch.Tensor) -> torch.Tensor:
-        """L^v_k = max(0, cos(P^v_k, f^v_xy)): (B, D, h, w) -> (B, K, h, w) in [0, 1]."""
-        return prototype_cosine_map(fv, self.visual_prototypes).clamp_min(0.0)
+    def prototype_features(self, features: torch.Tensor, fv: torch.Tensor) -> torch.Tensor:
+        """The visual features the prototypes live in: the backbone's ``features`` (B, C, h, w)
+        with ``prototype_space = "backbone"``, else f^v (B, D, h, w)."""
+        return features if self.config.ier.prototype_space == "backbone" else fv
+
+    def object_features(self, pf: torch.Tensor, av_map: torch.Tensor) -> torch.Tensor:
+        """Stage 1b's object feature of each clip, in the prototypes' space: (B, P, h, w) and the
+        AV map (B, 1, h, w) -> (B, P), pooled as ``config.ier.object_pooling`` says."""
+        cfg = self.config.ier
+        if cfg.object_pooling == "attention":
+            return attended_object_features(pf, av_map, temperature=cfg.object_temperature)
+        return object_features(pf, av_map)
+
+    def visual_maps(self, pf: torch.Tensor) -> torch.Tensor:
+        """L^v_k = max(0, cos(P^v_k, pf_xy)): (B, P, h, w) -> (B, K, h, w) in [0, 1]; ``pf`` is
+        ``prototype_features``."""
+        return prototype_cosine_map(pf, self.visual_prototypes).clamp_min(0.0)
 
     def class_av_maps(self, fv: torch.Tensor, expanded: torch.Tensor) -> torch.Tensor:
         """A_k = sigma(beta cos(F^a_k, f^v_xy) + b): (B,D,h,w), (B,K,D) -> (B,K,h,w) in (0,1)."""
         return self.av_head.activate(cosine_map(fv, expanded))
 
-    def cmr(self, fv: torch.Tensor, expanded: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Cross-modal Referrer (method.md §1.6) on f^v (B, D, h, w) and F^a (B, K, D).
+    def cmr(
+        self, fv: torch.Tensor, expanded: torch.Tensor, pf: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Cross-modal Referrer (method.md §1.6) on f^v (B, D, h, w) and F^a (B, K, D); ``pf`` is
+        ``prototype_features`` (default f^v: needed with ``prototype_space = "backbone"``).
 
         Returns:
             visual_maps L^v, class_av_maps A, cmr_maps L^av (each (B, K, h, w) in [0, 1]);
@@ -204,7 +226,11 @@ class IERModel(TwoTowerModel):
             to 0 when no class is visible).
         """
         cfg = self.config.ier
-        visual = self.visual_maps(fv)
+        if pf is None:
+            if cfg.prototype_space == "backbone":
+                raise ValueError("prototype_space='backbone': pass the backbone features as pf")
+            pf = fv
+        visual = self.visual_maps(pf)
         class_av = self.class_av_maps(fv, expanded)
         cmr_maps = visual * class_av if cfg.silent_filter else visual
         p_va = torch.softmax(global_avg_pool(cmr_maps) / cfg.tau_v, dim=1)
@@ -229,6 +255,7 @@ class IERModel(TwoTowerModel):
 
         Returns:
             fa (B, D), mid (B, C3), a_logits (B, K); with images also fv (B, D, h, w),
+            pf (the prototypes' features, ``prototype_features``),
             av_map (B, 1, h, w), score (B,) = GMP(av_map), v_logits (B, K). Once prototypes
             exist also F (B, K, D) and scores (B, K), and with images every ``cmr`` entry.
         """
@@ -236,9 +263,10 @@ class IERModel(TwoTowerModel):
         out = {"fa": fa, "mid": mid, "a_logits": self.audio_logits(fa)}
         fv = None
         if images is not None:
-            fv = self.encode_visual(images)
+            features, fv, _ = self.encode_visual_all(images)
             av_map = self.av_map(fv, fa)
-            out.update(fv=fv, av_map=av_map, score=global_max_pool(av_map)[:, 0],
+            pf = self.prototype_features(features, fv)
+            out.update(fv=fv, pf=pf, av_map=av_map, score=global_max_pool(av_map)[:, 0],
                        v_logits=self.visual_logits(fv))  # fmt: skip
         if self.has_prototypes:
             expanded = self.expand_audio(fa, mid)
@@ -246,7 +274,7 @@ class IERModel(TwoTowerModel):
             if fv is None:
                 out["scores"] = self.identity_scores(expanded)
             else:
-                out.update(self.cmr(fv, expanded))
+                out.update(self.cmr(fv, expanded, pf))
         return out
 
     @torch.no_grad()
@@ -261,9 +289,10 @@ class IERModel(TwoTowerModel):
         """
         if not self.has_prototypes:
             return super().localize(images, waves)
-        fv, prior = self.encode_visual_with_prior(images)
+        features, fv, prior = self.encode_visual_all(images)
         fa, mid = self.encode_audio(waves)
-        cluster_maps = self.cmr(fv, self.expand_audio(fa, mid))["cmr_maps"]
+        pf = self.prototype_features(features, fv)
+        cluster_maps = self.cmr(fv, self.expand_audio(fa, mid), pf)["cmr_maps"]
         weight, sharpen = self.config.object_prior, self.config.ier.test_sharpen
         maps = self._to_categories(gate_by_objectness(cluster_maps, prior, weight))
         scores = global_max_pool(maps)

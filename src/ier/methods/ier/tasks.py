@@ -37,9 +37,10 @@ def feature_pass(model: torch.nn.Module, data: StageData) -> tuple[torch.Tensor,
     model.eval()
     objects, audio = [], []
     for batch in data.eval_batches():
-        fv = model.encode_visual(batch["image"])
+        features, fv, _ = model.encode_visual_all(batch["image"])
         fa, _ = model.encode_audio(batch["wave"])
-        objects.append(clustering.object_features(fv, model.av_map(fv, fa)).cpu())
+        pf = model.prototype_features(features, fv)
+        objects.append(model.object_features(pf, model.av_map(fv, fa)).cpu())
         audio.append(fa.cpu())
     model.train(was_training)
     return torch.cat(objects), torch.cat(audio)
@@ -277,9 +278,10 @@ class CrossModalReferrerTask(BaseTask):
         return {}
 
     def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        fv = self.model.encode_visual(batch["image"])
+        features, fv, _ = self.model.encode_visual_all(batch["image"])
         fa, mid = self.model.encode_audio(batch["wave"])
-        out = self.model.cmr(fv, self.model.expand_audio(fa, mid))
+        pf = self.model.prototype_features(features, fv)
+        out = self.model.cmr(fv, self.model.expand_audio(fa, mid), pf)
         valid = out["p_av"].sum(dim=1) > 0.5
         if bool(valid.any()):
             loss_cd = losses.symmetric_kl(
