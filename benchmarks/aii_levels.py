@@ -13,7 +13,7 @@ cell, the same mixtures for every checkpoint (seeded).
 
 The category scores are, for an IEr model, the Audio-Instance-Identifier's probabilities
 ``softmax_k(cos(F^a_k, P^a_k) / tau_a)`` summed per category
-(``ier.predict.category_probabilities``; a no-AII model has F^a_k = f^a); for the supervised
+(``ier.inference.category_probabilities``; a no-AII model has F^a_k = f^a); for the supervised
 ceiling, ``sigmoid`` of its audio head, trained with the true labels: the label-using oracle of
 the same audio tower. Chance is n / C.
 """
@@ -31,7 +31,7 @@ import torch
 @torch.no_grad()
 def category_scores(model: torch.nn.Module, waves: torch.Tensor, batch: int = 64) -> np.ndarray:
     """(N, C) per-category audio scores of ``waves`` (N, n) for an IEr/DSOL or supervised model."""
-    from ier.predict import category_probabilities
+    from ier.inference import category_probabilities
 
     model.eval()
     out = []

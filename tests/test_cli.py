@@ -49,11 +49,11 @@ def test_every_subcommand_help_builds_without_heavy_imports() -> None:
 
 
 def test_the_cli_lists_mirror_the_library() -> None:
+    from ier.adapters import list_datasets
     from ier.bench.plan import BENCH_PLANS
     from ier.commands import bench, evaluate, prepare, train
     from ier.config import PRESETS
-    from ier.data.records import SPLIT_KINDS
-    from ier.datasets import list_datasets
+    from ier.data.sample import SPLIT_KINDS
 
     assert train.PRESETS == PRESETS
     assert bench.BENCH_PRESETS == tuple(BENCH_PLANS)

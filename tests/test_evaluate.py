@@ -455,9 +455,9 @@ def test_cli_checkpoint_mode_calls_predict_evaluate_checkpoint(
             "test/solo": evaluate(preds, [_sample("a", [_obj("x", TOP_LEFT, True)], "test/solo")])
         }
 
-    module = types.ModuleType("ier.predict")
+    module = types.ModuleType("ier.inference")
     module.evaluate_checkpoint = fake_evaluate_checkpoint
-    monkeypatch.setitem(sys.modules, "ier.predict", module)
+    monkeypatch.setitem(sys.modules, "ier.inference", module)
     ckpt = tmp_path / "c.st"
     ckpt.write_bytes(b"")  # only its path matters to the fake
     argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(tmp_path), "--splits", "test/solo"]

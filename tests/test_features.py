@@ -187,7 +187,7 @@ def test_ier_trains_from_the_cache_and_the_extract_command_builds_it(toy, tmp_pa
 
 def test_a_prepared_dataset_trains_from_the_cache(tmp_path) -> None:
     from dataset_fixtures import make_music
-    from ier.datasets import prepare
+    from ier.adapters import prepare
 
     root = make_music(tmp_path / "MUSIC")
     prepare("music", root, tmp_path / "prepared", progress=False)

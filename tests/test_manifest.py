@@ -190,7 +190,7 @@ def test_from_dict_and_negative_sample() -> None:
 def test_public_names_stay_importable_from_the_manifest_module() -> None:
     import ier.data
     import ier.data.manifest as manifest
-    import ier.data.records as records
+    import ier.data.sample as records
 
     for name in ("SPLIT_KINDS", "Box", "ObjectAnnotation", "Sample", "parse_record"):
         assert getattr(manifest, name) is getattr(records, name)

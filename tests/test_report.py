@@ -1,5 +1,5 @@
-"""ier.report: the localization.json validator, the HTML report (rendered in headless Chromium),
-the demo index and ``ier demo``."""
+"""ier.localization.html: the localization.json validator, the HTML report (rendered in
+headless Chromium), the demo index and ``ier demo``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from ier.cli import main
 from ier.localization import validate_localization
-from ier.report import render_index, render_report
+from ier.localization.html import render_index, render_report
 from test_localize import ColourToneModel, make_clip  # the fake model and the generated clip
 
 

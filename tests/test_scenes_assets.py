@@ -158,7 +158,7 @@ def test_mix_reaches_the_requested_snr():
 
 
 def test_no_train_recording_is_a_copy_of_a_test_recording():
-    from ier.scenes.report import _max_normalised_xcorr, near_duplicate_recordings
+    from ier.scenes.stats import _max_normalised_xcorr, near_duplicate_recordings
 
     wave = np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE).astype(np.float32)
     assert _max_normalised_xcorr(wave, 0.5 * wave[SAMPLE_RATE:]) == pytest.approx(1.0, abs=1e-4)

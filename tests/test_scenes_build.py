@@ -13,7 +13,7 @@ from ier.cli import main
 from ier.data.manifest import read_manifest
 from ier.errors import ConfigError
 from ier.scenes import PRESETS, SPLITS, assets, build, build_benchmark, catalog, compose
-from ier.scenes.report import _record_problems, check_benchmark, load_benchmark, train_test_overlaps
+from ier.scenes.stats import _record_problems, check_benchmark, load_benchmark, train_test_overlaps
 
 
 def test_layout_counts_and_vocabulary(small_benchmark):

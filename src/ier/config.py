@@ -108,7 +108,7 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """End-of-run evaluation (``ier.predict.evaluate_checkpoint``).
+    """End-of-run evaluation (``ier.inference.evaluate_checkpoint``).
 
     Attributes:
         at_end: Evaluate every test split when training finishes.
@@ -117,7 +117,7 @@ class EvalConfig:
             solo splits (method.md §1.8: stage 1); -1 = the final model.
         every_epoch: Validation splits scored after every epoch and logged with it (no files):
             the pointing game and CIoU of the single-source map (``av_*``) and, once the model
-            has class maps, of those (``ier.predict.validate``). Never a test split.
+            has class maps, of those (``ier.inference.validate``). Never a test split.
     """
 
     at_end: bool = True

@@ -73,14 +73,14 @@ def evaluate_checkpoint_on_manifest(
     checkpoint's.
 
     Splits of kind ``solo`` are scored on the class-agnostic map (``localize_single``), as
-    ``ier.predict.evaluate_checkpoint`` does; the others on the class-aware maps.
+    ``ier.inference.evaluate_checkpoint`` does; the others on the class-aware maps.
 
     Args:
         checkpoint: A checkpoint path or a bundled model name (``ier-wild-small``).
         manifest: Any manifest (``docs/formats.md``); media paths are relative to its folder.
         settings: ``ier.evaluate.EvalSettings``.
         out_dir: Where to write ``predictions.npz`` and ``metrics.json`` (None: nowhere).
-        object_prior: Override the model's ``object_prior`` (``ier.predict.set_object_prior``).
+        object_prior: Override the model's ``object_prior`` (``ier.inference.set_object_prior``).
         batch_size: Clips per forward pass.
 
     Returns:
@@ -93,8 +93,8 @@ def evaluate_checkpoint_on_manifest(
     from ier.checkpoint import load_model
     from ier.evaluate import evaluate, split_kind
     from ier.files import atomic_write_json
+    from ier.inference import predict, set_object_prior
     from ier.localization import resolve_model_path
-    from ier.predict import predict, set_object_prior
     from ier.predictions import save_predictions
 
     path = resolve_model_path(checkpoint)

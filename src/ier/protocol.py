@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ier.data.records import SPLIT_KINDS
+from ier.data.sample import SPLIT_KINDS
 from ier.metrics import DEFAULT_GRID
 
 __all__ = [

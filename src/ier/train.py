@@ -44,8 +44,8 @@ from ier.data.layout import split_manifest
 from ier.devices import resolve_device
 from ier.distributed import WorldInfo, barrier, init_distributed, wrap_ddp
 from ier.errors import ConfigError, DatasetError
+from ier.inference import evaluate_checkpoint, validate
 from ier.models import create_model
-from ier.predict import evaluate_checkpoint, validate
 from ier.tasks import (
     StageData,
     Task,

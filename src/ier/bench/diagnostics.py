@@ -19,9 +19,9 @@ from typing import Any
 
 from ier.data.datasets import list_splits, split_manifest
 from ier.data.manifest import read_manifest
-from ier.data.records import Sample
+from ier.data.sample import Sample
 from ier.evaluate import evaluate, split_kind
-from ier.predict import JOINT_SPLITS, concat_predictions
+from ier.inference import JOINT_SPLITS, concat_predictions
 from ier.predictions import AGNOSTIC_CLASS, constant_predictions, load_predictions
 
 POINTING_SPLITS = ("test/solo", "test/synthetic", "test/duet", "test/wild")

@@ -40,8 +40,8 @@ from ier.distributed import barrier, init_distributed, is_main_process
 from ier.errors import ConfigError
 from ier.evaluate import evaluate
 from ier.files import atomic_write_json
+from ier.inference import evaluate_checkpoint, predict
 from ier.methods import preset
-from ier.predict import evaluate_checkpoint, predict
 from ier.predictions import Predictions, load_predictions
 from ier.scenes import PRESETS, build_benchmark
 from ier.train import MODEL_NAME, fit, single_source_checkpoint, stage_snapshot

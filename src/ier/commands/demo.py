@@ -164,7 +164,7 @@ def run_demo(
     # lazy: keeps ier --help fast
     from ier.bundled import card_location
     from ier.localization import load_model, localize, model_card, prepare_out_dir
-    from ier.report import render_index
+    from ier.localization.html import render_index
     from ier.video import load_frames
 
     net = load_model(model) if isinstance(model, str) else model  # fails first if not installed

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ier.errors import ConfigError
 
-# ``ier.data.records.SPLIT_KINDS`` (tests/test_cli.py checks they agree): named here so building
+# ``ier.data.sample.SPLIT_KINDS`` (tests/test_cli.py checks they agree): named here so building
 # the parser does not import the data package.
 SPLIT_KINDS = ("solo", "synthetic", "duet", "wild", "negative")
 
@@ -258,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
         print(format_table(results))
         written = {args.out / name for name in MANIFEST_OUTPUTS} if args.out else set()
     else:
-        from ier.predict import evaluate_checkpoint  # lazy: keeps ier --help fast
+        from ier.inference import evaluate_checkpoint  # lazy: keeps ier --help fast
 
         all_results = evaluate_checkpoint(
             checkpoint, args.data, splits=args.splits, out_dir=args.out, settings=settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# ``ier.datasets.list_datasets()`` (tests/test_cli.py checks they agree): named here so building
+# ``ier.adapters.list_datasets()`` (tests/test_cli.py checks they agree): named here so building
 # the parser does not import the adapters.
 DATASETS = (
     "extended-flickr", "extended-vggss", "flickr", "music", "music-synthetic", "vggsound", "vggss",
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from ier.datasets import prepare  # lazy: keeps ier --help fast
+    from ier.adapters import prepare  # lazy: keeps ier --help fast
     from ier.errors import ConfigError, DatasetError  # lazy: keeps ier --help fast
 
     if args.workers < 1:

@@ -20,7 +20,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ier.scenes.report import check_benchmark  # lazy: keeps ier --help fast
+    from ier.scenes.stats import check_benchmark  # lazy: keeps ier --help fast
 
     problems = check_benchmark(args.dir)
     for problem in problems:
@@ -30,7 +30,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from ier.scenes.report import benchmark_stats, stats_table  # lazy: keeps ier --help fast
+    from ier.scenes.stats import benchmark_stats, stats_table  # lazy: keeps ier --help fast
 
     stats = benchmark_stats(args.dir)
     print(json.dumps(stats, indent=2) if args.json else stats_table(stats))

@@ -1,7 +1,7 @@
 """The sample manifest: JSON Lines, one annotated frame per line (see ``docs/formats.md``).
 
 ``read_manifest`` parses and validates every record and reports *all* problems at once. The record
-types and the per-record checks live in ``ier.data.records`` and are re-exported here.
+types and the per-record checks live in ``ier.data.sample`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ier.data.records import SPLIT_KINDS, Box, ObjectAnnotation, Sample, parse_record
+from ier.data.sample import SPLIT_KINDS, Box, ObjectAnnotation, Sample, parse_record
 from ier.errors import ManifestError
 from ier.files import atomic_write_text
 

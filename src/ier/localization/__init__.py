@@ -17,8 +17,8 @@ from torch import nn
 from ier.bundled import BUNDLED_MODELS, DEFAULT_MODEL, MODEL_CARD, UNKNOWN_QUALITY, quality_line
 from ier.errors import CheckpointError, IerError, MediaError
 from ier.localization.engine import Run, decide, peak_and_box, window_times
-from ier.localization.outputs import OutputSinks, validate_localization
-from ier.localization.records import (
+from ier.localization.outputs import OutputSinks
+from ier.localization.results import (
     OUTPUT_NAMES,
     SCHEMA_VERSION,
     STATES,
@@ -29,6 +29,7 @@ from ier.localization.records import (
     WindowRecord,
     default_threads,
 )
+from ier.localization.schema import validate_localization
 from ier.video import VideoInfo, probe
 
 logger = logging.getLogger(__name__)

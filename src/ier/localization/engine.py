@@ -17,7 +17,7 @@ from ier import viz
 from ier.audio import load_audio
 from ier.errors import ConfigError, MediaError
 from ier.localization.frames import FrameReader, PictureEnd, PictureFrame, WindowFrame
-from ier.localization.records import ClassRecord, DecisionRule, LocalizeSettings, WindowRecord
+from ier.localization.results import ClassRecord, DecisionRule, LocalizeSettings, WindowRecord
 from ier.video import VideoInfo
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,6 @@ the ``localization.json`` document with its validator."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -17,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ier import __version__, viz
-from ier.localization.records import SCHEMA_VERSION, STATES
-from ier.report import render_report
+from ier import viz
+from ier.localization.html import render_report
+from ier.localization.results import LocalizationResult, WindowRecord, localization_document
+from ier.localization.schema import dumps_document
 
 if TYPE_CHECKING:
-    from ier.localization.records import ClassRecord, LocalizationResult, WindowRecord
+    pass
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_NAME = "ier.localization"
 
 
 # --------------------------------------------------------------------------- streaming sinks
@@ -317,17 +316,6 @@ class _OverlayThread:
             self._writer = None
 
 
-def dumps_document(document: dict[str, Any]) -> str:
-    """JSON text with one line per top-level field and per window: readable, and fast (the C
-    encoder only runs without ``indent``)."""
-    windows = ",\n  ".join(json.dumps(w, separators=(",", ":")) for w in document["windows"])
-    fields = [
-        f"{json.dumps(k)}: " + (f"[\n  {windows}\n ]" if k == "windows" else json.dumps(v))
-        for k, v in document.items()
-    ]
-    return "{\n " + ",\n ".join(fields) + "\n}\n"
-
-
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(text, encoding="utf-8")
@@ -382,154 +370,3 @@ class _NpzMapWriter:
 # --------------------------------------------------------------------------- localization.json
 
 
-def _round(value: float, digits: int = 4) -> float:
-    return round(float(value), digits)
-
-
-def _class_entry(item: ClassRecord, width: int, height: int) -> dict[str, Any]:
-    px, py = item.peak
-    entry: dict[str, Any] = {
-        "name": item.name,
-        "state": item.state,
-        "confidence": _round(item.confidence),
-        "score": _round(item.score),
-        "peak_value": _round(item.peak_value),
-        "peak": [_round(px), _round(py)],
-        "peak_pixels": [int(px * width), int(py * height)],
-        "box": None,
-        "box_pixels": None,
-        "visual": None if item.visual is None else _round(item.visual),
-        "audio": None if item.audio is None else _round(item.audio),
-    }
-    if item.box is not None:
-        x0, y0, x1, y1 = item.box
-        entry["box"] = [_round(v) for v in item.box]
-        entry["box_pixels"] = [
-            round(x0 * width),
-            round(y0 * height),
-            round(x1 * width),
-            round(y1 * height),
-        ]
-    return entry
-
-
-def localization_document(result: LocalizationResult) -> dict[str, Any]:
-    """The JSON-able ``localization.json`` document (schema: docs/localize.md)."""
-    info, settings = result.video, result.settings
-    return {
-        "schema": SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "ier_version": __version__,
-        "video": {
-            "path": str(result.video_path),
-            "duration_seconds": _round(info.duration_seconds),
-            "fps": _round(info.fps),
-            "width": info.width,
-            "height": info.height,
-            "n_frames": info.n_frames,
-            "audio_sample_rate": info.audio_sample_rate,
-            "frames_end_seconds": None
-            if result.frames_end_seconds is None
-            else _round(result.frames_end_seconds),
-            "last_frame_held": result.last_frame_held,
-        },
-        "model": {"name": result.model_name, "classes": list(result.classes), "cues": result.cues},
-        "settings": {
-            "window_seconds": settings.window_seconds,
-            "hop_seconds": settings.hop_seconds,
-            "smoothing": settings.smoothing,
-            **{k: getattr(settings.rule, k) for k in settings.rule.__dataclass_fields__},
-        },
-        "states": list(STATES),
-        "windows": [
-            {
-                "index": w.index,
-                "start_seconds": _round(w.start_seconds),
-                "end_seconds": _round(w.end_seconds),
-                "time_seconds": _round(w.time_seconds),
-                "frame_seconds": None if w.frame_seconds is None else _round(w.frame_seconds),
-                "classes": [_class_entry(c, info.width, info.height) for c in w.classes],
-            }
-            for w in result.windows
-        ],
-        "notes": result.notes,
-        "outputs": {kind: Path(p).name for kind, p in sorted(result.outputs.items())},
-        "timings_seconds": {k: _round(v, 3) for k, v in result.timings.items()},
-    }
-
-
-def _check_fraction_list(value: Any, n: int, where: str, problems: list[str]) -> None:
-    if not (isinstance(value, list) and len(value) == n):
-        problems.append(f"{where}: expected a list of {n} numbers, got {value!r}")
-    elif not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in value):
-        problems.append(f"{where}: values must be fractions in [0, 1], got {value!r}")
-
-
-def _check_class(entry: Any, where: str, states: set[str], problems: list[str]) -> None:
-    if not isinstance(entry, dict):
-        problems.append(f"{where}: expected an object")
-        return
-    for key in ("name", "state", "confidence", "score", "peak_value", "peak", "box"):
-        if key not in entry:
-            problems.append(f"{where}: missing {key!r}")
-    if entry.get("state") not in states:
-        problems.append(f"{where}: state {entry.get('state')!r} is not one of {sorted(states)}")
-    for key in ("confidence", "score", "peak_value"):
-        value = entry.get(key)
-        if not (isinstance(value, (int, float)) and 0 <= value <= 1):
-            problems.append(f"{where}: {key} must be in [0, 1], got {value!r}")
-    _check_fraction_list(entry.get("peak"), 2, f"{where}.peak", problems)
-    box = entry.get("box")
-    if box is not None:
-        _check_fraction_list(box, 4, f"{where}.box", problems)
-        if isinstance(box, list) and len(box) == 4 and not (box[0] < box[2] and box[1] < box[3]):
-            problems.append(f"{where}.box: needs x0 < x1 and y0 < y1, got {box}")
-
-
-def validate_localization(document: Any) -> list[str]:
-    """Every way ``document`` breaks the ``localization.json`` schema (empty list = valid)."""
-    if not isinstance(document, dict):
-        return ["document: expected a JSON object"]
-    problems: list[str] = []
-    if document.get("schema") != SCHEMA_NAME:
-        problems.append(f"schema: expected {SCHEMA_NAME!r}, got {document.get('schema')!r}")
-    if document.get("schema_version") != SCHEMA_VERSION:
-        problems.append(
-            f"schema_version: expected {SCHEMA_VERSION}, got {document.get('schema_version')!r}"
-        )
-    for key, fields in (("video", ("path", "duration_seconds", "fps", "width", "height")),
-                        ("model", ("name", "classes")),
-                        ("settings", ("window_seconds", "hop_seconds", "smoothing"))):  # fmt: skip
-        block = document.get(key)
-        if not isinstance(block, dict):
-            problems.append(f"{key}: expected an object")
-            continue
-        problems += [f"{key}: missing {f!r}" for f in fields if f not in block]
-    classes = (document.get("model") or {}).get("classes") or []
-    states = set(document.get("states") or [])
-    windows = document.get("windows")
-    if not isinstance(windows, list):
-        return problems + ["windows: expected a list"]
-    previous = -math.inf
-    for i, window in enumerate(windows):
-        where = f"windows[{i}]"
-        if not isinstance(window, dict):
-            problems.append(f"{where}: expected an object")
-            continue
-        start, end, t = (window.get(k) for k in ("start_seconds", "end_seconds", "time_seconds"))
-        if not all(isinstance(v, (int, float)) for v in (start, end, t)) or not start <= t <= end:
-            problems.append(f"{where}: needs start_seconds <= time_seconds <= end_seconds")
-        elif t <= previous:
-            problems.append(f"{where}: time_seconds {t} is not after the previous window")
-        else:
-            previous = t
-        entries = window.get("classes")
-        if (
-            not isinstance(entries, list)
-            or [e.get("name") for e in entries if isinstance(e, dict)] != classes
-        ):
-            problems.append(f"{where}: classes must list every model class in order")
-            continue
-        for j, entry in enumerate(entries):
-            _check_class(entry, f"{where}.classes[{j}]", states, problems)
-    return problems

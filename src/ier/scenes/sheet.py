@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ier.scenes.report import load_benchmark
+from ier.scenes.stats import load_benchmark
 
 SOUNDING = (40, 220, 60)
 SILENT = (240, 60, 50)

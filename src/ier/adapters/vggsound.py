@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ier.datasets.common import (
+from ier.adapters.common import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,

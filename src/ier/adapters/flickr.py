@@ -6,7 +6,7 @@ import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ier.datasets.common import (
+from ier.adapters.common import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,

@@ -2,7 +2,7 @@
 
 Files are matched by stem (the reference loader pairs them by sorted position). The pickles are
 read with an arrays-only unpickler; since the release has no waveforms, the audio is rebuilt from
-the log-mel (see :mod:`ier.datasets.features`) and the released log-mel is kept as ``.npy``.
+the log-mel (see :mod:`ier.adapters.logmel_inversion`) and the released log-mel is kept as ``.npy``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ier.datasets.common import (
+from ier.adapters.common import (
     DSOL_CATEGORY_TO_LABEL,
     AdapterOutput,
     ObjectSpec,

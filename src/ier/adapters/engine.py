@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ier.datasets.common import Problem, SampleSpec, safe_stem
+from ier.adapters.common import Problem, SampleSpec, safe_stem
 from ier.errors import ManifestError, MediaError
 from ier.files import atomic_path
 
@@ -164,9 +164,9 @@ def _frame_entry(spec: SampleSpec, out_dir: Path, opts: PrepareOptions, time: fl
 
 def _features_audio(spec: SampleSpec, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """Safely load a log-mel pickle, keep it as .npy and write its reconstructed waveform."""
+    from ier.adapters.logmel_inversion import check_logmel, logmel_error_db, logmel_to_wave
+    from ier.adapters.safe_pickle import load_array
     from ier.audio import SAMPLE_RATE
-    from ier.datasets.features import check_logmel, logmel_error_db, logmel_to_wave
-    from ier.datasets.safe_pickle import load_array
 
     source = _require(spec.features, "audio pickle")
     features = check_logmel(load_array(source))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ier.datasets.common import AdapterOutput, SampleSpec, find_file, read_rows
-from ier.datasets.flickr import TEST_LISTS, FlickrSet, frame_audio_spec, read_id_list
-from ier.datasets.vggsound import CENTRE_SECONDS, clip_spec, media_index, read_vggss_json
-from ier.datasets.vggsound import vggss_objects as _vggss_objects
+from ier.adapters.common import AdapterOutput, SampleSpec, find_file, read_rows
+from ier.adapters.flickr import TEST_LISTS, FlickrSet, frame_audio_spec, read_id_list
+from ier.adapters.vggsound import CENTRE_SECONDS, clip_spec, media_index, read_vggss_json
+from ier.adapters.vggsound import vggss_objects as _vggss_objects
 from ier.errors import DatasetError
 
 FORMAT_VERSION = "slavc-plus-silent-csv-v1"

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ier.datasets.common import (
+from ier.adapters.common import (
     AUDIO_EXTENSIONS,
     DSOL_CATEGORY_TO_LABEL,
     MUSIC_NEVER_BOXED,

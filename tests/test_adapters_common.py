@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from dataset_fixtures import Hostile
-from ier.datasets import list_datasets
-from ier.datasets.common import (
+from ier.adapters import list_datasets
+from ier.adapters.common import (
     clean_box,
     music_ytid,
     read_rows,
     split_vggsound_clip,
     xywh_to_xyxy,
 )
-from ier.datasets.safe_pickle import UnsafePickleError, load_array, loads_array
+from ier.adapters.safe_pickle import UnsafePickleError, load_array, loads_array
 from ier.protocol import DEFAULT_ALPHA_BY_KIND, published_protocol
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from dataset_fixtures import VGGSS, make_extended_vggss, make_vggsound
+from ier.adapters import prepare
 from ier.cli import main
 from ier.data.manifest import read_manifest
-from ier.datasets import prepare
 
 
 @pytest.fixture(scope="module")

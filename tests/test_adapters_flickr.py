@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dataset_fixtures import FLICKR_BOXES, make_extended_flickr, make_flickr
+from ier.adapters import prepare
 from ier.data.manifest import read_manifest
-from ier.datasets import prepare
 
 
 def _problems(report, split: str) -> dict[str, str]:
@@ -57,7 +57,7 @@ def test_extended_flickr_negatives(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("xml", ["<a><bbox><n>1</n><x>5</x></bbox></a>", "<a></a>"])
 def test_xml_parser_rejects_bad_boxes(tmp_path: Path, xml: str) -> None:
-    from ier.datasets.flickr import parse_xml
+    from ier.adapters.flickr import parse_xml
 
     path = tmp_path / "1.xml"
     path.write_text(xml)

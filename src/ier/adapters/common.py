@@ -2,7 +2,7 @@
 
 An adapter parses a dataset's own annotation files into :class:`SampleSpec` records (one per
 manifest sample, pointing at the user's raw media) plus :class:`Problem` records for everything it
-could not use; :mod:`ier.datasets.engine` then checks/decodes the media and writes the manifests.
+could not use; :mod:`ier.adapters.engine` then checks/decodes the media and writes the manifests.
 """
 
 from __future__ import annotations

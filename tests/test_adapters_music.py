@@ -15,8 +15,8 @@ from dataset_fixtures import (
     make_music,
     make_music_synthetic,
 )
+from ier.adapters import prepare
 from ier.data.manifest import read_manifest
-from ier.datasets import prepare
 
 
 @pytest.fixture(scope="module")

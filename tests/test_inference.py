@@ -14,8 +14,8 @@ from ier.data.datasets import load_split, read_classes
 from ier.data.manifest import read_manifest
 from ier.data.toy import build_toy_benchmark
 from ier.evaluate import evaluate
+from ier.inference import category_probabilities, evaluate_checkpoint, predict
 from ier.models import create_model, model_config
-from ier.predict import category_probabilities, evaluate_checkpoint, predict
 from ier.predictions import load_predictions
 
 
@@ -89,7 +89,7 @@ def test_evaluate_checkpoint_without_out_dir_writes_nothing(toy: Path, model, tm
 
 def test_evaluate_checkpoint_object_prior_override(toy: Path, model, tmp_path) -> None:
     from ier.errors import ConfigError
-    from ier.predict import set_object_prior
+    from ier.inference import set_object_prior
 
     ckpt = tmp_path / "m.safetensors"
     save_model(ckpt, model, model_config=model.config)

@@ -7,12 +7,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ier import __version__
 from ier.errors import ConfigError
+from ier.localization.schema import OUTPUT_NAMES, SCHEMA_NAME, SCHEMA_VERSION, STATES
 from ier.video import VideoInfo
 
-SCHEMA_VERSION = 1
-STATES = ("sounding-on-screen", "visible-silent", "heard-off-screen", "absent")
-OUTPUT_NAMES = ("overlay.mp4", "localization.json", "maps.npz", "report.html")
+__all__ = [
+    "OUTPUT_NAMES", "SCHEMA_VERSION", "STATES", "ClassRecord", "DecisionRule", "LocalizeSettings",
+    "LocalizationResult", "WindowRecord", "default_threads", "localization_document",
+]  # fmt: skip
 """Every file ``localize`` writes in its output folder (and all that ``overwrite`` replaces)."""
 
 
@@ -192,6 +195,80 @@ class LocalizationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``localization.json`` document (schema in docs/localize.md)."""
-        from ier.localization.outputs import localization_document
-
         return localization_document(self)
+
+
+def _round(value: float, digits: int = 4) -> float:
+    return round(float(value), digits)
+
+
+def _class_entry(item: ClassRecord, width: int, height: int) -> dict[str, Any]:
+    px, py = item.peak
+    entry: dict[str, Any] = {
+        "name": item.name,
+        "state": item.state,
+        "confidence": _round(item.confidence),
+        "score": _round(item.score),
+        "peak_value": _round(item.peak_value),
+        "peak": [_round(px), _round(py)],
+        "peak_pixels": [int(px * width), int(py * height)],
+        "box": None,
+        "box_pixels": None,
+        "visual": None if item.visual is None else _round(item.visual),
+        "audio": None if item.audio is None else _round(item.audio),
+    }
+    if item.box is not None:
+        x0, y0, x1, y1 = item.box
+        entry["box"] = [_round(v) for v in item.box]
+        entry["box_pixels"] = [
+            round(x0 * width),
+            round(y0 * height),
+            round(x1 * width),
+            round(y1 * height),
+        ]
+    return entry
+
+
+def localization_document(result: LocalizationResult) -> dict[str, Any]:
+    """The JSON-able ``localization.json`` document (schema: docs/localize.md)."""
+    info, settings = result.video, result.settings
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "ier_version": __version__,
+        "video": {
+            "path": str(result.video_path),
+            "duration_seconds": _round(info.duration_seconds),
+            "fps": _round(info.fps),
+            "width": info.width,
+            "height": info.height,
+            "n_frames": info.n_frames,
+            "audio_sample_rate": info.audio_sample_rate,
+            "frames_end_seconds": None
+            if result.frames_end_seconds is None
+            else _round(result.frames_end_seconds),
+            "last_frame_held": result.last_frame_held,
+        },
+        "model": {"name": result.model_name, "classes": list(result.classes), "cues": result.cues},
+        "settings": {
+            "window_seconds": settings.window_seconds,
+            "hop_seconds": settings.hop_seconds,
+            "smoothing": settings.smoothing,
+            **{k: getattr(settings.rule, k) for k in settings.rule.__dataclass_fields__},
+        },
+        "states": list(STATES),
+        "windows": [
+            {
+                "index": w.index,
+                "start_seconds": _round(w.start_seconds),
+                "end_seconds": _round(w.end_seconds),
+                "time_seconds": _round(w.time_seconds),
+                "frame_seconds": None if w.frame_seconds is None else _round(w.frame_seconds),
+                "classes": [_class_entry(c, info.width, info.height) for c in w.classes],
+            }
+            for w in result.windows
+        ],
+        "notes": result.notes,
+        "outputs": {kind: Path(p).name for kind, p in sorted(result.outputs.items())},
+        "timings_seconds": {k: _round(v, 3) for k, v in result.timings.items()},
+    }
