@@ -11,6 +11,7 @@ import argparse
 import importlib
 import pkgutil
 
+import ier.commands as pkg
 from ier import __version__
 from ier.allocator import keep_freed_memory
 from ier.errors import IerError
@@ -21,7 +22,6 @@ _ORDER = ["demo", "localize", "scenes", "train", "evaluate", "bench", "prepare",
 
 
 def _command_modules() -> list[str]:
-    import ier.commands as pkg
 
     names = [m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
     return sorted(names, key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))

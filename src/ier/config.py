@@ -266,7 +266,7 @@ def __getattr__(name: str) -> Any:
     import sys
     import warnings
 
-    from ier import plugins
+    from ier import plugins  # deprecated alias only: ier.methods sits above ier.config
 
     warnings.warn(f"ier.config.{name} moved to ier.methods.{name}", DeprecationWarning,
                   stacklevel=2)  # fmt: skip

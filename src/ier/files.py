@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from ier.errors import IerError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -109,7 +111,6 @@ def check_output_file(
         IerError: ``path`` is one of ``inputs``, an existing folder, or an existing file without
             ``overwrite``.
     """
-    from ier.errors import IerError
 
     path = Path(path)
     for source in inputs:
@@ -146,7 +147,6 @@ def check_output_folder(
     """
     from fnmatch import fnmatch
 
-    from ier.errors import IerError
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

@@ -12,8 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ier.checkpoint import load_model
 from ier.data.manifest import Sample, read_manifest
 from ier.errors import ManifestError, PredictionsError
+from ier.evaluate import EvalSettings, evaluate, split_kind
+from ier.files import atomic_write_json
+from ier.inference import predict, set_object_prior
+from ier.localization import resolve_model_path
+from ier.predictions import load_predictions, save_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +51,6 @@ def evaluate_predictions_file(
         PredictionsError: The predictions file is malformed, or none of its ids is in the
             manifest (with ``missing="skip"`` every metric would be empty).
     """
-    from ier.evaluate import EvalSettings, evaluate
-    from ier.predictions import load_predictions
 
     samples = read_samples(manifest)
     loaded = load_predictions(predictions)
@@ -90,12 +94,6 @@ def evaluate_checkpoint_on_manifest(
         CheckpointError: Unknown name or a bad checkpoint. ManifestError: A missing, malformed
             or empty manifest.
     """
-    from ier.checkpoint import load_model
-    from ier.evaluate import evaluate, split_kind
-    from ier.files import atomic_write_json
-    from ier.inference import predict, set_object_prior
-    from ier.localization import resolve_model_path
-    from ier.predictions import save_predictions
 
     path = resolve_model_path(checkpoint)
     samples = read_samples(manifest)

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ier import __version__
+from ier.adapters import extended, flickr, music, music_synthetic, vggsound
 from ier.adapters.common import AdapterOutput, Problem, SampleSpec
 from ier.adapters.engine import PrepareOptions, run_specs
+from ier.data.manifest import write_manifest
 from ier.errors import DatasetError
 from ier.files import atomic_write_json
 from ier.protocol import PUBLISHED_PROTOCOLS, SplitProtocol, published_protocol
@@ -29,7 +32,6 @@ Adapter = Callable[..., AdapterOutput]
 
 
 def _registry() -> dict[str, Adapter]:
-    from ier.adapters import extended, flickr, music, music_synthetic, vggsound
 
     return {
         "music": music.build_music,
@@ -151,7 +153,6 @@ def prepare(
 def _write_manifests(
     found: AdapterOutput, records: dict[str, dict[str, Any]], problems: list[Problem], out: Path
 ) -> tuple[dict[str, Path], dict[str, dict[str, int]]]:
-    from ier.data.manifest import write_manifest
 
     manifests: dict[str, Path] = {}
     counts: dict[str, dict[str, int]] = {}
@@ -181,7 +182,6 @@ def _write_report(
     reused: int,
     seconds: float,
 ) -> Path:
-    from ier import __version__
 
     used = {r for spec_list in found.splits.values() for r in (s.split for s in spec_list)}
     by_kind: dict[str, int] = {}

@@ -20,8 +20,13 @@ from typing import Any
 import numpy as np
 
 from ier.adapters.common import Problem, SampleSpec, safe_stem
+from ier.adapters.logmel_inversion import check_logmel, logmel_error_db, logmel_to_wave
+from ier.adapters.safe_pickle import load_array
+from ier.audio import SAMPLE_RATE, load_audio
+from ier.data.manifest import Sample
 from ier.errors import ManifestError, MediaError
 from ier.files import atomic_path
+from ier.video import load_frames, load_image, probe
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +61,6 @@ class PrepareOptions:
 
 @functools.lru_cache(maxsize=256)
 def _probe(path: str) -> Any:
-    from ier.video import probe
 
     return probe(path)
 
@@ -129,7 +133,6 @@ def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> None:
 
 def _frame_entry(spec: SampleSpec, out_dir: Path, opts: PrepareOptions, time: float) -> Path | None:
     """Check/extract the frame; returns the image to reference (None: reference ``video``)."""
-    from ier.video import load_frames, load_image
 
     stem = safe_stem(spec.id)
     if spec.frame is not None:
@@ -164,9 +167,6 @@ def _frame_entry(spec: SampleSpec, out_dir: Path, opts: PrepareOptions, time: fl
 
 def _features_audio(spec: SampleSpec, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """Safely load a log-mel pickle, keep it as .npy and write its reconstructed waveform."""
-    from ier.adapters.logmel_inversion import check_logmel, logmel_error_db, logmel_to_wave
-    from ier.adapters.safe_pickle import load_array
-    from ier.audio import SAMPLE_RATE
 
     source = _require(spec.features, "audio pickle")
     features = check_logmel(load_array(source))
@@ -207,8 +207,6 @@ def materialize(
 
 
 def _materialize(spec: SampleSpec, out_dir: Path, opts: PrepareOptions) -> dict[str, Any]:
-    from ier.audio import SAMPLE_RATE, load_audio
-    from ier.data.manifest import Sample
 
     extra: dict[str, Any] = {}
     source = spec.audio_source

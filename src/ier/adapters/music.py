@@ -27,6 +27,7 @@ from ier.adapters.common import (
     xywh_to_xyxy,
 )
 from ier.errors import DatasetError, MediaError
+from ier.video import probe
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,6 @@ def training_specs(
     if video is None:
         return [], f"no frames folder video_frames/{clip}/ with audio, and no raw video {clip}.mp4"
     try:
-        from ier.video import probe
 
         info = probe(video)
     except MediaError as err:

@@ -22,6 +22,7 @@ from ier.adapters.common import (
     split_vggsound_clip,
     vggsound_clip_name,
 )
+from ier.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,6 @@ def build_vggss(root: Path, *, skip: tuple[Path, ...] = ()) -> AdapterOutput:
     """VGG-SS only: the annotated test clips (needs ``vggss.json``)."""
     out = AdapterOutput(format={"adapter": "vggss", "version": FORMAT_VERSION})
     if find_file(root, ["vggss.json"]) is None:
-        from ier.errors import DatasetError
 
         raise DatasetError(f"{root}: no vggss.json found (the VGG-SS box file)")
     add_vggss(root, media_index(root, skip), out)
@@ -205,7 +205,6 @@ def build_vggss(root: Path, *, skip: tuple[Path, ...] = ()) -> AdapterOutput:
 
 def build_vggsound(root: Path, *, skip: tuple[Path, ...] = ()) -> AdapterOutput:
     """VGGSound train/test from the official CSV, plus VGG-SS when ``vggss.json`` is present."""
-    from ier.errors import DatasetError
 
     out = AdapterOutput(format={"adapter": "vggsound", "version": FORMAT_VERSION})
     csv_path = find_file(root, ["vggsound.csv"])

@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from ier.bundled import BUNDLED_MODELS, DEFAULT_MODEL, MODEL_CARD, UNKNOWN_QUALITY, quality_line
+from ier.checkpoint import load_checkpoint, model_from_checkpoint
 from ier.errors import CheckpointError, IerError, MediaError
 from ier.localization.engine import Run, decide, peak_and_box, window_times
 from ier.localization.outputs import OutputSinks
@@ -86,7 +87,6 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> nn.Modul
     """
     text = os.fspath(name_or_path)
     path = resolve_model_path(text)
-    from ier.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt)

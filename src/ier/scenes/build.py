@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ier.audio import SAMPLE_RATE
+from ier.data.manifest import write_manifest
 from ier.errors import ConfigError
 from ier.files import atomic_write_json
 from ier.scenes import assets, catalog
@@ -223,7 +224,6 @@ def build_benchmark(
             written), or a folder holding another build.
         AssetError: a required asset source is not installed (names the package).
     """
-    from ier.data.manifest import write_manifest
 
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ier.scenes.stats import load_benchmark
+from ier.video import load_frames
 
 SOUNDING = (40, 220, 60)
 SILENT = (240, 60, 50)
@@ -25,7 +26,6 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _tile(root: Path, split: str, record: dict) -> Image.Image:
-    from ier.video import load_frames
 
     frame = load_frames(root / split / record["video"], [record["time"]], size=_TILE)[0]
     image = Image.new("RGB", (_TILE, _TILE + _CAPTION), (255, 255, 255))

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ier.audio import SAMPLE_RATE
 from ier.errors import DatasetError
+from ier.scenes import assets, catalog
 from ier.scenes.build import BENCHMARK_FILE, SPLITS
 
 _RANGE_EPS = 1e-3  # seconds; ranges touching within this are not an overlap
@@ -214,7 +216,6 @@ def _max_normalised_xcorr(a: np.ndarray, b: np.ndarray, max_seconds: float = 2.0
     """Peak normalised cross-correlation of the (at most 2 s) shorter wave against the longer."""
     from scipy.signal import fftconvolve
 
-    from ier.audio import SAMPLE_RATE
 
     if len(a) < len(b):
         a, b = b, a
@@ -230,7 +231,6 @@ def near_duplicate_recordings(threshold: float = 0.8) -> list[str]:
     Different files can hold the same take (an edit of one original); a peak normalised
     cross-correlation above ``threshold`` flags such a pair as a hidden train/test leak.
     """
-    from ier.scenes import assets, catalog
 
     groups = [(c.name, c.train_audio, c.test_audio) for c in catalog.CLASSES]
     groups += [(p.name, p.train, p.test) for p in (*catalog.OFFSCREEN, *catalog.NOISES)]
