@@ -653,3 +653,14 @@ def test_checkpoint_on_a_standalone_manifest(tmp_path, capsys) -> None:
     (out / "notes.txt").write_text("the user's")
     assert main([*argv, "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "notes.txt", "predictions.npz"]
+
+
+def test_format_results_prints_splits_and_the_calibrated_point() -> None:
+    from ier.evaluate import format_results
+
+    split = {"auc": 0.5, "pointing": None, "n": 3, "n_missing": 0, "split": "wild",
+             "settings": {"split_kind": "wild", "tau": 0.5, "grid": 224}}  # fmt: skip
+    calibration = {"tau": 0.4321, "budget": 0.05, "splits": ["val/wild", "val/negative"]}
+    text = format_results({"test/wild": split, "calibration": calibration})
+    assert "auc" in text and "50.00%" in text and "pointing" in text
+    assert "tau = 0.432, chosen on val/wild + val/negative for at most 5 % false" in text

@@ -45,6 +45,7 @@ __all__ = [
     "EvalSettings",
     "calibrate_tau",
     "evaluate",
+    "format_results",
     "format_table",
     "score_sample",
     "split_kind",
@@ -445,6 +446,24 @@ def _threshold_text(settings: Mapping[str, Any]) -> str:
     return str(policy)
 
 
+def _is_number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def format_results(results: Mapping[str, Any]) -> str:
+    """All of ``evaluate_checkpoint``'s results: one table per split (the joint
+    ``test/wild+negative`` included) and the calibrated operating point."""
+    parts = [format_table(v) for k, v in results.items() if k != "calibration"]
+    calibration = results.get("calibration")
+    if calibration:
+        parts.append(
+            f"calibrated operating point: tau = {calibration['tau']:.3f}, chosen on "
+            f"{' + '.join(calibration['splits'])} for at most {100 * calibration['budget']:g} % "
+            "false positives; the '@cal' rows above are at this tau"
+        )
+    return "\n\n".join(parts)
+
+
 def format_table(results: Mapping[str, Any]) -> str:
     """A readable table of a results dict: metric values as percentages, then counts."""
     settings = results.get("settings", {})
@@ -456,7 +475,7 @@ def format_table(results: Mapping[str, Any]) -> str:
     )
     lines = [header, f"{'metric':<12} {'value':>8}"]
     for key, value in results.items():
-        if key in ("n", "n_missing", "split", "settings"):
+        if key in ("n", "n_missing", "split", "settings") or not _is_number_or_none(value):
             continue
         shown = "-" if value is None else f"{100.0 * value:7.2f}%"
         lines.append(f"{key:<12} {shown:>8}")

@@ -218,7 +218,7 @@ def _check_mode(args: argparse.Namespace) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     # lazy: keeps ier --help fast
-    from ier.evaluate import format_table
+    from ier.evaluate import format_results, format_table
     from ier.files import (
         atomic_write_json,
         check_output_file,
@@ -264,8 +264,7 @@ def _run(args: argparse.Namespace) -> int:
             checkpoint, args.data, splits=args.splits, out_dir=args.out, settings=settings,
             object_prior=args.object_prior,
         )  # fmt: skip
-        for split_results in (all_results or {}).values():
-            print(format_table(split_results), end="\n\n")
+        print(format_results(all_results or {}), end="\n\n")
         written = set()
         if args.out is not None:
             written = {args.out / "metrics.json"} | {

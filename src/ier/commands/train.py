@@ -95,8 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"model: {result.model_path}")
     if result.metrics:
-        from ier.evaluate import format_table  # lazy: keeps ier --help fast
+        from ier.evaluate import format_results  # lazy: keeps ier --help fast
 
-        for values in result.metrics.values():
-            print(format_table(values), end="\n\n")
+        print(format_results(result.metrics), end="\n\n")
     return 0
