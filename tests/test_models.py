@@ -506,3 +506,15 @@ def test_prototypes_in_the_backbone_space_and_attention_pooling() -> None:
         model.cmr(out["fv"], out["F"])
     with pytest.raises(ValueError, match="prototype_space"):
         IERConfig(prototype_space="pixels")
+
+
+def test_aii_input_variants_feed_the_identify_branch() -> None:
+    pooled = create_model(tiny(num_clusters=3, ier=IERConfig(aii_input="pooled")))
+    fa, mid = pooled.encode_audio(0.1 * torch.randn(2, 16_000))
+    width = pooled.config.width
+    assert mid.shape == (2, 24 * width) == (2, pooled.mid_channels)
+    assert pooled.identify.mlp[0].normalized_shape == (24 * width,)
+    plain = create_model(tiny(num_clusters=3))
+    assert plain.encode_audio(0.1 * torch.randn(2, 16_000))[1].shape == (2, 4 * width)
+    with pytest.raises(ValueError, match="aii_loss"):
+        IERConfig(aii_loss="hinge")

@@ -397,12 +397,26 @@ class TwoTowerModel(AVModel):
         """Args: waves (B, n_samples) at 16 kHz.
 
         Returns:
-            f^a (B, D): projected global max-pool of layer4; mid (B, C3): global max-pool of the
-            layer3 map (the AII's mid-level feature, C3 = 4 * width).
+            f^a (B, D): projected global max-pool of layer4; mid: the AII's mid-level feature,
+            the global max-pool of the layer3 map (B, 4 * width), or with ``ier.aii_input =
+            "pooled"`` the max- and mean-pools of layer3 and layer4 (B, 24 * width).
         """
         mid_map, top_map = self.audio_backbone.forward_features(self.frontend(waves))
-        fa = self.av_head.project_audio(global_max_pool(top_map))
+        top = global_max_pool(top_map)
+        fa = self.av_head.project_audio(top)
+        if self.config.ier.aii_input == "pooled":
+            pools = (global_max_pool(mid_map), global_avg_pool(mid_map), top,
+                     global_avg_pool(top_map))  # fmt: skip
+            return fa, torch.cat(pools, dim=1)
         return fa, global_max_pool(mid_map)
+
+    @property
+    def mid_channels(self) -> int:
+        """Channels of ``encode_audio``'s mid-level feature."""
+        backbone = self.audio_backbone
+        if self.config.ier.aii_input == "pooled":
+            return 2 * (backbone.mid_channels + backbone.out_channels)
+        return backbone.mid_channels
 
     def av_map(self, fv: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
         """Stage-1 AV map sigma(beta cos(f^v, f^a) + b): (B,D,h,w), (B,D) -> (B,1,h,w) in [0,1]."""

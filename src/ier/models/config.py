@@ -73,6 +73,13 @@ class IERConfig:
             (DSOL: cells above 0.05, dilated, averaged over all cells) or "attention" (softmax of
             the map over the cells at ``object_temperature``; ours, docs/method.md).
         object_temperature: Temperature of the "attention" pooling.
+        aii_input: The Identify branch's input: "layer3" (the global max-pool of the audio
+            ResNet's layer3, the spec's Q4) or "pooled" (max- and mean-pools of layer3 and layer4,
+            ours: more of the mixture's evidence for a quiet source).
+        aii_loss: L^m_p as "softmax" (cross-entropy against the L1-normalised multi-hot target,
+            Q5) or "bce" (per-class binary cross-entropy on sigma((s_k - aii_margin) / tau_a), the
+            spec's alternative: each source is judged alone, whatever the others' level).
+        aii_margin: The cosine at which the "bce" form counts a class as half present.
         prototype_space: Where the visual prototypes P^v live and L^v is computed: "embedding"
             (the AV head's projected D-space, the spec's Q2 variant) or "backbone" (the visual
             backbone's own features, as DSOL's code clusters its raw 512-d map; with a frozen
@@ -95,8 +102,15 @@ class IERConfig:
     object_pooling: str = "mask"
     object_temperature: float = 0.05
     prototype_space: str = "embedding"
+    aii_input: str = "layer3"
+    aii_loss: str = "softmax"
+    aii_margin: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.aii_input not in ("layer3", "pooled"):
+            raise ValueError(f"aii_input must be 'layer3' or 'pooled', got {self.aii_input!r}")
+        if self.aii_loss not in ("softmax", "bce"):
+            raise ValueError(f"aii_loss must be 'softmax' or 'bce', got {self.aii_loss!r}")
         if self.object_pooling not in ("mask", "attention"):
             raise ValueError(
                 f"object_pooling must be 'mask' or 'attention', got {self.object_pooling!r}"

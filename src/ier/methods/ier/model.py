@@ -81,7 +81,7 @@ class IERModel(TwoTowerModel):
         self.identify: IdentifyBranch | None = None
         if config.ier.use_aii:
             self.identify = IdentifyBranch(
-                in_channels=self.audio_backbone.mid_channels, hidden=config.ier.aii_hidden,
+                in_channels=self.mid_channels, hidden=config.ier.aii_hidden,
                 num_clusters=k, embed_dim=d, init_std=config.ier.aii_init_std,
             )  # fmt: skip
         self.visual_classifier = nn.Linear(d, k)

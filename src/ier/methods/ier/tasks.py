@@ -240,7 +240,12 @@ class AudioInstanceIdentifierTask(BaseTask):
         self.step_in_epoch += 1
         fa_mix, mid_mix = self.model.encode_audio(mixed)
         scores = self.model.identity_scores(self.model.expand_audio(fa_mix, mid_mix))
-        loss_p = losses.prototype_loss(scores, targets, tau=self.model.config.ier.tau_a)
+        cfg = self.model.config.ier
+        if cfg.aii_loss == "bce":
+            loss_p = losses.prototype_bce_loss(scores, targets, tau=cfg.tau_a,
+                                               margin=cfg.aii_margin)  # fmt: skip
+        else:
+            loss_p = losses.prototype_loss(scores, targets, tau=cfg.tau_a)
         fv = self.model.encode_visual(batch["image"])
         fa, _ = self.model.encode_audio(batch["wave"])
         loss_av = pair_av_loss(self.model, fv, fa, negative_pooling=self.stage.negative_pooling)
