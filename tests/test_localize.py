@@ -550,3 +550,37 @@ def test_threads_apply_to_the_run_only(clip: Path) -> None:
     assert set(seen) == {wanted} and torch.get_num_threads() == before
     with pytest.raises(IerError, match="threads"):
         LocalizeSettings(threads=0)
+
+
+def test_the_decision_threshold_defaults_to_the_models_calibrated_one(
+    clip: Path, tmp_path: Path
+) -> None:
+    from ier.checkpoint import save_model
+    from ier.inference import store_calibration
+    from ier.models import create_model
+    from ier.models.config import model_config
+
+    model = ColourToneModel()
+    plain = localize(clip, model=model, hop_seconds=1.0)
+    assert plain.settings.rule.peak_threshold == 0.5 and "default" in plain.threshold_source
+    model.calibration = {"tau": 0.8, "budget": 0.05, "splits": ["val/wild", "val/negative"]}
+    strict = localize(clip, model=model, hop_seconds=1.0)
+    assert strict.settings.rule.score_threshold == strict.settings.rule.peak_threshold == 0.8
+    assert strict.threshold_source.startswith("calibrated on val/wild + val/negative")
+    # red's smoothed peak is 0.99, 0.70, 0.71: at 0.8 only the first window keeps it on screen
+    assert [w.classes[0].state for w in plain.windows] == ["sounding-on-screen"] * 3
+    assert [w.classes[0].state for w in strict.windows] == ["sounding-on-screen",
+                                                          "heard-off-screen",
+                                                          "heard-off-screen"]  # fmt: skip
+    document = strict.to_dict()
+    assert document["settings"]["peak_threshold"] == 0.8
+    assert document["settings"]["threshold_source"] == strict.threshold_source
+    given = localize(clip, model=model, hop_seconds=1.0, threshold=0.5)
+    assert given.threshold_source == "given"
+    assert [w.classes[0].state for w in given.windows] == ["sounding-on-screen"] * 3
+    # a checkpoint carries its calibration to load_model
+    config = model_config("tiny")
+    path = save_model(tmp_path / "m.safetensors", create_model(config), model_config=config)
+    assert store_calibration(path, {"calibration": model.calibration})
+    assert load_model(str(path)).calibration["tau"] == 0.8
+    assert not store_calibration(path, {"test/wild": {}})

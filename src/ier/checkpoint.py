@@ -153,6 +153,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 # --- model and optimizer state -------------------------------------------------------------------
 
 
+def update_meta(path: str | os.PathLike[str], entries: Mapping[str, Any]) -> Path:
+    """Add (or replace) metadata entries of a checkpoint in place, atomically; the tensors stay
+    as they are (e.g. the calibrated operating point after the end-of-run evaluation)."""
+    ckpt = load_checkpoint(path)
+    reserved = ("format", "format_version", "ier_version")
+    meta = {k: v for k, v in ckpt.meta.items() if k not in reserved}
+    return save_checkpoint(path, ckpt.tensors, {**meta, **dict(entries)})
+
+
 def model_meta(model: nn.Module) -> dict[str, Any]:
     """Readable copies of the model's class names and cluster → category mapping (informational:
     the weights themselves carry them as buffers)."""
@@ -229,7 +238,7 @@ def export_model(
         f"model.{k}": v.half() if half and v.is_floating_point() else v
         for k, v in ckpt.section("model").items()
     }
-    keep = ("model_config", "classes", "cluster_to_class", "experiment")
+    keep = ("model_config", "classes", "cluster_to_class", "experiment", "calibration")
     meta = {k: ckpt.meta[k] for k in keep if k in ckpt.meta}
     meta.update(weights_dtype="float16" if half else "float32", **(extra_meta or {}))
     if quality is not None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ier.checkpoint import load_model
+from ier.checkpoint import load_model, update_meta
 from ier.clustering import nmi
 from ier.data.datasets import (
     AVDataset,
@@ -298,6 +298,18 @@ def evaluate_checkpoint(
     if out_dir is not None:
         atomic_write_json(out_dir / "metrics.json", results, default=str)
     return results
+
+
+def store_calibration(checkpoint: str | os.PathLike[str], results: dict[str, Any]) -> bool:
+    """Write the calibrated operating point of ``evaluate_checkpoint``'s ``results`` into the
+    checkpoint's metadata (``calibration``), where ``ier localize`` takes its default decision
+    threshold from. A run owns its model file: ``ier train`` and ``ier bench`` call this for the
+    models they trained; ``ier evaluate`` never changes a checkpoint. False when there is none."""
+    calibration = results.get("calibration")
+    if not calibration:
+        return False
+    update_meta(checkpoint, {"calibration": calibration})
+    return True
 
 
 def concat_predictions(parts: Sequence[Predictions]) -> Predictions:

@@ -44,7 +44,7 @@ from ier.data.layout import split_manifest
 from ier.devices import resolve_device
 from ier.distributed import WorldInfo, barrier, init_distributed, wrap_ddp
 from ier.errors import ConfigError, DatasetError
-from ier.inference import evaluate_checkpoint, validate
+from ier.inference import evaluate_checkpoint, store_calibration, validate
 from ier.models import create_model
 from ier.tasks import (
     StageData,
@@ -457,6 +457,7 @@ def _finish(ctx: RunContext) -> FitResult:
                 single_source_checkpoint=single, batch_size=cfg.data.eval_batch_size,
                 cache_dir=cfg.data.cache_dir or None,
             )  # fmt: skip
+            store_calibration(model_path, metrics)
             log.write({"event": "eval", "metrics": _strip_settings(metrics)})
         log.write({"event": "done", "model": str(model_path)})
     barrier()

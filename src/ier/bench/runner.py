@@ -40,7 +40,7 @@ from ier.distributed import barrier, init_distributed, is_main_process
 from ier.errors import ConfigError
 from ier.evaluate import evaluate
 from ier.files import atomic_write_json
-from ier.inference import evaluate_checkpoint, predict
+from ier.inference import evaluate_checkpoint, predict, store_calibration
 from ier.methods import preset
 from ier.predictions import Predictions, load_predictions
 from ier.scenes import PRESETS, build_benchmark
@@ -187,6 +187,7 @@ def run_one(
         single_source_checkpoint=single_source_checkpoint(cfg, run_dir),
         batch_size=cfg.data.eval_batch_size, cache_dir=cfg.data.cache_dir or None,
     )  # fmt: skip
+    store_calibration(model_path, metrics)
     extended = extended_metrics(run_dir, cfg, data_dir)
     record = {
         **dataclasses.asdict(run),

@@ -60,8 +60,10 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
         "--smoothing", type=float, default=0.3, help="EMA weight on the previous window (0 = off)"
     )
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="score and map-peak decision threshold"
-    )
+        "--threshold", type=float, default=None,
+        help="score and map-peak decision threshold (default: the model's threshold calibrated "
+        "on validation splits, stored in its checkpoint; 0.5 for a model without one)",
+    )  # fmt: skip
 
 
 def summarize(result: LocalizationResult) -> str:

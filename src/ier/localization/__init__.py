@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
@@ -20,6 +21,7 @@ from ier.errors import CheckpointError, IerError, MediaError
 from ier.localization.engine import Run, decide, peak_and_box, window_times
 from ier.localization.outputs import OutputSinks
 from ier.localization.results import (
+    DEFAULT_THRESHOLD,
     OUTPUT_NAMES,
     SCHEMA_VERSION,
     STATES,
@@ -28,6 +30,7 @@ from ier.localization.results import (
     LocalizationResult,
     LocalizeSettings,
     WindowRecord,
+    calibration_threshold,
     default_threads,
 )
 from ier.localization.schema import validate_localization
@@ -38,9 +41,9 @@ logger = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # == ier.bundled.WEIGHTS_DIR
 
 __all__ = [
-    "BUNDLED_MODELS", "DEFAULT_MODEL", "OUTPUT_NAMES", "SCHEMA_VERSION", "STATES", "WEIGHTS_DIR",
-    "ClassRecord", "DecisionRule", "LocalizationResult", "LocalizeSettings", "WindowRecord",
-    "default_threads",
+    "BUNDLED_MODELS", "DEFAULT_MODEL", "DEFAULT_THRESHOLD", "OUTPUT_NAMES", "SCHEMA_VERSION",
+    "STATES", "WEIGHTS_DIR", "ClassRecord", "DecisionRule", "LocalizationResult",
+    "LocalizeSettings", "WindowRecord", "calibration_threshold", "default_threads",
     "check_out_dir", "check_outputs_spare_input", "check_video", "decide", "fast_inference",
     "load_model", "localize",
     "model_card", "peak_and_box",
@@ -80,7 +83,8 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> nn.Modul
     """Load a bundled model by name or any checkpoint by path, in eval mode.
 
     The model carries ``name`` (what was asked for), ``quality`` (its measured quality in one
-    line: the checkpoint's ``quality`` entry, see ``model_card``) and ``card`` (where its card is).
+    line: the checkpoint's ``quality`` entry, see ``model_card``), ``card`` (where its card is)
+    and ``calibration`` (its operating point chosen on validation splits, or None).
 
     Raises:
         CheckpointError: Unknown name, missing bundled weights, or a bad checkpoint.
@@ -93,6 +97,7 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> nn.Modul
     model.name = text  # type: ignore[attr-defined]
     model.quality = quality_line(ckpt.meta, ckpt.digest)  # type: ignore[attr-defined]
     model.card = str(ckpt.meta.get("card") or MODEL_CARD)  # type: ignore[attr-defined]
+    model.calibration = ckpt.meta.get("calibration")  # type: ignore[attr-defined]
     return model.eval()
 
 
@@ -149,7 +154,7 @@ def localize(
     window_seconds: float = 1.0,
     hop_seconds: float = 0.5,
     smoothing: float = 0.3,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     settings: LocalizeSettings | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -171,7 +176,9 @@ def localize(
         window_seconds: Analysis window length in seconds.
         hop_seconds: Step between windows in seconds.
         smoothing: EMA weight on the previous window (0 = none).
-        threshold: Score and map-peak threshold of the decision rule.
+        threshold: Score and map-peak threshold of the decision rule; None: the model's
+            threshold calibrated on validation splits when its checkpoint stores one, else 0.5
+            (``calibration_threshold``).
         settings: Full settings; when given, the four arguments above are ignored.
         out_dir: Output folder, or None to only return the result.
         overwrite: Allow replacing outputs in an existing non-empty folder.
@@ -214,10 +221,14 @@ def _localize(
     write_report: bool, progress: bool, tick: float,
 ) -> LocalizationResult:  # fmt: skip
     net, name = _resolve_model(model)
+    source = "given"
+    if settings.rule.score_threshold is None or settings.rule.peak_threshold is None:
+        threshold, source = calibration_threshold(net)
+        settings = replace(settings, rule=settings.rule.resolved(threshold))
     with _torch_threads(settings.threads):
         return _run(path, info, net, name, settings, out, save_maps=save_maps,
                     write_overlay=write_overlay, write_report=write_report, progress=progress,
-                    tick=tick)  # fmt: skip
+                    tick=tick, threshold_source=source)  # fmt: skip
 
 
 @contextmanager
@@ -239,12 +250,13 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 def _run(
     path: Path, info: VideoInfo, net: nn.Module, name: str, settings: LocalizeSettings,
     out: Path | None, *, save_maps: bool, write_overlay: bool, write_report: bool,
-    progress: bool, tick: float,
+    progress: bool, tick: float, threshold_source: str = "given",
 ) -> LocalizationResult:  # fmt: skip
     run = Run(path, info, net, settings, sinks=None, progress=progress)
     result = LocalizationResult(
         video_path=path, video=info, model_name=name, classes=run.classes, settings=settings,
         cues={"visual_presence": run.has_visual, "audio_presence": run.has_audio},
+        threshold_source=threshold_source,
     )  # fmt: skip
     run.sinks = OutputSinks(
         result, out, n_windows=len(run.starts), save_maps=save_maps,

@@ -17,7 +17,13 @@ from ier import viz
 from ier.audio import load_audio
 from ier.errors import ConfigError, MediaError
 from ier.localization.frames import FrameReader, PictureEnd, PictureFrame, WindowFrame
-from ier.localization.results import ClassRecord, DecisionRule, LocalizeSettings, WindowRecord
+from ier.localization.results import (
+    DEFAULT_THRESHOLD,
+    ClassRecord,
+    DecisionRule,
+    LocalizeSettings,
+    WindowRecord,
+)
 from ier.video import VideoInfo
 
 logger = logging.getLogger(__name__)
@@ -62,6 +68,7 @@ def decide(
     Returns:
         (state, confidence): the confidence is the geometric mean of the two cues' support.
     """
+    rule = rule.resolved(DEFAULT_THRESHOLD)
     heard = audio if audio is not None else score
     if heard >= rule.score_threshold:
         if peak >= rule.peak_threshold:

@@ -3,7 +3,7 @@ records, and the result object."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,47 @@ class DecisionRule:
 
     Attributes:
         score_threshold: The class is heard when its cue (``audio_presence`` if the model has it,
-            else the model's score) is at least this.
+            else the model's score) is at least this. None: the model's calibrated threshold
+            (``calibration_threshold``), else ``DEFAULT_THRESHOLD``.
         peak_threshold: A heard class is on screen when its smoothed map peak is at least this.
+            None: as ``score_threshold``.
         visual_threshold: A class that is not heard is visible-silent when the model's
             ``visual_presence`` is at least this (only for models that have that method).
         box_fraction: The box is the connected region of the map >= ``box_fraction`` x peak
             that holds the peak.
     """
 
-    score_threshold: float = 0.5
-    peak_threshold: float = 0.5
+    score_threshold: float | None = None
+    peak_threshold: float | None = None
     visual_threshold: float = 0.5
     box_fraction: float = 0.5
+
+    def resolved(self, threshold: float) -> DecisionRule:
+        """The rule with every unset threshold set to ``threshold``."""
+        return replace(
+            self,
+            score_threshold=threshold if self.score_threshold is None else self.score_threshold,
+            peak_threshold=threshold if self.peak_threshold is None else self.peak_threshold,
+        )
+
+
+DEFAULT_THRESHOLD = 0.5
+"""The decision threshold of a model without a calibrated one."""
+
+
+def calibration_threshold(model: object) -> tuple[float, str]:
+    """The decision threshold of a model and where it comes from: the operating point calibrated
+    on validation splits when its checkpoint stores one (``ier.inference.evaluate_checkpoint``
+    writes it), else ``DEFAULT_THRESHOLD``."""
+    calibration = getattr(model, "calibration", None) or {}
+    if isinstance(calibration.get("tau"), (int, float)):
+        splits = " + ".join(calibration.get("splits") or ["validation splits"])
+        budget = calibration.get("budget")
+        why = f"calibrated on {splits}" + (
+            f" (at most {100 * budget:g} % false positives)" if budget is not None else ""
+        )
+        return float(calibration["tau"]), why
+    return DEFAULT_THRESHOLD, "default (the model stores no calibrated threshold)"
 
 
 @dataclass(frozen=True)
@@ -75,7 +104,7 @@ class LocalizeSettings:
         if not 0 <= self.smoothing < 1:
             raise ConfigError(f"smoothing must be in [0, 1), got {self.smoothing}")
         for name, value in asdict(self.rule).items():
-            if not 0 <= value <= 1:
+            if value is not None and not 0 <= value <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {value}")
         if self.batch_size < 1 or self.key_frames < 0:
             raise ConfigError("batch_size must be >= 1 and key_frames >= 0")
@@ -159,6 +188,8 @@ class LocalizationResult:
         frames_end_seconds: Where the decoded picture ends (None before a run).
         last_frame_held: The soundtrack runs on more than 0.5 s past the picture, so the
             windows (and overlay frames) after it use the last frame.
+        threshold_source: Where the decision threshold of ``settings.rule`` comes from (the
+            model's calibration, the default, or "given").
     """
 
     video_path: Path
@@ -172,6 +203,7 @@ class LocalizationResult:
     timings: dict[str, float] = field(default_factory=dict)
     frames_end_seconds: float | None = None
     last_frame_held: bool = False
+    threshold_source: str = "given"
 
     @property
     def notes(self) -> list[str]:
@@ -255,6 +287,7 @@ def localization_document(result: LocalizationResult) -> dict[str, Any]:
             "hop_seconds": settings.hop_seconds,
             "smoothing": settings.smoothing,
             **{k: getattr(settings.rule, k) for k in settings.rule.__dataclass_fields__},
+            "threshold_source": result.threshold_source,
         },
         "states": list(STATES),
         "windows": [
