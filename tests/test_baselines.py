@@ -151,6 +151,18 @@ def test_box_coverage_known_values() -> None:
     assert torch.allclose(cover[1], torch.full((2, 2), 0.25))
 
 
+def test_box_coverage_stays_a_valid_bce_target_under_rounding() -> None:
+    # Boxes that start on a cell edge (as feature-space crops make them) used to give 1 + 1e-7,
+    # which F.binary_cross_entropy rejects.
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 7, (2000,), generator=gen).float() / 14
+    rest = torch.rand(2000, 3, generator=gen)
+    boxes = torch.stack([x0, rest[:, 0] * 0.5, 0.5 + rest[:, 1] * 0.5, 0.5 + rest[:, 2] * 0.5], 1)
+    cover = tb.box_coverage(boxes, 14, 14)
+    assert cover.min() >= 0.0 and cover.max() <= 1.0
+    assert (cover == 1.0).any()
+
+
 def test_class_box_targets_keep_sounding_boxes_per_class() -> None:
     batch = {
         "boxes": torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0, 0, 1.0, 1.0]]]),

@@ -219,7 +219,9 @@ def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     def overlap(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:
         edges = torch.arange(n + 1, device=boxes.device, dtype=boxes.dtype) / n
         inter = torch.minimum(hi[..., None], edges[1:]) - torch.maximum(lo[..., None], edges[:-1])
-        return inter.clamp_min(0.0) * n
+        # Clamped above too: (hi - lo) * n rounds to 1 + 1e-7 on some edges, and a BCE target
+        # must lie in [0, 1].
+        return (inter * n).clamp(0.0, 1.0)
 
     rows = overlap(boxes[..., 1], boxes[..., 3], height)
     cols = overlap(boxes[..., 0], boxes[..., 2], width)
