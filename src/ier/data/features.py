@@ -47,7 +47,8 @@ from ier.allocator import keep_freed_memory
 from ier.data.decode import DecodeSpec, decode_sample
 from ier.data.layout import is_training_split, list_splits, split_manifest
 from ier.data.manifest import Sample, read_manifest
-from ier.distributed import barrier, world_info_from_env
+from ier.devices import resolve_device
+from ier.distributed import barrier, init_distributed, world_info_from_env
 from ier.errors import ConfigError, DatasetError
 from ier.files import atomic_write_json
 from ier.models.common import ImageNormalizer, visual_backbone
@@ -471,6 +472,12 @@ def extract_features(
     if not chosen:
         raise DatasetError(f"{data_dir}: no splits (<split>/manifest.jsonl) to extract")
     keep_freed_memory()
+    # Under torchrun the processes must join their group first: ``extract`` waits at barriers
+    # for rank 0's files, and a barrier outside a process group does not wait.
+    world = init_distributed()
+    device = resolve_device(device)
+    if world.distributed and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", world.local_rank)  # one GPU per process
     torch.manual_seed(seed)  # as ier.train.fit seeds before building the model
     trunk = visual_backbone(model_config).to(device).eval()
     cache = Path(cache_dir) if cache_dir else data_dir / ".ier-cache"
