@@ -153,3 +153,31 @@ def test_pointing_game_diagnostic_runs(toy: Path, model, tmp_path) -> None:
     solo = next(line for line in lines if "test/solo" in line)
     assert "av=" in solo and "objectness=" in solo and "chance=" in solo
     assert any(line.startswith("oracle-prototype ceiling") for line in lines)
+
+
+def test_overlay_counts_score_windows_against_the_manifest() -> None:
+    """benchmarks/overlay_counts.py: a window is marked when some class is drawn, a labelled hit
+    when a drawn class peaks inside its own sounding object's box, an any-label hit when it peaks
+    inside any sounding object's box; silent objects never count."""
+    import importlib.util
+    from types import SimpleNamespace as NS
+
+    script = Path(__file__).parents[1] / "benchmarks/overlay_counts.py"
+    spec = importlib.util.spec_from_file_location("overlay_counts", script)
+    counts_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(counts_module)
+
+    def item(state: str, peak: tuple[float, float]) -> NS:
+        return NS(state=state, peak=peak)
+
+    on, off = "sounding-on-screen", "absent"
+    record = NS(objects=(NS(label="violin", box=(0.2, 0.2, 0.5, 0.5), sounding=True),
+                         NS(label="cat", box=(0.6, 0.6, 0.9, 0.9), sounding=False)))  # fmt: skip
+    result = NS(classes=("violin", "cat"), windows=[
+        NS(classes=(item(on, (0.3, 0.3)), item(off, (0.7, 0.7)))),  # labelled hit
+        NS(classes=(item(off, (0.3, 0.3)), item(on, (0.4, 0.4)))),  # cat drawn on the violin
+        NS(classes=(item(off, (0.3, 0.3)), item(on, (0.7, 0.7)))),  # the silent cat: no hit
+        NS(classes=(item(off, (0.3, 0.3)), item(off, (0.7, 0.7)))),  # nothing drawn
+    ])  # fmt: skip
+    assert counts_module.count_clip(result, record) == {
+        "windows": 4, "marked": 3, "hit": 1, "any_hit": 2}  # fmt: skip

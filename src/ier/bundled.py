@@ -21,12 +21,7 @@ UNKNOWN_QUALITY = "no measured quality is recorded for this model"
 # stored in the file (``ier.checkpoint.Checkpoint.digest``): the line applies to those exact
 # weights only, so replacing the file can never inherit a stale claim. A checkpoint's own
 # ``quality`` entry (``ier.checkpoint.export_model(..., quality=...)``) always wins.
-KNOWN_QUALITY: dict[str, str] = {
-    "9490250515659ffd5a5c93bd9ab9ddaf4c42cf339635e454b96dd4b71c2f9fac": (
-        "weak: it beats a uniform map only on single-source clips (solo IoU@0.5 5.5 % vs 0.0 %); "
-        "its class-aware maps are no better than uniform (wild AUC 6.4 % vs 7.0 %)"
-    ),
-}
+KNOWN_QUALITY: dict[str, str] = {}  # every bundled file since 2026-12-03 carries its own line
 
 
 def quality_line(meta: dict, digest: str = "") -> str:
