@@ -31,7 +31,7 @@ from ier.data.manifest import read_manifest
 from ier.localization import load_model, localize
 
 
-def _inside(point: list[float], box: list[float]) -> bool:
+def _inside(point: tuple[float, float], box: tuple[float, ...]) -> bool:
     x, y = point
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
@@ -45,9 +45,9 @@ def count_clip(result: Any, record: Any) -> dict[str, int]:
                  if item.state == "sounding-on-screen"]  # fmt: skip
         counts["windows"] += 1
         counts["marked"] += bool(drawn)
-        counts["hit"] += any(_inside(list(item.peak), o.box) for name, item in drawn
+        counts["hit"] += any(_inside(item.peak, o.box) for name, item in drawn
                              for o in sounding if o.label == name)  # fmt: skip
-        counts["any_hit"] += any(_inside(list(item.peak), o.box) for _, item in drawn
+        counts["any_hit"] += any(_inside(item.peak, o.box) for _, item in drawn
                                  for o in sounding)  # fmt: skip
     return counts
 
@@ -69,6 +69,7 @@ def run(data: Path, model: str, splits: list[str], threshold: float | None) -> d
             totals["clips"] += 1
             totals["clips_most_hit"] += counts["hit"] * 2 > counts["windows"]
             totals["clips_marked"] += counts["marked"] > 0
+        if records:  # every clip ran at the same threshold
             out["threshold_used"] = result.settings.rule.score_threshold
             out["threshold_source"] = result.threshold_source
         totals["seconds"] = round(time.perf_counter() - started, 1)
