@@ -3,14 +3,18 @@ hand-computed Cross-modal Referrer distributions."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
 import pytest
 import torch
+from torch import nn
 
 from ier.errors import ConfigError
-from ier.models import create_model, list_models, model_config
+from ier.methods import sop
+from ier.methods.sop import LightUNet
+from ier.models import backbones, create_model, list_models, model_config
 from ier.models.backbones import EfficientNetLite0, ResNet18, efficientnet_lite0_weights_path
 from ier.models.common import AVHead, LocalizationOutput, cosine_map
 from ier.models.config import FrontendConfig, IERConfig, ModelConfig
@@ -177,6 +181,36 @@ def test_efficientnet_lite0_loads_packaged_weights_at_stride_16() -> None:
     with torch.no_grad():
         assert net(torch.rand(1, 3, 224, 224)).shape == (1, 1280, 14, 14)
         assert net(torch.rand(1, 3, 64, 64)).shape == (1, 1280, 4, 4)
+
+
+@pytest.mark.parametrize("name", ["resnet18-audio", "efficientnet_lite0", "sop-unet"])
+def test_channels_last_layout_changes_no_output(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conv nets keep their weights channels-last (``CONV_LAYOUT``, for speed). Their outputs
+    and gradients are the plain NCHW network's to float rounding, and come back contiguous."""
+    torch.manual_seed(0)
+    if name == "sop-unet":
+        net, x = LightUNet(width=4, out_channels=3), torch.randn(2, 1, 37, 20)
+        run = nn.Module.__call__
+    elif name == "efficientnet_lite0":
+        net, x = EfficientNetLite0(pretrained=True).eval(), torch.rand(2, 3, 96, 96)
+        run = lambda n, x: n.trunk(x)  # noqa: E731
+    else:
+        net, x = ResNet18(in_channels=1, width=4), torch.randn(2, 1, 201, 64)
+        run = lambda n, x: n.forward_features(x)[1]  # noqa: E731
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in net.parameters())
+    plain = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    out = run(net, x)
+    monkeypatch.setattr(backbones, "CONV_LAYOUT", torch.contiguous_format)
+    monkeypatch.setattr(sop, "CONV_LAYOUT", torch.contiguous_format)
+    ref = run(plain, x)
+    assert out.is_contiguous() and out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    if net.training:
+        out.square().mean().backward()
+        ref.square().mean().backward()
+        scale = max(q.grad.abs().max().item() for q in plain.parameters())
+        for p, q in zip(net.parameters(), plain.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-4 * scale)
 
 
 def test_pretrained_false_reads_no_file(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ from ier.config import ExperimentConfig, StageConfig
 from ier.methods import Method, register_method
 from ier.methods._budget import experiment, ier_budget
 from ier.models import register_model
+from ier.models.backbones import CONV_LAYOUT, use_conv_layout
 from ier.models.common import (
     AVModel,
     ImageNormalizer,
@@ -66,12 +67,14 @@ class LightUNet(nn.Module):
             [_conv(channels[i + 1] + channels[i], channels[i]) for i in reversed(range(levels))]
         )
         self.output = nn.Conv2d(channels[0], out_channels, 1)
+        use_conv_layout(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x (B, 1, T, M). Returns: (B, out_channels, T, M)."""
         t, m = x.shape[-2:]
         unit = 2**self.levels
         x = F.pad(x, (0, -m % unit, 0, -t % unit), mode="replicate")
+        x = x.contiguous(memory_format=CONV_LAYOUT)
         skips = []
         x = self.input_norm(x)
         for block in self.encoder:
@@ -82,7 +85,7 @@ class LightUNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
-        return self.output(x)[..., :t, :m]
+        return self.output(x)[..., :t, :m].contiguous()
 
 
 @register_model("sop")
