@@ -27,7 +27,9 @@ cell is above 0.1 x its peak scores exactly like the uniform map on solo IoU/AUC
 still point at the object.
 
 ``--oracle-sizes`` adds a ceiling that **uses labels** (a diagnostic, never a result): class
-prototypes are the mean normalised feature at the box centre of each ``test/solo`` object,
+prototypes are the mean normalised feature at the box centre of each ``--oracle-prototypes``
+object (default ``test/solo``: the held-out test photos themselves, so it is transductive;
+``train/solo`` uses the training photos only, the fair ceiling for a model trained here),
 computed with a freshly built visual backbone (the checkpoint's, or each of ``--oracle-trunks``;
 ImageNet weights when it is pretrained) at each input size; it then plays the pointing game with
 cos(prototype_c, feature_xy) on the mixture splits, on the trunk output (the feature cache point)
@@ -132,10 +134,13 @@ def _box_centre_prototypes(f: torch.Tensor, samples, classes) -> torch.Tensor:
 def oracle_ceiling(
     backbone_name: str, data: Path, size: int, splits: list[str], classes: list[str], *,
     width: int = 64, pretrained: bool = True, batch_size: int = 16,
+    prototype_split: str = "test/solo",
 ) -> dict:  # fmt: skip
     """Label-using ceiling of one visual backbone at one input size.
 
-    Prototypes are the mean normalised feature at the box centre of each ``test/solo`` object;
+    Prototypes are the mean normalised feature at the box centre of each ``prototype_split``
+    object (``test/solo``: the test photos themselves, a transductive ceiling; ``train/solo``: only
+    the training photos, the ceiling a model trained on this benchmark's training data can reach);
     the pointing game is played with cos(prototype_c, feature_xy) on ``splits``, once on the
     trunk output (``<split>``: the feature cache point of ``ier.data.features``) and once on the
     backbone output after its last block (``<split>/head``). Also returns the trunk's speed
@@ -166,7 +171,7 @@ def oracle_ceiling(
             head.append(backbone.head(t.float()))
         return dataset.samples, torch.cat(trunk), torch.cat(head)
 
-    solo, f_trunk, f_head = features("test/solo")
+    solo, f_trunk, f_head = features(prototype_split)
     protos = {"trunk": _box_centre_prototypes(f_trunk, solo, classes),
               "head": _box_centre_prototypes(f_head, solo, classes)}  # fmt: skip
     out: dict = {}
@@ -193,6 +198,9 @@ def main() -> None:
     parser.add_argument("--oracle-sizes", type=int, nargs="*", default=[], metavar="PX")
     parser.add_argument("--oracle-trunks", nargs="*", default=[], metavar="BACKBONE",
                         help="visual backbones for the oracle (default: the checkpoint's)")
+    parser.add_argument("--oracle-prototypes", default="test/solo", metavar="SPLIT",
+                        help="split whose boxed objects give the oracle's class prototypes "
+                             "(test/solo: transductive; train/solo: training photos only)")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
@@ -219,7 +227,8 @@ def main() -> None:
     if args.checkpoint is None:
         if not (args.oracle_sizes and args.oracle_trunks):
             parser.error("give --checkpoint or --bench, or --oracle-trunks with --oracle-sizes")
-        _print_oracle(args.oracle_trunks, args.oracle_sizes, args.data, mixtures, classes)
+        _print_oracle(args.oracle_trunks, args.oracle_sizes, args.data, mixtures, classes,
+                      prototype_split=args.oracle_prototypes)  # fmt: skip
         return
     model = load_model(args.checkpoint)
     if not hasattr(model, "encode_visual_with_prior"):
@@ -231,7 +240,8 @@ def main() -> None:
         print(f"pointing {split:16s} n={r['n']} chance={r['chance']:.3f} {shown}", flush=True)
     trunks = args.oracle_trunks or [model.config.visual_backbone]
     _print_oracle(trunks, args.oracle_sizes, args.data, mixtures, classes,
-                  width=model.config.width, pretrained=model.config.pretrained)  # fmt: skip
+                  width=model.config.width, pretrained=model.config.pretrained,
+                  prototype_split=args.oracle_prototypes)  # fmt: skip
 
 
 def _print_oracle(trunks, sizes, data, splits, classes, **kwargs) -> None:
@@ -239,8 +249,9 @@ def _print_oracle(trunks, sizes, data, splits, classes, **kwargs) -> None:
         for size in sizes:
             r = oracle_ceiling(trunk, data, size, splits, classes, **kwargs)
             shown = " ".join(f"{k}={v:.3f}" for k, v in r.items())
-            print(f"oracle-prototype ceiling (uses labels) {trunk} at {size} px: {shown}",
-                  flush=True)  # fmt: skip
+            where = kwargs.get("prototype_split", "test/solo")
+            print(f"oracle-prototype ceiling (uses labels, prototypes from {where}) {trunk} at "
+                  f"{size} px: {shown}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -145,14 +145,15 @@ def test_pointing_game_diagnostic_runs(toy: Path, model, tmp_path) -> None:
     script = Path(__file__).parents[1] / "benchmarks/pointing_game.py"
     run = subprocess.run(
         [sys.executable, str(script), "--data", str(toy), "--checkpoint", str(ckpt),
-         "--oracle-sizes", "64"],
+         "--oracle-sizes", "64", "--oracle-prototypes", "train/solo"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     solo = next(line for line in lines if "test/solo" in line)
     assert "av=" in solo and "objectness=" in solo and "chance=" in solo
-    assert any(line.startswith("oracle-prototype ceiling") for line in lines)
+    oracle = [line for line in lines if line.startswith("oracle-prototype ceiling")]
+    assert oracle and all("prototypes from train/solo" in line for line in oracle)
 
 
 def test_overlay_counts_score_windows_against_the_manifest() -> None:
