@@ -185,12 +185,12 @@ def view_images(frames: np.ndarray, views: int, *, key: int) -> np.ndarray:
 @torch.inference_mode()
 def trunk_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The visual trunk's output as it is cached: (B, 3, S, S) normalised images ->
-    (B, trunk_channels, S/16, S/16) float16. Runs channels-last (faster on CPU)."""
+    (B, trunk_channels, S/16, S/16) float16 (the backbone runs channels-last:
+    ``ier.models.backbones.CONV_LAYOUT``)."""
     was_training = backbone.training
     backbone.eval()
     try:
-        x = images.contiguous(memory_format=torch.channels_last)
-        return backbone.trunk(x).to(FEATURE_DTYPE).contiguous()
+        return backbone.trunk(images).to(FEATURE_DTYPE).contiguous()
     finally:
         backbone.train(was_training)
 

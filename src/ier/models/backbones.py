@@ -18,10 +18,11 @@ RESNET18_BLOCKS = (2, 2, 2, 2)
 EFFICIENTNET_LITE0_CHANNELS = 1280
 
 CONV_LAYOUT = torch.channels_last
-"""Memory layout the backbones' convolutions run in. On CPU (oneDNN) channels-last runs the frozen
-EfficientNet-lite0 trunk 1.8x and the audio ResNet-18's training step 1.5x faster than NCHW
+"""Memory layout the backbones' convolutions run in. On CPU (oneDNN) channels-last runs the
+EfficientNet-lite0 trunk 1.6x and the audio ResNet-18's forward + backward 1.4x faster than NCHW
 (docs/results.md, "Channels-last convolutions"); it is also the layout PyTorch recommends for
-convnets on GPUs with mixed precision. Inputs are converted on the way in and every output is
+convnets on GPUs with mixed precision. A 1-channel log-mel input gives no layout hint, so the
+weights themselves are stored this way. Inputs are converted on the way in and every output is
 returned contiguous (NCHW), so nothing outside the backbone sees the difference."""
 
 
