@@ -427,15 +427,16 @@ def _patch_scenes(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Ten
     return images, torch.stack(waves), boxes
 
 
-@pytest.mark.slow
-def test_stage1_av_loss_learns_to_point_at_the_sounding_patch() -> None:
+def _stage1_pointing(seed: int, steps: int = 150) -> float:
+    """Train a tiny model with the stage-1 AV loss alone on patch scenes; return the fraction of
+    64 held-out scenes whose AV-map peak cell touches the sounding patch (chance about 0.25)."""
     from ier.losses import av_bce_loss
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = create_model(tiny())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(150):
+    gen = torch.Generator().manual_seed(1 + seed)
+    for _ in range(steps):
         images, waves, _ = _patch_scenes(16, gen)
         fv = model.encode_visual(images)
         fa, _ = model.encode_audio(waves)
@@ -449,7 +450,18 @@ def test_stage1_av_loss_learns_to_point_at_the_sounding_patch() -> None:
     for i, (y, x) in enumerate(boxes):
         row, col = divmod(int(maps[i].argmax()), 4)
         hits += (y // 16 <= row <= (y + 15) // 16) and (x // 16 <= col <= (x + 15) // 16)
-    assert hits / 64 > 0.45  # the peak cell touches the patch; chance is about 0.25
+    return hits / 64
+
+
+@pytest.mark.slow
+def test_stage1_av_loss_learns_to_point_at_the_sounding_patch() -> None:
+    """Averaged over 5 seeds: one seed is not a measurement here. The max-pooled L_av can settle
+    on a shortcut cell (docs/results.md), so a single run lands anywhere from 0.22 to 0.70 and
+    float rounding alone moves it across a fixed bar: seeds 0-4 gave 0.22 0.70 0.59 0.42 0.67
+    (mean 0.52) channels-last and 0.61 0.48 0.39 0.56 0.41 (mean 0.49) NCHW, one thread,
+    2026-12-03. Chance is about 0.25."""
+    hits = [_stage1_pointing(seed) for seed in range(5)]
+    assert sum(hits) / len(hits) > 0.35, hits
 
 
 def test_objectness_is_min_max_normalised_mean_absolute_activation() -> None:
