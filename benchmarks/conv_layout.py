@@ -43,12 +43,12 @@ LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last
 @contextmanager
 def layout(name: str) -> Iterator[None]:
     """Build and run the conv nets in layout ``name`` while inside."""
-    saved = backbones.CONV_LAYOUT, sop.CONV_LAYOUT
-    backbones.CONV_LAYOUT = sop.CONV_LAYOUT = LAYOUTS[name]
+    saved = backbones.CONV_LAYOUT
+    backbones.CONV_LAYOUT = LAYOUTS[name]
     try:
         yield
     finally:
-        backbones.CONV_LAYOUT, sop.CONV_LAYOUT = saved
+        backbones.CONV_LAYOUT = saved
 
 
 def _workloads() -> dict[str, Callable[[], Callable[[], None]]]:

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from ier.errors import ConfigError
-from ier.methods import sop
 from ier.methods.sop import LightUNet
 from ier.models import backbones, create_model, list_models, model_config
 from ier.models.backbones import EfficientNetLite0, ResNet18, efficientnet_lite0_weights_path
@@ -201,7 +200,6 @@ def test_channels_last_layout_changes_no_output(name: str, monkeypatch: pytest.M
     plain = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
     out = run(net, x)
     monkeypatch.setattr(backbones, "CONV_LAYOUT", torch.contiguous_format)
-    monkeypatch.setattr(sop, "CONV_LAYOUT", torch.contiguous_format)
     ref = run(plain, x)
     assert out.is_contiguous() and out.shape == ref.shape
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())

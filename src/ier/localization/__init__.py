@@ -117,11 +117,12 @@ def _resolve_model(model: nn.Module | str | os.PathLike[str] | None) -> tuple[nn
 
 
 def fast_inference(model: nn.Module) -> nn.Module:
-    """Store the model's 4-D weights channels-last (in place; same outputs to float rounding):
-    about 20 % less CPU time per window for the EfficientNet visual trunk (docs/localize.md)."""
-    import torch
+    """Store all of the model's 4-D weights in the conv layout (in place; same outputs to float
+    rounding). The built-in backbones already are (``ier.models.backbones.CONV_LAYOUT``); this also
+    covers a plugin model's own conv layers, whose input the engine then converts too."""
+    from ier.models.backbones import use_conv_layout
 
-    return model.to(memory_format=torch.channels_last)
+    return use_conv_layout(model)
 
 
 # --------------------------------------------------------------------------- the public entry

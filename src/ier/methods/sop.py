@@ -20,7 +20,7 @@ from ier.config import ExperimentConfig, StageConfig
 from ier.methods import Method, register_method
 from ier.methods._budget import experiment, ier_budget
 from ier.models import register_model
-from ier.models.backbones import CONV_LAYOUT, use_conv_layout
+from ier.models.backbones import to_conv_layout, use_conv_layout
 from ier.models.common import (
     AVModel,
     ImageNormalizer,
@@ -74,7 +74,7 @@ class LightUNet(nn.Module):
         t, m = x.shape[-2:]
         unit = 2**self.levels
         x = F.pad(x, (0, -m % unit, 0, -t % unit), mode="replicate")
-        x = x.contiguous(memory_format=CONV_LAYOUT)
+        x = to_conv_layout(x)
         skips = []
         x = self.input_norm(x)
         for block in self.encoder:

@@ -34,6 +34,11 @@ def use_conv_layout(module: nn.Module) -> nn.Module:
     return module.to(memory_format=CONV_LAYOUT)
 
 
+def to_conv_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, H, W) in ``CONV_LAYOUT``: the conv nets' first step (a no-op when it is)."""
+    return x.contiguous(memory_format=CONV_LAYOUT)
+
+
 class SplitBackbone(nn.Module):
     """A backbone in two parts: ``trunk`` (everything up to the feature cache point) and its last
     block ``head``; ``forward(x) = head(trunk(x))``.
@@ -54,7 +59,7 @@ class SplitBackbone(nn.Module):
     """The last block (the part after the cache point); a submodule or a property of a subclass."""
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=CONV_LAYOUT)
+        x = to_conv_layout(x)
         for module in self.trunk_modules():
             x = module(x)
         return x
