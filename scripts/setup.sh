@@ -21,3 +21,6 @@ fi
 PY=${PYTHON:-python3}
 "$PY" -m pip install -q --disable-pip-version-check torch==2.13.0
 "$PY" -m pip install -q --disable-pip-version-check -e ".[dev]"
+# Optional pretrained audio encoder (model.audio_backbone="aisfx"): its wheel pins librosa and an
+# old numpy that it does not need for its weights, so it goes in without dependencies.
+"$PY" -m pip install -q --disable-pip-version-check --no-deps aisfx==0.1.2

