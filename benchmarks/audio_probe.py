@@ -116,7 +116,8 @@ def main() -> None:
     parser.add_argument("--mixtures", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--front-ends", nargs="+",
-                        default=["logmel-stats", "lite0-logmel", "aisfx"], help="aisfx needs: pip install --no-deps aisfx==0.1.2")
+                        default=["logmel-stats", "lite0-logmel", "aisfx"],
+                        help="aisfx needs: pip install --no-deps aisfx==0.1.2")  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
