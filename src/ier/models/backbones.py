@@ -399,7 +399,8 @@ class AisfxAudio(nn.Module):
 
     Weights: the X-Sequential-CE model of Ma & Lerch ("Representation Learning for the Automatic
     Indexing of Sound Effects Libraries", ISMIR 2022), trained on sound-effects libraries,
-    CC BY 4.0, read from the ``aisfx`` PyPI wheel (nothing is downloaded). Architecture: the 4-block, 8-conv CNN of the DCASE 2018 cross-task baseline
+    CC BY 4.0, read from the ``aisfx`` PyPI wheel (nothing is downloaded). Architecture: the
+    4-block, 8-conv CNN of the DCASE 2018 cross-task baseline
     (Kong et al., arXiv:1808.00773); this is our own implementation with its parameter names.
 
     Input is the 16 kHz wave (``takes_waves``), not DSOL's log-mel: the front end reproduces
