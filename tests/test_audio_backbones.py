@@ -82,3 +82,26 @@ def test_ier_with_aisfx_trains_its_projection_only() -> None:
     out["av_map"].mean().backward()
     assert all(p.grad is None for p in model.audio_backbone.parameters())
     assert any(p.grad is not None for p in model.av_head.parameters())
+
+
+@needs_aisfx
+def test_a_checkpoint_with_aisfx_loads_without_the_wheel(tmp_path, monkeypatch) -> None:
+    from ier.checkpoint import load_model, save_model
+    from ier.models import backbones
+
+    config = ModelConfig(name="dsol", audio_backbone="aisfx", width=8, input_size=64,
+                         embed_dim=32, visual_backbone="efficientnet_lite0",
+                         pretrained=True)  # fmt: skip
+    model = create_model(config).eval()
+    path = save_model(tmp_path / "m.safetensors", model, model_config=config)
+
+    def no_wheel() -> str:
+        raise ImportError("aisfx is not installed")
+
+    monkeypatch.setattr(backbones, "aisfx_weights_path", no_wheel)
+    with pytest.raises(ImportError):
+        create_model(config)
+    loaded = load_model(path)
+    images, waves = torch.rand(2, 3, 64, 64), torch.randn(2, 16_000) * 0.1
+    torch.testing.assert_close(loaded.localize(images, waves).maps,
+                               model.localize(images, waves).maps)  # fmt: skip

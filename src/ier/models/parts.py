@@ -38,7 +38,9 @@ class EncoderPair(nn.Module):
         self.image_normalizer = ImageNormalizer()
         self.frontend = AudioFrontend(config.frontend)
         self.visual_backbone = visual_backbone(config)
-        self.audio_backbone = build_audio_backbone(config.audio_backbone, width=config.width)
+        self.audio_backbone = build_audio_backbone(
+            config.audio_backbone, width=config.width, pretrained=config.pretrained
+        )
 
     @property
     def visual_channels(self) -> int:
