@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ier.models.config import AUDIO_BACKBONES
+
 logger = logging.getLogger(__name__)
 
 RESNET18_BLOCKS = (2, 2, 2, 2)
@@ -339,10 +341,6 @@ def build_visual_backbone(name: str, *, width: int = 64, pretrained: bool = Fals
         f"unknown visual backbone {name!r}; choose resnet18 or one of {EFFICIENTNET_LITE_VARIANTS}"
     )
 
-
-AUDIO_BACKBONES = ("resnet18", "aisfx")
-"""Audio encoders: DSOL's ResNet-18 trained from scratch on the log-mel map (method.md §1.2), or
-the frozen pretrained ``aisfx`` sound-effects CNN (``AisfxAudio``; ours, docs/method.md §3)."""
 
 AISFX_WHEEL = "aisfx==0.1.2"
 AISFX_SPEC_MAX = 9.457798957824707  # aisfx's 'original' min-max normalisation of log10(1e4 x + 1)

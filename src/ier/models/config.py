@@ -9,6 +9,9 @@ from ier.codec import from_dict, to_dict
 
 VISUAL_BACKBONES = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 AUDIO_BACKBONES = ("resnet18", "aisfx")
+"""Audio encoders: DSOL's ResNet-18 trained from scratch on the log-mel map (method.md §1.2), or
+the frozen pretrained ``aisfx`` sound-effects CNN (``ier.models.backbones.AisfxAudio``; ours,
+docs/method.md §2)."""
 VISUAL_TRUNK_MODES = ("trainable", "frozen")
 
 
@@ -156,7 +159,7 @@ class ModelConfig:
             ResNet always, and by the visual ResNet.
         audio_backbone: "resnet18" (DSOL's, trained from scratch on the log-mel map; the
             method as published) or "aisfx" (a frozen sound-effects CNN pretrained on
-            sound libraries, read from the ``aisfx`` wheel; ours, docs/method.md §3).
+            sound libraries, read from the ``aisfx`` wheel; ours, docs/method.md §2).
         input_size: Image side S in pixels; the visual map is S/16 (14 at 224).
         embed_dim: D, the shared embedding space of f^v, f^a, Delta, P^v, P^a (when projecting).
         projection: True = DSOL's 2-layer projection to embed_dim; False = raw backbone features
