@@ -216,6 +216,21 @@ def test_curriculum_follows_the_method_table() -> None:
     assert curriculum(0.65).sources == (2, 3)
     assert curriculum(0.95) == MixSchedule(0.8, (2, 3), 10.0)
     assert curriculum(0.0, enabled=False) == curriculum(1.0)  # "AII w/o curriculum"
+    narrow = [curriculum(p, gain_db=4.0).gain_db for p in (0.1, 0.35, 0.65, 0.95)]
+    assert narrow == [0.0, 4.0, 4.0, 4.0]  # stages.aii.mix_gain_db caps every phase
+    assert curriculum(0.35, gain_db=20.0).gain_db == 6.0
+    assert curriculum(0.95, gain_db=20.0).gain_db == 20.0
+
+
+def test_mix_gain_db_is_validated_and_reaches_the_stage() -> None:
+    from ier.codec import apply_overrides
+    from ier.errors import ConfigError
+    from ier.methods import preset
+
+    cfg = apply_overrides(preset("ier", "tiny"), ["stages.aii.mix_gain_db=6"])
+    assert [s.mix_gain_db for s in cfg.stages] == [10.0, 6.0, 10.0]
+    with pytest.raises(ConfigError, match="mix_gain_db"):
+        apply_overrides(preset("ier", "tiny"), ["stages.aii.mix_gain_db=-3"])
 
 
 def test_mix_waves_applies_gains_in_db_and_avoids_clipping() -> None:

@@ -79,6 +79,9 @@ class StageConfig:
         negative_pooling: How a negative pair's map is pooled in L_av: "global" (GMP) or
             "quadrants" (each 2x2 max-pooled quadrant must be 0; multi-source scenes).
         curriculum: AII curriculum (method.md §1.5); False = the final phase from the start.
+        mix_gain_db: The AII curriculum's widest level range: each mixed source's level is
+            drawn from U(-g, +g) dB with g = this value in the later phases (the paper's 10) and
+            min(6, this value) in the first mixing phase (method.md §9).
         detach_kl: Detach the target side of each KL term of L_cd (method.md Q9).
         freeze: Module-name prefixes (e.g. ``audio_backbone``, ``av_head.audio_proj``) held
             fixed in this stage: no gradient, no optimizer state, batch-norm statistics frozen.
@@ -101,9 +104,14 @@ class StageConfig:
     lambda_cd: float = 1.0
     negative_pooling: Literal["global", "quadrants"] = "global"
     curriculum: bool = True
+    mix_gain_db: float = 10.0
     detach_kl: bool = True
     freeze: tuple[str, ...] = ()
     max_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mix_gain_db <= 40.0:
+            raise ConfigError(f"mix_gain_db must be within 0..40 dB, got {self.mix_gain_db}")
 
 
 @dataclass(frozen=True)

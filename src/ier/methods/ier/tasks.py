@@ -149,21 +149,22 @@ class MixSchedule:
     gain_db: float
 
 
-def curriculum(progress: float, *, enabled: bool = True) -> MixSchedule:
+def curriculum(progress: float, *, enabled: bool = True, gain_db: float = 10.0) -> MixSchedule:
     """The method.md §1.5 schedule at ``progress`` ∈ [0, 1] of the AII epochs.
 
     0–20 %: single clips; 20–50 %: mix prob 0 → 0.5, 2 sources, ±6 dB; 50–80 %: 0.5 → 0.8, 2–3
     sources, ±10 dB; 80–100 %: 0.8, 2–3 sources, ±10 dB (the optional noise is left out).
-    ``enabled=False`` gives the final phase throughout ("AII w/o curriculum").
+    ``enabled=False`` gives the final phase throughout ("AII w/o curriculum"). ``gain_db``
+    replaces the later phases' 10 dB (and caps the first mixing phase's 6 dB).
     """
     p = 1.0 if not enabled else min(max(progress, 0.0), 1.0)
     if p < 0.2:
         return MixSchedule(0.0, (1,), 0.0)
     if p < 0.5:
-        return MixSchedule(0.5 * (p - 0.2) / 0.3, (2,), 6.0)
+        return MixSchedule(0.5 * (p - 0.2) / 0.3, (2,), min(6.0, gain_db))
     if p < 0.8:
-        return MixSchedule(0.5 + 0.3 * (p - 0.5) / 0.3, (2, 3), 10.0)
-    return MixSchedule(0.8, (2, 3), 10.0)
+        return MixSchedule(0.5 + 0.3 * (p - 0.5) / 0.3, (2, 3), gain_db)
+    return MixSchedule(0.8, (2, 3), gain_db)
 
 
 def mix_waves(waves: list[torch.Tensor], gains_db: np.ndarray) -> torch.Tensor:
@@ -210,7 +211,7 @@ class AudioInstanceIdentifierTask(BaseTask):
 
     def _schedule(self) -> MixSchedule:
         progress = (self.epoch + self.step_in_epoch / self.steps_per_epoch) / self.num_epochs
-        return curriculum(progress, enabled=self.stage.curriculum)
+        return curriculum(progress, enabled=self.stage.curriculum, gain_db=self.stage.mix_gain_db)
 
     def _mix(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixtures (B, n) and multi-hot pseudo-label targets (B, K) for this step."""
