@@ -80,7 +80,7 @@ class StageConfig:
             "quadrants" (each 2x2 max-pooled quadrant must be 0; multi-source scenes).
         curriculum: AII curriculum (method.md §1.5); False = the final phase from the start.
         mix_gain_db: The AII curriculum's widest level range: each mixed source's level is
-            drawn from U(-g, +g) dB with g = this value in the later phases (the paper's 10) and
+            drawn from U(-g, +g) dB with g = this value in the later phases (the table's 10) and
             min(6, this value) in the first mixing phase (method.md §9).
         detach_kl: Detach the target side of each KL term of L_cd (method.md Q9).
         freeze: Module-name prefixes (e.g. ``audio_backbone``, ``av_head.audio_proj``) held
