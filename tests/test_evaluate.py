@@ -455,6 +455,8 @@ def test_cli_checkpoint_mode_calls_predict_evaluate_checkpoint(
             "test/solo": evaluate(preds, [_sample("a", [_obj("x", TOP_LEFT, True)], "test/solo")])
         }
 
+    import ier.manifest_eval  # noqa: F401  (it imports the real ier.inference before the fake)
+
     module = types.ModuleType("ier.inference")
     module.evaluate_checkpoint = fake_evaluate_checkpoint
     monkeypatch.setitem(sys.modules, "ier.inference", module)
@@ -664,3 +666,35 @@ def test_format_results_prints_splits_and_the_calibrated_point() -> None:
     text = format_results({"test/wild": split, "calibration": calibration})
     assert "auc" in text and "50.00%" in text and "pointing" in text
     assert "tau = 0.432, chosen on val/wild + val/negative for at most 5 % false" in text
+
+
+def test_cli_store_calibration_writes_into_a_checkpoint_file_only(
+    monkeypatch, tmp_path, capsys
+) -> None:
+    stored = []
+    results = {"test/wild": {}, "calibration": {"tau": 0.4}}
+
+    import ier.manifest_eval  # noqa: F401  (it imports the real ier.inference before the fake)
+
+    module = types.ModuleType("ier.inference")
+    module.evaluate_checkpoint = lambda *args, **kwargs: results
+    module.store_calibration = lambda path, found: stored.append((path, found)) or bool(
+        found.get("calibration"))  # fmt: skip
+    monkeypatch.setitem(sys.modules, "ier.inference", module)
+    monkeypatch.setattr("ier.evaluate.format_results", lambda found: "")
+    ckpt = tmp_path / "c.st"
+    ckpt.write_bytes(b"")
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(tmp_path), "--store-calibration"]
+    assert main(argv) == 0 and stored == [(ckpt, results)]
+    assert f"stored the calibrated operating point in {ckpt}" in capsys.readouterr().out
+    results.pop("calibration")  # no validation splits: nothing to store is an error
+    assert main(argv) == 2 and "no calibration to store" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # it needs --data
+        main(["evaluate", "--checkpoint", str(ckpt), "--store-calibration"])
+    assert "--store-calibration needs --checkpoint CKPT --data DIR" in capsys.readouterr().err
+    from ier.localization import WEIGHTS_DIR
+
+    if (WEIGHTS_DIR / "ier-wild-small.safetensors").exists():  # never into the bundled file
+        argv = ["evaluate", "--checkpoint", "ier-wild-small", "--data", str(tmp_path)]
+        assert main([*argv, "--store-calibration"]) == 2
+        assert "is a bundled model" in capsys.readouterr().err

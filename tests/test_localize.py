@@ -584,3 +584,48 @@ def test_the_decision_threshold_defaults_to_the_models_calibrated_one(
     assert store_calibration(path, {"calibration": model.calibration})
     assert load_model(str(path)).calibration["tau"] == 0.8
     assert not store_calibration(path, {"test/wild": {}})
+
+
+class PresenceModel(ColourToneModel):
+    """``ColourToneModel`` that also returns the decision cues (``DECISION_CUES``) and carries a
+    calibrated presence that needs both the class's colour and its tone: sigmoid(10 visual +
+    10 score - 15)."""
+
+    provides_decision_cues = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calibration = {"tau": 0.9, "presence": {
+            "cues": ["log_audio_prob", "visual_peak", "class_peak", "log_rms"],
+            "weights": [0.0, 10.0, 10.0, 0.0], "bias": -15.0, "tau": 0.6, "budget": 0.1,
+            "splits": ["val/wild", "val/negative"]}}  # fmt: skip
+
+    def localize(self, images: torch.Tensor, waves: torch.Tensor) -> LocalizationOutput:
+        out = super().localize(images, waves)
+        heard = self._heard(waves)
+        rms = waves.pow(2).mean(1).sqrt().clamp_min(1e-6).log10()[:, None].expand_as(heard)
+        cues = torch.stack([heard.clamp_min(1e-4).log(), self._visual_presence(images),
+                            out.scores, rms], dim=2)  # fmt: skip
+        return LocalizationOutput(out.maps, out.scores, cues)
+
+
+def test_a_calibrated_presence_decides_what_the_overlay_draws(clip: Path) -> None:
+    """Red is seen and heard, green seen but silent, blue heard but not seen: the presence
+    draws red only, and ``localization.json`` records it for every class."""
+    result = localize(clip, model=PresenceModel(), hop_seconds=1.0)
+    assert result.settings.rule.score_threshold == 0.6  # the presence's, not the map's 0.9
+    assert result.threshold_source.startswith("calibrated presence on val/wild + val/negative")
+    names = list(result.classes)
+    for window in result.windows:
+        states = {names[i]: c.state for i, c in enumerate(window.classes)}
+        assert states == {"red": "sounding-on-screen", "green": "visible-silent", "blue": "absent"}
+        red = window.classes[names.index("red")]
+        assert red.presence is not None and red.presence >= 0.6 and red.confidence == red.presence
+    document = result.to_dict()
+    assert document["model"]["cues"]["presence"] is True
+    assert all(c["presence"] is not None for w in document["windows"] for c in w["classes"])
+    # a given threshold applies to the presence
+    strict = localize(clip, model=PresenceModel(), hop_seconds=1.0, threshold=0.9999)
+    assert all(c.state != "sounding-on-screen" for w in strict.windows for c in w.classes)
+    plain = localize(clip, model=ColourToneModel(), hop_seconds=1.0)
+    assert plain.to_dict()["model"]["cues"]["presence"] is False

@@ -75,6 +75,13 @@ def test_tiny_ier_trains_end_to_end_on_the_small_benchmark(
     assert calibration["n_negative"] == len(read_manifest(small_benchmark / "val/negative"
                                                           / "manifest.jsonl"))  # fmt: skip
     assert "silent_fp@cal" in result.metrics["test/wild"]
+    presence = calibration["presence"]  # IEr's calibrated presence, fitted on the same splits
+    assert presence["splits"] == ["val/wild", "val/negative"] and len(presence["weights"]) == 4
+    assert presence["val_negative_fp"] <= presence["budget"] and 0 <= presence["tau"] <= 1
+    assert 0 <= result.metrics["test/wild"]["presence_hit@cal"] <= 1
+    assert 0 <= result.metrics["test/negative"]["presence_marked@cal"] <= 1
+    assert 0 <= result.metrics["test/wild+negative"]["presence_auroc"] <= 1
+    assert load_model(result.model_path).calibration["presence"] == presence  # stored
     assert "silent_fp@cal" not in result.metrics["test/solo"]  # the class-agnostic stage-1 map
     assert 0.0 <= result.metrics["test/wild+negative"]["peak_auroc"] <= 1.0
     for split in splits:

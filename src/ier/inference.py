@@ -31,9 +31,17 @@ from ier.data.manifest import Sample
 from ier.errors import ConfigError, DatasetError
 from ier.evaluate import EvalSettings, calibrate_tau, evaluate, split_kind
 from ier.files import atomic_write_json
-from ier.metrics import audio_set_metrics
+from ier.metrics import audio_set_metrics, roc_auc
 from ier.models import check_object_prior
 from ier.predictions import Predictions, save_predictions
+from ier.presence import (
+    calibrate_presence,
+    collect_cues,
+    has_cues,
+    presence_metrics,
+    presence_probability,
+    sounding_targets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +269,7 @@ def evaluate_checkpoint(
         out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     scored: dict[str, tuple[Predictions, list[Sample]]] = {}
+    datasets: dict[str, AVDataset] = {}
     for split in splits:
         kind = split_kind(split)
         solo = kind == "solo"
@@ -275,6 +284,7 @@ def evaluate_checkpoint(
         results[split] = metrics
         if not solo:
             scored[split] = (preds, dataset.samples)
+            datasets[split] = dataset
         logger.info("%s: %s", split, _brief(metrics))
     for name, parts in JOINT_SPLITS.items():
         if all(p in scored for p in parts):
@@ -295,6 +305,28 @@ def evaluate_checkpoint(
             again = evaluate(preds, samples, at_tau)
             results[split].update({f"{k}@cal": again[k] for k in CALIBRATED_KEYS})
         logger.info("calibrated tau %.3f on %s", calibration["tau"], ", ".join(CALIBRATION_SPLITS))
+        if has_cues(model):
+            presence = calibrate_presence(model, dict(zip(CALIBRATION_SPLITS, val)),
+                                          batch_size=batch_size)  # fmt: skip
+            calibration["presence"] = presence
+            joint: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for split, (preds, _) in scored.items():
+                cues = collect_cues(model, datasets[split], batch_size=batch_size)
+                probabilities = presence_probability(cues, presence)
+                found = presence_metrics(probabilities, preds.maps, datasets[split],
+                                         model.classes, presence["tau"])  # fmt: skip
+                auroc = found.pop("presence_auroc", None)
+                results[split].update({f"{k}@cal": v for k, v in found.items()})
+                if auroc is not None:
+                    results[split]["presence_auroc"] = auroc
+                joint[split] = (probabilities, sounding_targets(datasets[split], model.classes))
+            for name, parts in JOINT_SPLITS.items():
+                if all(p in joint for p in parts) and name in results:
+                    prob = np.concatenate([joint[p][0] for p in parts])
+                    target = np.concatenate([joint[p][1] for p in parts])
+                    results[name]["presence_auroc"] = roc_auc(prob[target], prob[~target])
+            logger.info("calibrated presence: tau %.3f, validation AUROC %.3f",
+                        presence["tau"], presence["val_auroc"])  # fmt: skip
     if out_dir is not None:
         atomic_write_json(out_dir / "metrics.json", results, default=str)
     return results

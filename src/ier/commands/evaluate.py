@@ -51,6 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="gate the model's maps by visual objectness with weight W in [0, 1] "
         "(default: the checkpoint's model.object_prior, 0 = off; docs/method.md §6)",
     )
+    ckpt.add_argument(
+        "--store-calibration",
+        action="store_true",
+        help="write the operating point calibrated on the validation splits (the map threshold "
+        "and, for IEr, the calibrated presence; docs/localize.md) into CHECKPOINT's metadata, "
+        "where ier localize reads its default threshold from (a checkpoint file, not a bundled "
+        "name; needs --data with val/wild and val/negative)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -183,6 +191,8 @@ def _check_mode(args: argparse.Namespace) -> str:
     """``"files"``, ``"checkpoint"`` (with --data) or ``"manifest"`` (checkpoint on a manifest);
     exits through ``parser.error`` on a bad combination."""
     parser: argparse.ArgumentParser = args._evaluate_parser
+    if args.store_calibration and (args.checkpoint is None or args.data is None):
+        parser.error("--store-calibration needs --checkpoint CKPT --data DIR")
     if args.predictions is not None:
         extra = [f for f in ("checkpoint", "data", "splits", "object_prior")
                  if getattr(args, f) is not None]  # fmt: skip
@@ -244,6 +254,11 @@ def _run(args: argparse.Namespace) -> int:
     from ier.manifest_eval import MANIFEST_OUTPUTS  # lazy: keeps ier --help fast
 
     checkpoint = resolve_model_path(args.checkpoint)  # a bundled name or a file
+    if args.store_calibration and Path(args.checkpoint) != checkpoint:
+        raise ConfigError(
+            f"--store-calibration writes into the checkpoint; {args.checkpoint!r} is a bundled "
+            "model: export a copy first (ier.checkpoint.export_model) and calibrate that file"
+        )
     outputs = CHECKPOINT_OUTPUTS
     if args.out is not None:
         check_output_folder(args.out, overwrite=args.overwrite, outputs=outputs,
@@ -265,6 +280,15 @@ def _run(args: argparse.Namespace) -> int:
             object_prior=args.object_prior,
         )  # fmt: skip
         print(format_results(all_results or {}), end="\n\n")
+        if args.store_calibration:
+            from ier.inference import store_calibration  # lazy: keeps ier --help fast
+
+            if not store_calibration(checkpoint, all_results):
+                raise ConfigError(
+                    f"{args.data}: no calibration to store (it needs the validation splits "
+                    "val/wild and val/negative, and the default --splits or a test split)"
+                )
+            print(f"stored the calibrated operating point in {checkpoint}")
         written = set()
         if args.out is not None:
             written = {args.out / "metrics.json"} | {

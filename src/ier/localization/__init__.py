@@ -256,7 +256,8 @@ def _run(
     run = Run(path, info, net, settings, sinks=None, progress=progress)
     result = LocalizationResult(
         video_path=path, video=info, model_name=name, classes=run.classes, settings=settings,
-        cues={"visual_presence": run.has_visual, "audio_presence": run.has_audio},
+        cues={"visual_presence": run.has_visual, "audio_presence": run.has_audio,
+              "presence": run.presence is not None},  # fmt: skip
         threshold_source=threshold_source,
     )  # fmt: skip
     run.sinks = OutputSinks(

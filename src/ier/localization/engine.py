@@ -23,7 +23,9 @@ from ier.localization.results import (
     DecisionRule,
     LocalizeSettings,
     WindowRecord,
+    presence_calibration,
 )
+from ier.presence import presence_probability
 from ier.video import VideoInfo
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ def decide(
     *,
     visual: float | None = None,
     audio: float | None = None,
+    presence: float | None = None,
 ) -> tuple[str, float]:
     """The state of one class in one window, with its confidence (docs/localize.md).
 
@@ -64,11 +67,21 @@ def decide(
         rule: Thresholds.
         visual: Optional visual-only presence in [0, 1].
         audio: Optional audio-only presence in [0, 1]; replaces ``score`` as the heard cue.
+        presence: Optional calibrated probability that the class sounds on screen
+            (``ier.presence``); when given it alone decides "sounding-on-screen", at
+            ``rule.score_threshold``, and ``score``, ``peak`` and ``audio`` are not used.
 
     Returns:
-        (state, confidence): the confidence is the geometric mean of the two cues' support.
+        (state, confidence): the confidence is the geometric mean of the two cues' support
+        (with ``presence``: the presence, or its complement).
     """
     rule = rule.resolved(DEFAULT_THRESHOLD)
+    if presence is not None:
+        if presence >= rule.score_threshold:
+            return "sounding-on-screen", presence
+        if visual is not None and visual >= rule.visual_threshold:
+            return "visible-silent", math.sqrt((1 - presence) * visual)
+        return "absent", 1 - presence
     heard = audio if audio is not None else score
     if heard >= rule.score_threshold:
         if peak >= rule.peak_threshold:
@@ -198,6 +211,7 @@ class Run:
         )  # fmt: skip
         self.has_visual = callable(getattr(model, "visual_presence", None))
         self.has_audio = callable(getattr(model, "audio_presence", None))
+        self.presence = presence_calibration(model)
         self.records: list[WindowRecord] = []
         self.picture_end: PictureEnd | None = None
         self.timings = {"decode": 0.0, "model": 0.0, "render": 0.0}
@@ -261,6 +275,9 @@ class Run:
                 cues["audio"] = (
                     self.model.audio_presence(waves).float().reshape(batch, k, -1).mean(1)
                 )
+            if self.presence is not None and out.cues is not None:
+                evidence = out.cues.float().reshape(batch, k, *out.cues.shape[1:]).mean(1)
+                cues["presence"] = presence_probability(evidence, self.presence)
         return {key: value.clamp(0, 1).cpu().numpy() for key, value in cues.items()}
 
     def _process(self, pending: list[WindowFrame]) -> None:
@@ -290,8 +307,11 @@ class Run:
         for c, name in enumerate(self.classes):
             visual = float(cues["visual"][c]) if "visual" in cues else None
             audio = float(cues["audio"][c]) if "audio" in cues else None
+            presence = float(cues["presence"][c]) if "presence" in cues else None
             score, peak_value = float(cues["scores"][c]), float(maps[c].max())
-            state, confidence = decide(score, peak_value, rule, visual=visual, audio=audio)
+            state, confidence = decide(
+                score, peak_value, rule, visual=visual, audio=audio, presence=presence
+            )
             peak, box = peak_and_box(fine[c], rule.box_fraction)
             classes.append(
                 ClassRecord(
@@ -304,6 +324,7 @@ class Run:
                     box=box,
                     visual=visual,
                     audio=audio,
+                    presence=presence,
                 )  # fmt: skip
             )
         start = float(self.starts[index])

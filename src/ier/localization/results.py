@@ -53,10 +53,29 @@ DEFAULT_THRESHOLD = 0.5
 """The decision threshold of a model without a calibrated one."""
 
 
+def presence_calibration(model: object) -> dict[str, Any] | None:
+    """The model's calibrated presence (``ier.presence``) when its checkpoint stores one and the
+    model gives the decision cues it needs, else None."""
+    calibration = getattr(model, "calibration", None) or {}
+    presence = calibration.get("presence")
+    if isinstance(presence, dict) and getattr(model, "provides_decision_cues", False):
+        return presence
+    return None
+
+
 def calibration_threshold(model: object) -> tuple[float, str]:
-    """The decision threshold of a model and where it comes from: the operating point calibrated
+    """The decision threshold of a model and where it comes from: the presence threshold when the
+    model has a calibrated presence (``presence_calibration``), else the map threshold calibrated
     on validation splits when its checkpoint stores one (``ier.inference.evaluate_checkpoint``
-    writes it), else ``DEFAULT_THRESHOLD``."""
+    writes both), else ``DEFAULT_THRESHOLD``."""
+    presence = presence_calibration(model)
+    if presence is not None:
+        splits = " + ".join(presence.get("splits") or ["validation splits"])
+        budget = presence.get("budget")
+        why = f"calibrated presence on {splits}" + (
+            f" (at most {100 * budget:g} % of negative clips marked)" if budget is not None else ""
+        )
+        return float(presence["tau"]), why
     calibration = getattr(model, "calibration", None) or {}
     if isinstance(calibration.get("tau"), (int, float)):
         splits = " + ".join(calibration.get("splits") or ["validation splits"])
@@ -139,6 +158,8 @@ class ClassRecord:
         box: (x0, y0, x1, y1) of the thresholded map region around the peak.
         visual: Smoothed ``visual_presence`` cue, or None when the model has none.
         audio: Smoothed ``audio_presence`` cue, or None when the model has none.
+        presence: Smoothed calibrated presence (``ier.presence``), or None when the model has
+            none; when present it alone decides ``state``.
     """
 
     name: str
@@ -150,6 +171,7 @@ class ClassRecord:
     box: tuple[float, float, float, float] | None
     visual: float | None = None
     audio: float | None = None
+    presence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +270,7 @@ def _class_entry(item: ClassRecord, width: int, height: int) -> dict[str, Any]:
         "box_pixels": None,
         "visual": None if item.visual is None else _round(item.visual),
         "audio": None if item.audio is None else _round(item.audio),
+        "presence": None if item.presence is None else _round(item.presence),
     }
     if item.box is not None:
         x0, y0, x1, y1 = item.box

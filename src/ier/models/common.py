@@ -34,10 +34,25 @@ class LocalizationOutput:
         maps: (B, C, h, w) float in [0, 1], one map per entry of ``model.classes``, at the model's
             feature resolution (the evaluator resizes bilinearly).
         scores: (B, C) float in [0, 1], confidence that the class is sounding and visible.
+        cues: optional (B, C, len(DECISION_CUES)) float, the evidence that the class is sounding
+            on screen, one entry per name in ``DECISION_CUES``; ``ier.presence`` turns it into a
+            calibrated probability. None for models that do not give it.
     """
 
     maps: torch.Tensor
     scores: torch.Tensor
+    cues: torch.Tensor | None = None
+
+
+DECISION_CUES = ("log_audio_prob", "visual_peak", "class_peak", "log_rms")
+"""The per-class evidence a model may return with its maps (``LocalizationOutput.cues``):
+log of the audio's probability of the category (the AII's softmax, summed over the category's
+clusters); the peak of the category's visual map (is it visible?); the peak of its class map
+(visible where the sound matches?), i.e. ``scores``; and log10 of the audio window's RMS (is
+anything audible?). docs/localize.md "Calibrated presence"."""
+
+LOG_FLOOR_PROB = 1e-4  # floor of log_audio_prob
+LOG_FLOOR_RMS = 1e-6  # floor of the RMS in log_rms (digital silence)
 
 
 # --- names carried by a state_dict ---------------------------------------------------------------

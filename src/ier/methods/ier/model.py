@@ -18,6 +18,8 @@ from ier.clustering import attended_object_features, object_features
 from ier.models import register_model
 from ier.models.common import (
     COSINE_EPS,
+    LOG_FLOOR_PROB,
+    LOG_FLOOR_RMS,
     LocalizationOutput,
     TwoTowerModel,
     cosine_map,
@@ -100,6 +102,11 @@ class IERModel(TwoTowerModel):
     def has_prototypes(self) -> bool:
         """True once ``set_prototypes`` stored non-zero prototypes (stage 1b done)."""
         return bool(self.visual_prototypes.abs().sum() > 0)
+
+    @property
+    def provides_decision_cues(self) -> bool:
+        """``localize`` returns ``cues`` (``DECISION_CUES``) once the prototypes exist."""
+        return self.has_prototypes
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -292,14 +299,29 @@ class IERModel(TwoTowerModel):
         features, fv, prior = self.encode_visual_all(images)
         fa, mid = self.encode_audio(waves)
         pf = self.prototype_features(features, fv)
-        cluster_maps = self.cmr(fv, self.expand_audio(fa, mid), pf)["cmr_maps"]
+        referred = self.cmr(fv, self.expand_audio(fa, mid), pf)
+        cluster_maps = referred["cmr_maps"]
         weight, sharpen = self.config.object_prior, self.config.ier.test_sharpen
         maps = self._to_categories(gate_by_objectness(cluster_maps, prior, weight))
         scores = global_max_pool(maps)
         if sharpen > 0:
             sharpened = torch.softmax(sharpen * cluster_maps, dim=1)
             maps = self._to_categories(gate_by_objectness(sharpened, prior, weight))
-        return LocalizationOutput(maps=maps, scores=scores)
+        cues = self._decision_cues(referred, scores, waves)
+        return LocalizationOutput(maps=maps, scores=scores, cues=cues)
+
+    def _decision_cues(
+        self, referred: dict[str, torch.Tensor], scores: torch.Tensor, waves: torch.Tensor
+    ) -> torch.Tensor:
+        """``DECISION_CUES`` per category: (B, C, 4) from the Referrer's outputs, the category
+        scores (B, C) and the waves (B, n)."""
+        p_a = torch.softmax(referred["scores"] / self.config.ier.tau_a, dim=1)  # (B, K)
+        assign = F.one_hot(self.cluster_to_class.clamp_min(0), len(self.classes)).to(p_a.dtype)
+        assign = assign * (self.cluster_to_class >= 0).unsqueeze(1).to(p_a.dtype)  # (K, C)
+        log_q = (p_a @ assign).clamp_min(LOG_FLOOR_PROB).log()
+        visual = global_max_pool(self._to_categories(referred["visual_maps"]))
+        rms = waves.float().pow(2).mean(dim=1).sqrt().clamp_min(LOG_FLOOR_RMS).log10()
+        return torch.stack([log_q, visual, scores, rms[:, None].expand_as(scores)], dim=2)
 
     def _to_categories(self, cluster_maps: torch.Tensor) -> torch.Tensor:
         """(B, K, h, w) cluster maps -> (B, C, h, w) category maps via ``cluster_to_class``."""

@@ -1,0 +1,87 @@
+r"""How well does each of a model's decision cues tell "this class sounds on screen", on the
+validation splits (training recordings and images) and on the held-out test splits?
+
+    python benchmarks/decision_cues.py --data bench/default \
+        --model runs/ier-cpu/model.safetensors --json docs/results/decision-cues.json
+
+For every (clip, class) pair the target is "an object of the class is on screen and sounding"
+(the clip's manifest record). Each cue of ``ier.models.common.DECISION_CUES`` (``localize``'s
+``cues``) is scored by its ROC AUC over the pairs of the validation splits (``val/wild`` +
+``val/negative``, where ``ier.presence`` fits the calibrated presence) and of their test
+counterparts (``test/wild`` + ``test/negative``), and on ``test/duet`` and ``test/synthetic``.
+With ``--fit`` the calibrated presence is fitted on the validation splits (as ``ier evaluate
+--store-calibration`` does) and scored the same way, so the gap between validation and test shows
+how far the calibration transfers to held-out material.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ier.data.datasets import load_eval_split, read_classes
+from ier.localization import load_model
+from ier.metrics import roc_auc
+from ier.models.common import DECISION_CUES
+from ier.presence import collect_cues, fit_presence, presence_probability, sounding_targets
+
+GROUPS = {
+    "val/wild+negative": ("val/wild", "val/negative"),
+    "test/wild+negative": ("test/wild", "test/negative"),
+    "test/duet": ("test/duet",),
+    "test/synthetic": ("test/synthetic",),
+}
+
+
+def run(data: Path, model_name: str, fit: bool) -> dict[str, Any]:
+    model = load_model(model_name).float().eval()
+    classes = read_classes(data)
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split in sorted({s for parts in GROUPS.values() for s in parts}):
+        dataset = load_eval_split(data, split, model, classes=classes)
+        found[split] = (collect_cues(model, dataset), sounding_targets(dataset, model.classes))
+    out: dict[str, Any] = {"model": model_name, "cues": list(DECISION_CUES), "auroc": {}}
+    presence = None
+    if fit:
+        positives, negatives = found["val/wild"], found["val/negative"][0]
+        presence = fit_presence(positives, negatives, splits=["val/wild", "val/negative"])
+        out["presence"] = presence
+    for group, parts in GROUPS.items():
+        cues = np.concatenate([found[p][0] for p in parts])
+        targets = np.concatenate([found[p][1] for p in parts])
+        row = {name: roc_auc(cues[..., i][targets], cues[..., i][~targets])
+               for i, name in enumerate(DECISION_CUES)}  # fmt: skip
+        if presence is not None:
+            p = presence_probability(cues, presence)
+            row["presence"] = roc_auc(p[targets], p[~targets])
+        out["auroc"][group] = row
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="benchmark directory")
+    parser.add_argument("--model", default="ier-wild-small", help="bundled name or checkpoint")
+    parser.add_argument("--fit", action="store_true", help="also fit and score the presence")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    started = time.time()
+    out = run(args.data, args.model, args.fit)
+    names = [*DECISION_CUES, *(["presence"] if args.fit else [])]
+    print(f"ROC AUC (%) of each cue for 'the class sounds on screen', model {args.model}")
+    print("| pairs | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for group, row in out["auroc"].items():
+        print(f"| {group} | " + " | ".join(f"{100 * row[n]:.1f}" for n in names) + " |")
+    out["seconds"] = round(time.time() - started, 1)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Calibrated presence: the probability that a class is sounding *and* on screen, from the
+evidence a model returns with its maps (``LocalizationOutput.cues``, named ``DECISION_CUES``).
+
+A model's own scores (the peak of a class map) separate sounding from silent scenes only weakly
+on held-out recordings and images (docs/results.md, "A calibrated decision"). The cues each carry
+part of the answer: the audio's probability of the category (is it heard?), the peak of its
+visual map (is it visible?), the peak of its class map (is it visible where the sound matches?)
+and the loudness of the window (is anything audible?). ``fit_presence`` combines them with a
+logistic regression fitted on the validation splits (``ier.evaluate.CALIBRATION_SPLITS``, built
+from training material, never the test splits) and picks the decision threshold there, like
+``ier.evaluate.calibrate_tau`` does for the map threshold. Five numbers, shared by every class,
+are fitted: the model itself is not changed. The result is stored in the checkpoint's
+``calibration`` metadata (``calibration["presence"]``), where ``ier localize`` reads it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ier.data.datasets import AVDataset, eval_batches
+from ier.errors import ConfigError
+from ier.evaluate import split_kind
+from ier.models.common import DECISION_CUES
+
+PRESENCE_BUDGET = 0.10
+"""Default false-positive budget: at most this fraction of validation negative clips (no
+sounding object on screen) may have any class at or above the presence threshold."""
+
+REGULARISATION = 1.0
+"""Inverse L2 strength of the logistic regression (scikit-learn's ``C``)."""
+
+
+def has_cues(model: torch.nn.Module) -> bool:
+    """True when ``model.localize`` returns ``cues``: the models that give them say so with a
+    true ``provides_decision_cues`` (IEr once its prototypes exist)."""
+    return bool(getattr(model, "provides_decision_cues", False))
+
+
+@torch.no_grad()
+def collect_cues(model: torch.nn.Module, dataset: AVDataset, *, batch_size: int = 32) -> np.ndarray:
+    """``localize`` cues of every clip: (N, C, len(DECISION_CUES)) float64."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for batch in eval_batches(dataset, batch_size):
+        cues = model.localize(batch["image"].to(device), batch["wave"].to(device)).cues
+        if cues is None:
+            raise ConfigError(f"{type(model).__name__}.localize returns no decision cues")
+        out.append(cues.double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def sounding_targets(dataset: AVDataset, classes: Sequence[str]) -> np.ndarray:
+    """(N, C) bool: class c is a sounding object on screen in clip i (its manifest record)."""
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.zeros((len(dataset), len(classes)), bool)
+    for i, sample in enumerate(dataset.samples):
+        for obj in sample.objects:
+            if obj.sounding and obj.label in index:
+                y[i, index[obj.label]] = True
+    return y
+
+
+def presence_probability(cues: np.ndarray | torch.Tensor, presence: Mapping[str, Any]):
+    """sigmoid(w . cues + b) over the last axis of ``cues`` (numpy or torch, same type back)."""
+    if list(presence["cues"]) != list(DECISION_CUES):
+        raise ConfigError(
+            f"presence calibration uses cues {presence['cues']}, this version gives "
+            f"{list(DECISION_CUES)}: recalibrate (ier calibrate)"
+        )
+    weights, bias = presence["weights"], float(presence["bias"])
+    if isinstance(cues, torch.Tensor):
+        w = torch.tensor(weights, dtype=cues.dtype, device=cues.device)
+        return torch.sigmoid(cues @ w + bias)
+    return 1.0 / (1.0 + np.exp(-(np.asarray(cues) @ np.asarray(weights) + bias)))
+
+
+def fit_presence(
+    positives: tuple[np.ndarray, np.ndarray],
+    negatives: np.ndarray,
+    *,
+    budget: float = PRESENCE_BUDGET,
+    splits: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Fit the presence model and its threshold on validation clips.
+
+    Args:
+        positives: (cues (N, C, F), targets (N, C) bool) of clips with sounding objects on screen
+            (``val/wild``); every (clip, class) pair is one example.
+        negatives: cues (M, C, F) of clips where nothing on screen sounds (``val/negative``);
+            every pair is a negative example.
+        budget: Largest fraction of negative clips allowed to light up at the threshold.
+        splits: Names of the splits, recorded with the result.
+
+    Returns:
+        JSON-able ``{"cues", "weights", "bias", "tau", "budget", "splits", "val_auroc",
+        "val_negative_fp", "val_marked"}``; ``tau`` is the smallest threshold at which at most
+        ``budget`` of the negative clips have any class at or above it.
+    """
+    from sklearn.linear_model import LogisticRegression  # lazy: only calibration needs it
+
+    from ier.metrics import roc_auc
+
+    cues, targets = positives
+    if not 0.0 < budget < 1.0:
+        raise ConfigError(f"presence budget must be in (0, 1), got {budget}")
+    if cues.shape[:2] != targets.shape or cues.shape[2:] != negatives.shape[2:]:
+        raise ConfigError(
+            f"cue shapes disagree: positives {cues.shape} with targets {targets.shape}, "
+            f"negatives {negatives.shape}"
+        )
+    if not targets.any() or len(negatives) == 0:
+        raise ConfigError("presence calibration needs clips with sounding objects and negatives")
+    n_cues = cues.shape[2]
+    x = np.concatenate([cues.reshape(-1, n_cues), negatives.reshape(-1, n_cues)])
+    y = np.concatenate(
+        [targets.reshape(-1), np.zeros(negatives.shape[0] * negatives.shape[1], bool)]
+    )
+    fit = LogisticRegression(C=REGULARISATION, max_iter=5000).fit(x, y)
+    presence: dict[str, Any] = {
+        "cues": list(DECISION_CUES),
+        "weights": [float(w) for w in fit.coef_[0]],
+        "bias": float(fit.intercept_[0]),
+    }
+    p_pos, p_neg = presence_probability(cues, presence), presence_probability(negatives, presence)
+    clip_max = p_neg.max(axis=1)
+    k = int(math.floor(budget * len(clip_max)))  # how many negative clips may light up
+    ordered = np.sort(clip_max)[::-1]
+    tau = float(np.nextafter(ordered[k], np.inf)) if k < len(ordered) else float(ordered[-1])
+    presence.update(
+        tau=tau,
+        budget=float(budget),
+        splits=list(splits),
+        val_auroc=roc_auc(p_pos[targets], np.concatenate([p_pos[~targets], p_neg.reshape(-1)])),
+        val_negative_fp=float((clip_max >= tau).mean()),
+        val_marked=float((p_pos.max(axis=1) >= tau).mean()),
+    )  # fmt: skip
+    return presence
+
+
+def calibrate_presence(
+    model: torch.nn.Module,
+    datasets: Mapping[str, AVDataset],
+    *,
+    budget: float = PRESENCE_BUDGET,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """``fit_presence`` on validation splits ``{name: dataset}``: clips of negative splits (kind
+    ``negative``) are negatives, every other split gives positives and negatives per class."""
+    classes = tuple(model.classes)
+    positive_cues, positive_targets, negative_cues = [], [], []
+    for name, dataset in datasets.items():
+        cues = collect_cues(model, dataset, batch_size=batch_size)
+        if split_kind(name) == "negative":
+            negative_cues.append(cues)
+        else:
+            positive_cues.append(cues)
+            positive_targets.append(sounding_targets(dataset, classes))
+    if not positive_cues or not negative_cues:
+        raise ConfigError("presence calibration needs a negative split and a split with sound")
+    return fit_presence(
+        (np.concatenate(positive_cues), np.concatenate(positive_targets)),
+        np.concatenate(negative_cues), budget=budget, splits=list(datasets),
+    )  # fmt: skip
+
+
+def _peak_inside(maps: np.ndarray, boxes: Sequence[Sequence[float]]) -> bool:
+    """The argmax of one (h, w) map, as the centre of its cell in [0, 1]^2, lies in a box."""
+    h, w = maps.shape
+    row, col = np.unravel_index(int(np.argmax(maps)), (h, w))
+    x, y = (col + 0.5) / w, (row + 0.5) / h
+    return any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes)
+
+
+def presence_metrics(
+    probabilities: np.ndarray,
+    maps: np.ndarray,
+    dataset: AVDataset,
+    classes: Sequence[str],
+    tau: float,
+) -> dict[str, float]:
+    """What the overlay of ``ier localize`` would draw on one split, clip by clip, at ``tau``.
+
+    A class is drawn when its presence probability (``probabilities`` (N, C)) is at least
+    ``tau``, at the peak of its map (``maps`` (N, C, h, w)). Returns ``presence_marked``, the
+    fraction of clips with something drawn, and, when the split has sounding objects,
+    ``presence_hit``, the fraction of clips where some drawn class's peak lies in the box of a
+    sounding object of that class, and ``presence_auroc``, ROC AUC of the probabilities of
+    (clip, class) pairs that sound on screen against every other pair.
+    """
+    from ier.metrics import roc_auc
+
+    drawn = probabilities >= tau
+    out = {"presence_marked": float(drawn.any(axis=1).mean()) if len(drawn) else 0.0}
+    targets = sounding_targets(dataset, classes)
+    if targets.any():
+        index = {c: i for i, c in enumerate(classes)}
+        hits = 0
+        for i, sample in enumerate(dataset.samples):
+            boxes: dict[int, list] = {}
+            for obj in sample.objects:
+                if obj.sounding and obj.label in index:
+                    boxes.setdefault(index[obj.label], []).append(obj.box)
+            hits += any(_peak_inside(maps[i, c], boxes[c]) for c in np.nonzero(drawn[i])[0]
+                        if c in boxes)  # fmt: skip
+        out["presence_hit"] = hits / len(drawn)
+        out["presence_auroc"] = roc_auc(probabilities[targets], probabilities[~targets])
+    return out
