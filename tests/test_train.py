@@ -81,7 +81,7 @@ def test_tiny_ier_trains_end_to_end_on_the_small_benchmark(
     assert 0 <= result.metrics["test/wild"]["presence_hit@cal"] <= 1
     assert 0 <= result.metrics["test/negative"]["presence_marked@cal"] <= 1
     assert 0 <= result.metrics["test/wild+negative"]["presence_auroc"] <= 1
-    assert load_model(result.model_path).calibration["presence"] == presence  # stored
+    assert load_checkpoint(result.model_path).meta["calibration"]["presence"] == presence
     assert "silent_fp@cal" not in result.metrics["test/solo"]  # the class-agnostic stage-1 map
     assert 0.0 <= result.metrics["test/wild+negative"]["peak_auroc"] <= 1.0
     for split in splits:
