@@ -11,7 +11,12 @@ For every (clip, class) pair the target is "an object of the class is on screen 
 counterparts (``test/wild`` + ``test/negative``), and on ``test/duet`` and ``test/synthetic``.
 With ``--fit`` the calibrated presence is fitted on the validation splits (as ``ier evaluate
 --store-calibration`` does) and scored the same way, so the gap between validation and test shows
-how far the calibration transfers to held-out material.
+how far the calibration transfers to held-out material; and two decision rules are compared at
+the same false-positive budget (``PRESENCE_BUDGET`` of the ``val/negative`` clips): a class is
+drawn when its ``class_peak`` (the map rule of ``ier localize`` without a presence), or its
+presence, reaches the threshold chosen on validation. Per test split: the fraction of clips with
+something drawn (``marked``) and with a drawn class's map peak inside a sounding object of that
+class (``hit``; ``ier.presence.presence_metrics``).
 """
 
 from __future__ import annotations
@@ -23,12 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ier.data.datasets import load_eval_split, read_classes
+from ier.data.datasets import AVDataset, eval_batches, load_eval_split, read_classes
 from ier.localization import load_model
 from ier.metrics import roc_auc
 from ier.models.common import DECISION_CUES
-from ier.presence import collect_cues, fit_presence, presence_probability, sounding_targets
+from ier.presence import (
+    PRESENCE_BUDGET,
+    fit_presence,
+    presence_metrics,
+    presence_probability,
+    sounding_targets,
+)
 
 GROUPS = {
     "val/wild+negative": ("val/wild", "val/negative"),
@@ -38,19 +50,52 @@ GROUPS = {
 }
 
 
+@torch.no_grad()
+def _cues_and_maps(model: torch.nn.Module, dataset: AVDataset) -> tuple[np.ndarray, np.ndarray]:
+    cues, maps = [], []
+    for batch in eval_batches(dataset, 32):
+        out = model.localize(batch["image"], batch["wave"])
+        cues.append(out.cues.double().numpy())
+        maps.append(out.maps.float().numpy())
+    return np.concatenate(cues), np.concatenate(maps)
+
+
+def _threshold(clip_max: np.ndarray, budget: float) -> float:
+    """Smallest value that at most ``budget`` of the negative clips reach (as fit_presence)."""
+    ordered = np.sort(clip_max)[::-1]
+    k = int(np.floor(budget * len(ordered)))
+    return float(np.nextafter(ordered[k], np.inf)) if k < len(ordered) else float(ordered[-1])
+
+
 def run(data: Path, model_name: str, fit: bool) -> dict[str, Any]:
     model = load_model(model_name).float().eval()
     classes = read_classes(data)
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    maps: dict[str, np.ndarray] = {}
+    datasets: dict[str, AVDataset] = {}
     for split in sorted({s for parts in GROUPS.values() for s in parts}):
-        dataset = load_eval_split(data, split, model, classes=classes)
-        found[split] = (collect_cues(model, dataset), sounding_targets(dataset, model.classes))
+        dataset = datasets[split] = load_eval_split(data, split, model, classes=classes)
+        cues, maps[split] = _cues_and_maps(model, dataset)
+        found[split] = (cues, sounding_targets(dataset, model.classes))
     out: dict[str, Any] = {"model": model_name, "cues": list(DECISION_CUES), "auroc": {}}
     presence = None
     if fit:
         positives, negatives = found["val/wild"], found["val/negative"][0]
         presence = fit_presence(positives, negatives, splits=["val/wild", "val/negative"])
         out["presence"] = presence
+        peak = DECISION_CUES.index("class_peak")
+        rules = {
+            "class_peak": (lambda c: c[..., peak], _threshold(negatives[..., peak].max(1),
+                                                              PRESENCE_BUDGET)),
+            "presence": (lambda c: presence_probability(c, presence), presence["tau"]),
+        }  # fmt: skip
+        out["rules_at_budget"] = {"budget": PRESENCE_BUDGET}
+        for rule, (score, tau) in rules.items():
+            row: dict[str, Any] = {"tau": tau}
+            for split in ("test/wild", "test/duet", "test/synthetic", "test/negative"):
+                row[split] = presence_metrics(score(found[split][0]), maps[split],
+                                              datasets[split], model.classes, tau)  # fmt: skip
+            out["rules_at_budget"][rule] = row
     for group, parts in GROUPS.items():
         cues = np.concatenate([found[p][0] for p in parts])
         targets = np.concatenate([found[p][1] for p in parts])
@@ -78,6 +123,17 @@ def main() -> None:
     print("|---|" + "---|" * len(names))
     for group, row in out["auroc"].items():
         print(f"| {group} | " + " | ".join(f"{100 * row[n]:.1f}" for n in names) + " |")
+    if args.fit:
+        print(f"At the same budget ({100 * PRESENCE_BUDGET:g} % of val/negative clips marked), "
+              "% of test clips marked / with a labelled hit:")  # fmt: skip
+        print("| rule | wild | duet | synthetic | negative (marked) |")
+        print("|---|---|---|---|---|")
+        for rule in ("class_peak", "presence"):
+            r = out["rules_at_budget"][rule]
+            cells = [f"{100 * r[s]['presence_marked']:.1f} / {100 * r[s]['presence_hit']:.1f}"
+                     for s in ("test/wild", "test/duet", "test/synthetic")]  # fmt: skip
+            print(f"| {rule} | " + " | ".join(cells)
+                  + f" | {100 * r['test/negative']['presence_marked']:.1f} |")
     out["seconds"] = round(time.time() - started, 1)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")

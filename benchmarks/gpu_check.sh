@@ -6,6 +6,8 @@
 #     full epochs), the `paper` preset (the whole network from pixels) for 2 / 2 / 1 epochs, and
 #     a 1-process torchrun run of the `tiny` preset.
 #   RUNS=paper: the `paper` preset at its full 15 / 10 / 5 epochs.
+#   RUNS=localize: `ier localize` with the bundled model on one toy clip, on CUDA and on the CPU,
+#     and whether the two agree (class states, calibrated presence).
 #   N_TRAIN (512), N_TEST (32): clips per toy split.
 # Needs `ier` importable (pip install -e ., or PYTHONPATH=src) and a GPU; the ImageNet weights are
 # not needed (model.pretrained=false: the timing is the same). docs/results.md, "On one H200 GPU".
@@ -46,6 +48,33 @@ for r in $runs; do
       timeout 120 torchrun --standalone --nproc_per_node=1 -m ier train --method ier \
         --preset tiny --data "$work/toy" --out "$work/ddp" --no-progress > "$out/ddp-tiny.log" 2>&1
       echo "torchrun rc=$? wall=$(( $(date +%s) - t0 )) s" ;;
+    localize)  # the bundled model on one toy clip, on CUDA and on the CPU: same decisions?
+      clip="$work/toy-clip.mp4"
+      python3 -c "
+import numpy as np, soundfile
+from PIL import Image
+from ier.video import write_mp4
+frame = np.asarray(Image.open('$work/toy/test/wild/media/wild-0000.png').convert('RGB'))
+wave, rate = soundfile.read('$work/toy/test/wild/media/wild-0000.wav', dtype='float32')
+write_mp4('$clip', np.stack([frame] * 30), fps=10, audio=np.tile(wave, 3), sample_rate=rate)"
+      for dev in cuda cpu; do
+        t0=$(date +%s.%N)
+        python3 -m ier localize "$clip" --model ier-wild-small --device "$dev" \
+          -o "$work/localize-$dev" > "$out/localize-$dev.log" 2>&1
+        echo "localize $dev rc=$? wall=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s"
+        cp "$work/localize-$dev/localization.json" "$out/localize-$dev.json" 2>/dev/null
+      done
+      python3 - "$out" <<'PY'
+import json, sys
+a, b = (json.load(open(f"{sys.argv[1]}/localize-{d}.json")) for d in ("cuda", "cpu"))
+pairs = [(x, y) for wa, wb in zip(a["windows"], b["windows"])
+         for x, y in zip(wa["classes"], wb["classes"])]
+same = sum(x["state"] == y["state"] for x, y in pairs)
+gap = max(abs((x["presence"] or 0) - (y["presence"] or 0)) for x, y in pairs)
+print(f"localize cuda vs cpu: {same}/{len(pairs)} class states agree, "
+      f"largest presence difference {gap:.4f}, threshold {a['settings']['threshold_source']}")
+PY
+      ;;
     *) echo "unknown run $r" >&2; exit 2 ;;
   esac
 done

@@ -187,7 +187,7 @@ def test_localize_states_and_peak_inside_the_box(clip: Path) -> None:
 def test_without_a_visual_cue_silent_objects_are_absent(clip: Path) -> None:
     result = localize(clip, model=ColourToneModel(with_visual=False))
     assert {w.classes[1].state for w in result.windows} == {"absent"}
-    assert result.cues == {"visual_presence": False, "audio_presence": False}
+    assert result.cues == {"visual_presence": False, "audio_presence": False, "presence": False}
 
 
 def test_smoothing_is_an_ema_over_windows(clip: Path) -> None:

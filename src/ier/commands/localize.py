@@ -61,8 +61,10 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threshold", type=float, default=None,
-        help="score and map-peak decision threshold (default: the model's threshold calibrated "
-        "on validation splits, stored in its checkpoint; 0.5 for a model without one)",
+        help="decision threshold: on the calibrated presence when the model stores one (IEr "
+        "checkpoints from ier train/bench, the bundled model), else on the score and map peak "
+        "(default: the model's threshold calibrated on validation splits, stored in its "
+        "checkpoint; 0.5 for a model without one; docs/localize.md)",
     )  # fmt: skip
 
 
