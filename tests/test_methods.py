@@ -98,3 +98,28 @@ def test_a_new_method_is_one_module_that_trains_and_benches(toy_method, small_be
     assert [r["name"] for r in summary["runs"]] == ["toymethod"]
     assert summary["runs"][0]["label"] == "Toy"
     assert re.search(r"^\| Toy \|", (bench / "results.md").read_text(), re.M)
+
+
+def test_the_builtin_methods_load_from_a_source_tree_without_installed_metadata(
+    monkeypatch,
+) -> None:
+    """``PYTHONPATH=src`` (no install, so no entry points): the package's own entry point, as
+    pyproject.toml declares it, still loads the built-in methods; installed, it loads once."""
+    import tomllib
+    from types import SimpleNamespace
+
+    from ier import plugins
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert declared["project"]["entry-points"]["ier.methods"] == {
+        plugins.BUILTIN_ENTRY_POINT.name: plugins.BUILTIN_ENTRY_POINT.value}  # fmt: skip
+    calls = []
+    fake = SimpleNamespace(value=plugins.BUILTIN_ENTRY_POINT.value,
+                           load=lambda: lambda: calls.append("builtin"))  # fmt: skip
+    monkeypatch.setattr(plugins, "BUILTIN_ENTRY_POINT", fake)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
+    plugins.load_methods(again=True)
+    assert calls == ["builtin"]
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [fake])
+    plugins.load_methods(again=True)
+    assert calls == ["builtin", "builtin"]

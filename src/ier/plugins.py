@@ -20,7 +20,7 @@ import importlib.util
 import logging
 import os
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from ier.errors import ConfigError
@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "ier.methods"
 METHOD_PATH_ENV = "IER_METHOD_PATH"
+BUILTIN_ENTRY_POINT = EntryPoint(name="builtin", value="ier.methods:discover",
+                                 group=ENTRY_POINT_GROUP)  # fmt: skip
+"""This package's own entry point, as ``pyproject.toml`` declares it. Used when ``ier`` runs from
+a source tree that is not installed (``PYTHONPATH=src``): its metadata, hence the entry point,
+is then missing, and without it no checkpoint could be rebuilt."""
 
 _loaded = False
 
@@ -40,7 +45,10 @@ def load_methods(*, again: bool = False) -> None:
     if _loaded and not again:
         return
     _loaded = True
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    entries = list(entry_points(group=ENTRY_POINT_GROUP))
+    if not any(e.value == BUILTIN_ENTRY_POINT.value for e in entries):
+        entries.insert(0, BUILTIN_ENTRY_POINT)
+    for entry in entries:
         loaded = entry.load()
         if callable(loaded):
             loaded()

@@ -44,6 +44,7 @@ class DSOLModel(IERModel):
     """
 
     supports_object_prior = False  # its class-aware localize is DSOL's own
+    provides_decision_cues = False  # ... and returns no decision cues (no AII, no presence)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(
