@@ -51,13 +51,18 @@ GROUPS = {
 
 
 @torch.no_grad()
-def _cues_and_maps(model: torch.nn.Module, dataset: AVDataset) -> tuple[np.ndarray, np.ndarray]:
-    cues, maps = [], []
+def _cues_and_maps(
+    model: torch.nn.Module, dataset: AVDataset
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cues (N, C, F), maps (N, C, h, w) and each clip's RMS level in dBFS (N,)."""
+    cues, maps, levels = [], [], []
     for batch in eval_batches(dataset, 32):
         out = model.localize(batch["image"], batch["wave"])
         cues.append(out.cues.double().numpy())
         maps.append(out.maps.float().numpy())
-    return np.concatenate(cues), np.concatenate(maps)
+        rms = batch["wave"].double().pow(2).mean(1).sqrt().clamp_min(1e-6)
+        levels.append((20 * rms.log10()).numpy())
+    return np.concatenate(cues), np.concatenate(maps), np.concatenate(levels)
 
 
 def _threshold(clip_max: np.ndarray, budget: float) -> float:
@@ -72,12 +77,19 @@ def run(data: Path, model_name: str, fit: bool) -> dict[str, Any]:
     classes = read_classes(data)
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     maps: dict[str, np.ndarray] = {}
+    levels: dict[str, Any] = {}
     datasets: dict[str, AVDataset] = {}
     for split in sorted({s for parts in GROUPS.values() for s in parts}):
         dataset = datasets[split] = load_eval_split(data, split, model, classes=classes)
-        cues, maps[split] = _cues_and_maps(model, dataset)
+        cues, maps[split], level = _cues_and_maps(model, dataset)
         found[split] = (cues, sounding_targets(dataset, model.classes))
-    out: dict[str, Any] = {"model": model_name, "cues": list(DECISION_CUES), "auroc": {}}
+        audible = level[level > -119.0]  # digital silence is floored at -120 dBFS
+        spread = np.percentile(audible, [5, 25, 50, 75, 95]) if len(audible) else []
+        levels[split] = {"silent_clips": int((level <= -119.0).sum()), "clips": len(level),
+                         "audible_dbfs_percentiles_5_25_50_75_95":
+                             [round(float(v), 1) for v in spread]}  # fmt: skip
+    out: dict[str, Any] = {"model": model_name, "cues": list(DECISION_CUES), "auroc": {},
+                           "levels": levels}  # fmt: skip
     presence = None
     if fit:
         positives, negatives = found["val/wild"], found["val/negative"][0]

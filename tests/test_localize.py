@@ -27,7 +27,7 @@ from ier.localization import (
     validate_localization,
     window_times,
 )
-from ier.models.common import LocalizationOutput
+from ier.models.common import LocalizationOutput, audibility
 from ier.video import probe, write_mp4
 
 SAMPLE_RATE = 16_000
@@ -596,16 +596,16 @@ class PresenceModel(ColourToneModel):
     def __init__(self) -> None:
         super().__init__()
         self.calibration = {"tau": 0.9, "presence": {
-            "cues": ["log_audio_prob", "visual_peak", "class_peak", "log_rms"],
+            "cues": ["log_audio_prob", "visual_peak", "class_peak", "audible"],
             "weights": [0.0, 10.0, 10.0, 0.0], "bias": -15.0, "tau": 0.6, "budget": 0.1,
             "splits": ["val/wild", "val/negative"]}}  # fmt: skip
 
     def localize(self, images: torch.Tensor, waves: torch.Tensor) -> LocalizationOutput:
         out = super().localize(images, waves)
         heard = self._heard(waves)
-        rms = waves.pow(2).mean(1).sqrt().clamp_min(1e-6).log10()[:, None].expand_as(heard)
+        audible = audibility(waves)[:, None].expand_as(heard)
         cues = torch.stack([heard.clamp_min(1e-4).log(), self._visual_presence(images),
-                            out.scores, rms], dim=2)  # fmt: skip
+                            out.scores, audible], dim=2)  # fmt: skip
         return LocalizationOutput(out.maps, out.scores, cues)
 
 

@@ -13,7 +13,7 @@ from ier.errors import ConfigError
 from ier.localization.engine import decide
 from ier.localization.results import DecisionRule, calibration_threshold, presence_calibration
 from ier.models import create_model, model_config
-from ier.models.common import DECISION_CUES, LOG_FLOOR_RMS
+from ier.models.common import DECISION_CUES, audibility
 from ier.presence import fit_presence, presence_probability
 
 
@@ -36,7 +36,7 @@ def test_ier_localize_returns_the_named_decision_cues(ier_model) -> None:
     out = ier_model.localize(images, waves)
     assert ier_model.provides_decision_cues
     assert out.cues is not None and out.cues.shape == (3, 3, len(DECISION_CUES))
-    log_q, visual, class_peak, log_rms = out.cues.unbind(2)
+    log_q, visual, class_peak, audible = out.cues.unbind(2)
     # the audio's category probabilities are a distribution over the categories (all mapped)
     assert torch.allclose(log_q.exp().sum(1), torch.ones(3), atol=1e-5)
     assert torch.equal(class_peak, out.scores)  # the class map's peak is the score
@@ -44,9 +44,21 @@ def test_ier_localize_returns_the_named_decision_cues(ier_model) -> None:
     # visual evidence comes from the frame alone: the same frame with other audio keeps it
     again = ier_model.localize(images, waves.flip(0)).cues
     assert torch.allclose(again[:, :, 1], visual)
-    rms = waves[0].pow(2).mean().sqrt().log10()
-    assert torch.allclose(log_rms[0], rms.expand(3))
-    assert torch.allclose(log_rms[2], torch.full((3,), math.log10(LOG_FLOOR_RMS)))
+    # 0.1-sd noise is -20 dBFS: fully audible; digital silence is not
+    assert torch.equal(audible, torch.tensor([[1.0] * 3, [1.0] * 3, [0.0] * 3]))
+
+
+def test_audibility_is_a_silence_detector_not_a_loudness_meter() -> None:
+    t = torch.arange(16_000) / 16_000
+    tone = torch.sin(2 * math.pi * 440 * t)  # RMS 1/sqrt(2): -3 dBFS
+
+    def at(dbfs: float) -> float:
+        return float(audibility((tone * 10 ** ((dbfs + 3.01) / 20))[None])[0])
+
+    assert at(-3) == at(-20) == 1.0 and at(-30) == pytest.approx(1.0, abs=1e-3)  # any audible level
+    assert at(-45) == pytest.approx(0.5, abs=1e-3)  # linear between -60 and -30 dBFS
+    assert at(-60) == pytest.approx(0.0, abs=1e-3) and at(-90) == 0.0
+    assert float(audibility(torch.zeros(1, 100))[0]) == 0.0
 
 
 def test_a_model_without_prototypes_gives_no_cues() -> None:

@@ -19,9 +19,9 @@ from ier.models import register_model
 from ier.models.common import (
     COSINE_EPS,
     LOG_FLOOR_PROB,
-    LOG_FLOOR_RMS,
     LocalizationOutput,
     TwoTowerModel,
+    audibility,
     cosine_map,
     gate_by_objectness,
     global_avg_pool,
@@ -320,8 +320,8 @@ class IERModel(TwoTowerModel):
         assign = assign * (self.cluster_to_class >= 0).unsqueeze(1).to(p_a.dtype)  # (K, C)
         log_q = (p_a @ assign).clamp_min(LOG_FLOOR_PROB).log()
         visual = global_max_pool(self._to_categories(referred["visual_maps"]))
-        rms = waves.float().pow(2).mean(dim=1).sqrt().clamp_min(LOG_FLOOR_RMS).log10()
-        return torch.stack([log_q, visual, scores, rms[:, None].expand_as(scores)], dim=2)
+        audible = audibility(waves).to(scores.dtype)
+        return torch.stack([log_q, visual, scores, audible[:, None].expand_as(scores)], dim=2)
 
     def _to_categories(self, cluster_maps: torch.Tensor) -> torch.Tensor:
         """(B, K, h, w) cluster maps -> (B, C, h, w) category maps via ``cluster_to_class``."""
