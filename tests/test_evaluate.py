@@ -685,9 +685,18 @@ def test_cli_store_calibration_writes_into_a_checkpoint_file_only(
     ckpt = tmp_path / "c.st"
     ckpt.write_bytes(b"")
     argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(tmp_path), "--store-calibration"]
+    with pytest.raises(SystemExit):  # no validation splits: refused before any work
+        main(argv)
+    assert "needs the validation splits val/wild, val/negative" in capsys.readouterr().err
+    for split in ("val/wild", "val/negative"):
+        (tmp_path / split).mkdir(parents=True)
+        (tmp_path / split / "manifest.jsonl").write_text("")
+    with pytest.raises(SystemExit):  # a gated calibration would not match the stored model
+        main([*argv, "--object-prior", "0.5"])
+    assert "--object-prior" in capsys.readouterr().err and not stored
     assert main(argv) == 0 and stored == [(ckpt, results)]
     assert f"stored the calibrated operating point in {ckpt}" in capsys.readouterr().out
-    results.pop("calibration")  # no validation splits: nothing to store is an error
+    results.pop("calibration")  # evaluated, but nothing calibrated: an error
     assert main(argv) == 2 and "no calibration to store" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # it needs --data
         main(["evaluate", "--checkpoint", str(ckpt), "--store-calibration"])

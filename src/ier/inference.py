@@ -336,7 +336,8 @@ def store_calibration(checkpoint: str | os.PathLike[str], results: dict[str, Any
     """Write the calibrated operating point of ``evaluate_checkpoint``'s ``results`` into the
     checkpoint's metadata (``calibration``), where ``ier localize`` takes its default decision
     threshold from. A run owns its model file: ``ier train`` and ``ier bench`` call this for the
-    models they trained; ``ier evaluate`` never changes a checkpoint. False when there is none."""
+    models they trained; ``ier evaluate`` changes a checkpoint only when asked
+    (``--store-calibration``). False when there is none."""
     calibration = results.get("calibration")
     if not calibration:
         return False

@@ -71,7 +71,8 @@ def presence_probability(cues: np.ndarray | torch.Tensor, presence: Mapping[str,
     if list(presence["cues"]) != list(DECISION_CUES):
         raise ConfigError(
             f"presence calibration uses cues {presence['cues']}, this version gives "
-            f"{list(DECISION_CUES)}: recalibrate (ier calibrate)"
+            f"{list(DECISION_CUES)}: recalibrate with `ier evaluate --checkpoint CKPT --data DIR "
+            "--store-calibration`"
         )
     weights, bias = presence["weights"], float(presence["bias"])
     if isinstance(cues, torch.Tensor):

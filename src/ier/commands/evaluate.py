@@ -193,6 +193,20 @@ def _check_mode(args: argparse.Namespace) -> str:
     parser: argparse.ArgumentParser = args._evaluate_parser
     if args.store_calibration and (args.checkpoint is None or args.data is None):
         parser.error("--store-calibration needs --checkpoint CKPT --data DIR")
+    if args.store_calibration and args.object_prior is not None:
+        parser.error(
+            "--store-calibration with --object-prior would store an operating point fitted on "
+            "gated maps into a checkpoint that does not gate them; train with --set "
+            "model.object_prior=W instead"
+        )
+    if args.store_calibration:
+        missing = [s for s in ("val/wild", "val/negative")
+                   if not (args.data / s / "manifest.jsonl").is_file()]  # fmt: skip
+        if missing:
+            parser.error(
+                f"--store-calibration needs the validation splits {', '.join(missing)} in "
+                f"{args.data} (a benchmark from `ier scenes build` has them)"
+            )
     if args.predictions is not None:
         extra = [f for f in ("checkpoint", "data", "splits", "object_prior")
                  if getattr(args, f) is not None]  # fmt: skip

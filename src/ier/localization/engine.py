@@ -73,7 +73,8 @@ def decide(
 
     Returns:
         (state, confidence): the confidence is the geometric mean of the two cues' support
-        (with ``presence``: the presence, or its complement).
+        (with ``presence``: the presence when sounding, else as without it with ``1 - presence``
+        as the support of "not sounding").
     """
     rule = rule.resolved(DEFAULT_THRESHOLD)
     if presence is not None:

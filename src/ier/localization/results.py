@@ -3,6 +3,7 @@ records, and the result object."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,10 @@ from typing import Any
 from ier import __version__
 from ier.errors import ConfigError
 from ier.localization.schema import OUTPUT_NAMES, SCHEMA_NAME, SCHEMA_VERSION, STATES
+from ier.models.common import DECISION_CUES
 from ier.video import VideoInfo
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "OUTPUT_NAMES", "SCHEMA_VERSION", "STATES", "ClassRecord", "DecisionRule", "LocalizeSettings",
@@ -25,8 +29,10 @@ class DecisionRule:
 
     Attributes:
         score_threshold: The class is heard when its cue (``audio_presence`` if the model has it,
-            else the model's score) is at least this. None: the model's calibrated threshold
-            (``calibration_threshold``), else ``DEFAULT_THRESHOLD``.
+            else the model's score) is at least this; for a model with a calibrated presence
+            (``presence_calibration``), the class sounds on screen when its presence is at least
+            this. None: the model's calibrated threshold (``calibration_threshold``), else
+            ``DEFAULT_THRESHOLD``.
         peak_threshold: A heard class is on screen when its smoothed map peak is at least this.
             None: as ``score_threshold``.
         visual_threshold: A class that is not heard is visible-silent when the model's
@@ -55,12 +61,27 @@ DEFAULT_THRESHOLD = 0.5
 
 def presence_calibration(model: object) -> dict[str, Any] | None:
     """The model's calibrated presence (``ier.presence``) when its checkpoint stores one and the
-    model gives the decision cues it needs, else None."""
+    model gives the decision cues it needs, else None. A presence fitted on other cues than this
+    version's ``DECISION_CUES`` is ignored, with a warning that says how to recalibrate; the map
+    threshold then decides."""
     calibration = getattr(model, "calibration", None) or {}
     presence = calibration.get("presence")
-    if isinstance(presence, dict) and getattr(model, "provides_decision_cues", False):
-        return presence
-    return None
+    if not (isinstance(presence, dict) and getattr(model, "provides_decision_cues", False)):
+        return None
+    if list(presence.get("cues") or []) != list(DECISION_CUES):
+        if id(presence) not in _WARNED:
+            _WARNED.add(id(presence))
+            logger.warning(
+                "the model's calibrated presence uses the cues %s, this version gives %s: "
+                "ignoring it and deciding with the map threshold; recalibrate with `ier evaluate "
+                "--checkpoint CKPT --data DIR --store-calibration`",
+                presence.get("cues"), list(DECISION_CUES),
+            )  # fmt: skip
+        return None
+    return presence
+
+
+_WARNED: set[int] = set()  # stale presences already warned about (once per loaded model)
 
 
 def calibration_threshold(model: object) -> tuple[float, str]:
