@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from ier.data.datasets import AVDataset, eval_batches, load_eval_split, read_classes
+from ier.data.datasets import AVDataset, load_eval_split, read_classes
+from ier.inference import predict_with_cues
 from ier.localization import load_model
 from ier.metrics import roc_auc
 from ier.models.common import DECISION_CUES
 from ier.presence import (
     PRESENCE_BUDGET,
+    budget_threshold,
     fit_presence,
     presence_metrics,
     presence_probability,
@@ -50,26 +51,10 @@ GROUPS = {
 }
 
 
-@torch.no_grad()
-def _cues_and_maps(
-    model: torch.nn.Module, dataset: AVDataset
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cues (N, C, F), maps (N, C, h, w) and each clip's RMS level in dBFS (N,)."""
-    cues, maps, levels = [], [], []
-    for batch in eval_batches(dataset, 32):
-        out = model.localize(batch["image"], batch["wave"])
-        cues.append(out.cues.double().numpy())
-        maps.append(out.maps.float().numpy())
-        rms = batch["wave"].double().pow(2).mean(1).sqrt().clamp_min(1e-6)
-        levels.append((20 * rms.log10()).numpy())
-    return np.concatenate(cues), np.concatenate(maps), np.concatenate(levels)
-
-
-def _threshold(clip_max: np.ndarray, budget: float) -> float:
-    """Smallest value that at most ``budget`` of the negative clips reach (as fit_presence)."""
-    ordered = np.sort(clip_max)[::-1]
-    k = int(np.floor(budget * len(ordered)))
-    return float(np.nextafter(ordered[k], np.inf)) if k < len(ordered) else float(ordered[-1])
+def _levels_dbfs(dataset: AVDataset) -> np.ndarray:
+    """Each clip's RMS level in dBFS (N,), floored at -120 dBFS (digital silence)."""
+    waves = np.asarray(dataset.waves, dtype=np.float64)
+    return 20 * np.log10(np.maximum(np.sqrt((waves**2).mean(axis=1)), 1e-6))
 
 
 def run(data: Path, model_name: str, fit: bool) -> dict[str, Any]:
@@ -81,7 +66,8 @@ def run(data: Path, model_name: str, fit: bool) -> dict[str, Any]:
     datasets: dict[str, AVDataset] = {}
     for split in sorted({s for parts in GROUPS.values() for s in parts}):
         dataset = datasets[split] = load_eval_split(data, split, model, classes=classes)
-        cues, maps[split], level = _cues_and_maps(model, dataset)
+        preds, cues = predict_with_cues(model, dataset)
+        maps[split], level = preds.maps, _levels_dbfs(dataset)
         found[split] = (cues, sounding_targets(dataset, model.classes))
         audible = level[level > -119.0]  # digital silence is floored at -120 dBFS
         spread = np.percentile(audible, [5, 25, 50, 75, 95]) if len(audible) else []
@@ -97,7 +83,7 @@ def run(data: Path, model_name: str, fit: bool) -> dict[str, Any]:
         out["presence"] = presence
         peak = DECISION_CUES.index("class_peak")
         rules = {
-            "class_peak": (lambda c: c[..., peak], _threshold(negatives[..., peak].max(1),
+            "class_peak": (lambda c: c[..., peak], budget_threshold(negatives[..., peak].max(1),
                                                               PRESENCE_BUDGET)),
             "presence": (lambda c: presence_probability(c, presence), presence["tau"]),
         }  # fmt: skip

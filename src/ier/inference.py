@@ -36,7 +36,6 @@ from ier.models import check_object_prior
 from ier.predictions import Predictions, save_predictions
 from ier.presence import (
     calibrate_presence,
-    collect_cues,
     has_cues,
     presence_metrics,
     presence_probability,
@@ -62,7 +61,6 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.no_grad()
 def predict(
     model: torch.nn.Module,
     samples: AVDataset | Sequence[Sample],
@@ -82,10 +80,30 @@ def predict(
     Returns:
         ``Predictions`` with maps (N, C, h, w) at feature resolution and scores (N, C).
     """
+    return _localize_all(model, samples, batch_size, single_source)[0]
+
+
+def predict_with_cues(
+    model: torch.nn.Module, samples: AVDataset | Sequence[Sample], *, batch_size: int = 32
+) -> tuple[Predictions, np.ndarray | None]:
+    """``predict``'s class-aware predictions and, from the same forward passes, the decision cues
+    ``localize`` returns ((N, C, len(DECISION_CUES)) float64; None for a model without them,
+    ``ier.presence.has_cues``)."""
+    return _localize_all(model, samples, batch_size, False)
+
+
+@torch.no_grad()
+def _localize_all(
+    model: torch.nn.Module,
+    samples: AVDataset | Sequence[Sample],
+    batch_size: int,
+    single_source: bool,
+) -> tuple[Predictions, np.ndarray | None]:
     dataset = samples if isinstance(samples, AVDataset) else _dataset_from_samples(samples, model)
     model.eval()
     device = _device_of(model)
-    maps, scores = [], []
+    want_cues = not single_source and has_cues(model)
+    maps, scores, cues = [], [], []
     for batch in eval_batches(dataset, batch_size):
         images, waves = batch["image"].to(device), batch["wave"].to(device)
         if single_source:
@@ -94,15 +112,20 @@ def predict(
         else:
             out = model.localize(images, waves)
             m, s = out.maps, out.scores
+            if want_cues:
+                if out.cues is None:
+                    raise ConfigError(f"{type(model).__name__}.localize returns no decision cues")
+                cues.append(out.cues.double().cpu().numpy())
         maps.append(m.float().cpu().numpy())
         scores.append(s.float().cpu().numpy())
     classes = ("*",) if single_source else tuple(model.classes)
-    return Predictions(
+    preds = Predictions(
         ids=tuple(s.id for s in dataset.samples),
         classes=classes,
         maps=np.concatenate(maps).clip(0.0, 1.0),
         scores=np.concatenate(scores).clip(0.0, 1.0),
     )
+    return preds, (np.concatenate(cues) if want_cues else None)
 
 
 # --- AII metrics ---------------------------------------------------------------------------------
@@ -270,12 +293,16 @@ def evaluate_checkpoint(
     results: dict[str, Any] = {}
     scored: dict[str, tuple[Predictions, list[Sample]]] = {}
     datasets: dict[str, AVDataset] = {}
+    cues: dict[str, np.ndarray | None] = {}  # decision cues of the class-aware splits
     for split in splits:
         kind = split_kind(split)
         solo = kind == "solo"
         used = single_model if solo else model
         dataset = load_eval_split(data_dir, split, used, classes=classes, cache_dir=cache_dir)
-        preds = predict(used, dataset, batch_size=batch_size, single_source=solo)
+        if solo:
+            preds = predict(used, dataset, batch_size=batch_size, single_source=True)
+        else:
+            preds, cues[split] = predict_with_cues(used, dataset, batch_size=batch_size)
         if out_dir is not None:
             save_predictions(out_dir / f"predictions_{split.split('/')[-1]}.npz", preds)
         metrics = evaluate(preds, dataset.samples, settings)
@@ -294,10 +321,10 @@ def evaluate_checkpoint(
     if calibrate and scored and set(CALIBRATION_SPLITS) <= available:
         val = [load_eval_split(data_dir, s, model, classes=classes, cache_dir=cache_dir)
                for s in CALIBRATION_SPLITS]  # fmt: skip
+        val_runs = [predict_with_cues(model, d, batch_size=batch_size) for d in val]
         calibration = calibrate_tau(
-            [predict(model, d, batch_size=batch_size) for d in val], [d.samples for d in val],
-            settings=settings,
-        )  # fmt: skip
+            [preds for preds, _ in val_runs], [d.samples for d in val], settings=settings
+        )
         calibration["splits"] = list(CALIBRATION_SPLITS)
         results["calibration"] = calibration
         at_tau = dataclasses.replace(settings, tau=calibration["tau"])
@@ -306,13 +333,14 @@ def evaluate_checkpoint(
             results[split].update({f"{k}@cal": again[k] for k in CALIBRATED_KEYS})
         logger.info("calibrated tau %.3f on %s", calibration["tau"], ", ".join(CALIBRATION_SPLITS))
         if has_cues(model):
-            presence = calibrate_presence(model, dict(zip(CALIBRATION_SPLITS, val)),
-                                          batch_size=batch_size)  # fmt: skip
+            presence = calibrate_presence(
+                {name: (run[1], d) for name, run, d in zip(CALIBRATION_SPLITS, val_runs, val)},
+                model.classes,
+            )
             calibration["presence"] = presence
             joint: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for split, (preds, _) in scored.items():
-                cues = collect_cues(model, datasets[split], batch_size=batch_size)
-                probabilities = presence_probability(cues, presence)
+                probabilities = presence_probability(cues[split], presence)
                 found = presence_metrics(probabilities, preds.maps, datasets[split],
                                          model.classes, presence["tau"])  # fmt: skip
                 auroc = found.pop("presence_auroc", None)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ier.data.datasets import AVDataset, eval_batches
+from ier.data.datasets import AVDataset
 from ier.errors import ConfigError
 from ier.evaluate import split_kind
 from ier.models.common import DECISION_CUES
@@ -39,20 +39,6 @@ def has_cues(model: torch.nn.Module) -> bool:
     """True when ``model.localize`` returns ``cues``: the models that give them say so with a
     true ``provides_decision_cues`` (IEr once its prototypes exist)."""
     return bool(getattr(model, "provides_decision_cues", False))
-
-
-@torch.no_grad()
-def collect_cues(model: torch.nn.Module, dataset: AVDataset, *, batch_size: int = 32) -> np.ndarray:
-    """``localize`` cues of every clip: (N, C, len(DECISION_CUES)) float64."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for batch in eval_batches(dataset, batch_size):
-        cues = model.localize(batch["image"].to(device), batch["wave"].to(device)).cues
-        if cues is None:
-            raise ConfigError(f"{type(model).__name__}.localize returns no decision cues")
-        out.append(cues.double().cpu().numpy())
-    return np.concatenate(out)
 
 
 def sounding_targets(dataset: AVDataset, classes: Sequence[str]) -> np.ndarray:
@@ -79,6 +65,13 @@ def presence_probability(cues: np.ndarray | torch.Tensor, presence: Mapping[str,
         w = torch.tensor(weights, dtype=cues.dtype, device=cues.device)
         return torch.sigmoid(cues @ w + bias)
     return 1.0 / (1.0 + np.exp(-(np.asarray(cues) @ np.asarray(weights) + bias)))
+
+
+def budget_threshold(clip_max: np.ndarray, budget: float) -> float:
+    """The smallest threshold at which at most floor(``budget`` x M) of the M negative clips
+    (their highest class value ``clip_max`` (M,)) are at or above it; ``budget`` in (0, 1)."""
+    k = int(math.floor(budget * len(clip_max)))  # how many negative clips may light up
+    return float(np.nextafter(np.sort(clip_max)[::-1][k], np.inf))
 
 
 def fit_presence(
@@ -130,9 +123,7 @@ def fit_presence(
     }
     p_pos, p_neg = presence_probability(cues, presence), presence_probability(negatives, presence)
     clip_max = p_neg.max(axis=1)
-    k = int(math.floor(budget * len(clip_max)))  # how many negative clips may light up
-    ordered = np.sort(clip_max)[::-1]
-    tau = float(np.nextafter(ordered[k], np.inf)) if k < len(ordered) else float(ordered[-1])
+    tau = budget_threshold(clip_max, budget)
     presence.update(
         tau=tau,
         budget=float(budget),
@@ -145,18 +136,16 @@ def fit_presence(
 
 
 def calibrate_presence(
-    model: torch.nn.Module,
-    datasets: Mapping[str, AVDataset],
+    splits: Mapping[str, tuple[np.ndarray, AVDataset]],
+    classes: Sequence[str],
     *,
     budget: float = PRESENCE_BUDGET,
-    batch_size: int = 32,
 ) -> dict[str, Any]:
-    """``fit_presence`` on validation splits ``{name: dataset}``: clips of negative splits (kind
-    ``negative``) are negatives, every other split gives positives and negatives per class."""
-    classes = tuple(model.classes)
+    """``fit_presence`` on validation splits ``{name: (cues (N, C, F), dataset)}`` (the cues of
+    ``ier.inference.predict_with_cues``): clips of negative splits (kind ``negative``) are
+    negatives, every other split gives positives and negatives per class."""
     positive_cues, positive_targets, negative_cues = [], [], []
-    for name, dataset in datasets.items():
-        cues = collect_cues(model, dataset, batch_size=batch_size)
+    for name, (cues, dataset) in splits.items():
         if split_kind(name) == "negative":
             negative_cues.append(cues)
         else:
@@ -166,7 +155,7 @@ def calibrate_presence(
         raise ConfigError("presence calibration needs a negative split and a split with sound")
     return fit_presence(
         (np.concatenate(positive_cues), np.concatenate(positive_targets)),
-        np.concatenate(negative_cues), budget=budget, splits=list(datasets),
+        np.concatenate(negative_cues), budget=budget, splits=list(splits),
     )  # fmt: skip
 
 

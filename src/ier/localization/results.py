@@ -12,6 +12,7 @@ from ier import __version__
 from ier.errors import ConfigError
 from ier.localization.schema import OUTPUT_NAMES, SCHEMA_NAME, SCHEMA_VERSION, STATES
 from ier.models.common import DECISION_CUES
+from ier.presence import has_cues
 from ier.video import VideoInfo
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def presence_calibration(model: object) -> dict[str, Any] | None:
     threshold then decides."""
     calibration = getattr(model, "calibration", None) or {}
     presence = calibration.get("presence")
-    if not (isinstance(presence, dict) and getattr(model, "provides_decision_cues", False)):
+    if not (isinstance(presence, dict) and has_cues(model)):
         return None
     if list(presence.get("cues") or []) != list(DECISION_CUES):
         if id(presence) not in _WARNED:

@@ -316,18 +316,20 @@ class IERModel(TwoTowerModel):
         """``DECISION_CUES`` per category: (B, C, 4) from the Referrer's outputs, the category
         scores (B, C) and the waves (B, n)."""
         p_a = torch.softmax(referred["scores"] / self.config.ier.tau_a, dim=1)  # (B, K)
-        assign = F.one_hot(self.cluster_to_class.clamp_min(0), len(self.classes)).to(p_a.dtype)
-        assign = assign * (self.cluster_to_class >= 0).unsqueeze(1).to(p_a.dtype)  # (K, C)
-        log_q = (p_a @ assign).clamp_min(LOG_FLOOR_PROB).log()
+        log_q = (p_a @ self._category_assignment(p_a.dtype)).clamp_min(LOG_FLOOR_PROB).log()
         visual = global_max_pool(self._to_categories(referred["visual_maps"]))
         audible = audibility(waves).to(scores.dtype)
         return torch.stack([log_q, visual, scores, audible[:, None].expand_as(scores)], dim=2)
 
+    def _category_assignment(self, dtype: torch.dtype) -> torch.Tensor:
+        """(K, C) one-hot cluster -> category matrix from ``cluster_to_class`` (-1: zero row)."""
+        mapping = self.cluster_to_class
+        assign = F.one_hot(mapping.clamp_min(0), len(self.classes)).to(dtype)
+        return assign * (mapping >= 0).unsqueeze(1).to(dtype)
+
     def _to_categories(self, cluster_maps: torch.Tensor) -> torch.Tensor:
         """(B, K, h, w) cluster maps -> (B, C, h, w) category maps via ``cluster_to_class``."""
-        n_classes = len(self.classes)
-        assign = F.one_hot(self.cluster_to_class.clamp_min(0), n_classes).to(cluster_maps.dtype)
-        assign = assign * (self.cluster_to_class >= 0).unsqueeze(1).to(cluster_maps.dtype)  # (K, C)
+        assign = self._category_assignment(cluster_maps.dtype)
         if self.config.ier.category_reduce == "sum":
             return torch.einsum("bkhw,kc->bchw", cluster_maps, assign).clamp(0.0, 1.0)
         masked = cluster_maps.unsqueeze(2) * assign[None, :, :, None, None]  # (B, K, C, h, w)
