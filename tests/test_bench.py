@@ -316,3 +316,44 @@ def test_bench_skips_finished_runs_and_resumes_an_interrupted_one(tiny_bench) ->
     assert [(r["name"], r["seed"]) for r in summary["runs"]] == [("ots", 0), ("ots", 1)]
     assert summary["aggregate"]["ots"]["seeds"] == [0, 1]
     assert "±" in (out / "results.md").read_text()
+
+
+def test_bench_jobs_trains_side_by_side_waits_for_snapshots_and_names_a_failed_run(
+    small_benchmark, tmp_path
+) -> None:
+    out = tmp_path / "bench"
+    args = ["bench", "--preset", "tiny", "--data", str(small_benchmark), "--out", str(out),
+            "--no-progress", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+            "--methods", "ier", "--jobs", "2", "--threads", "1"]  # fmt: skip
+    # One ablation cannot start: its run folder holds a config.json that is not a config.
+    broken = out / "runs" / "ier-no-aii-seed0"
+    _check_out_dir(out, BenchConfig(preset="tiny", methods=("ier",)), small_benchmark)
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("not json")
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        assert main(args) == 2
+    assert "ier-no-aii-seed0" in errors.getvalue() and "not valid json" in errors.getvalue()
+    records = {p.parent.name for p in (out / "runs").glob(f"*/{RECORD_FILE}")}
+    # Every other run finished, the ablations after IEr (each starts from IEr's snapshot).
+    assert records == {"ier-seed0"} | {f"{r.name}-seed0" for r in IER_ABLATIONS[1:]}
+    ier = json.loads((out / "runs" / "ier-seed0" / RECORD_FILE).read_text())
+    ablation = json.loads((out / "runs" / "ier-no-silent-filter-seed0" / RECORD_FILE).read_text())
+    assert ablation["metrics"]["test/solo"] == ier["metrics"]["test/solo"]
+    assert ier["threads"] == ablation["threads"] == 1
+
+    # Fixed, the same command trains only that ablation and writes the tables of all six runs.
+    (broken / "config.json").unlink()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in summary["runs"]] == ["ier"] + [r.name for r in IER_ABLATIONS]
+    assert summary["runs"][0]["train_seconds"] == ier["train_seconds"]  # not trained again
+    assert all(r["threads"] == 1 for r in summary["runs"])
+
+
+def test_bench_config_refuses_jobs_below_one_and_negative_threads() -> None:
+    with pytest.raises(ConfigError, match="jobs"):
+        BenchConfig(jobs=0)
+    with pytest.raises(ConfigError, match="jobs"):
+        BenchConfig(threads=-1)

@@ -39,3 +39,7 @@ class DatasetError(IerError):
 
 class PredictionsError(IerError):
     """A predictions file or object is malformed (missing arrays, bad shape, dtype or range)."""
+
+
+class BenchRunError(IerError):
+    """Runs of a bench failed (``ier bench --jobs``); the message names each one and its error."""

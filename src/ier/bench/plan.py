@@ -154,6 +154,10 @@ class BenchConfig:
         seed: Seed of the benchmark build (when the bench builds it).
         workers: Processes that render the benchmark (when the bench builds it).
         qualitative_samples: Columns of the qualitative grid.
+        jobs: Runs trained side by side, each in its own process (1: one after another in this
+            process). A run that starts from another run's snapshot waits for that run.
+        threads: Torch threads of each run when ``jobs`` > 1; 0: the usable cores divided by
+            ``jobs`` (at least 1).
     """
 
     preset: str = "quick"
@@ -164,6 +168,8 @@ class BenchConfig:
     seed: int = 0
     workers: int = 1
     qualitative_samples: int = 4
+    jobs: int = 1
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.preset not in BENCH_PLANS:
@@ -175,6 +181,9 @@ class BenchConfig:
             raise ConfigError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
         if any(s < 0 for s in self.seeds):
             raise ConfigError(f"seeds must be >= 0, got {list(self.seeds)}")
+        if self.jobs < 1 or self.threads < 0:
+            raise ConfigError(f"jobs must be >= 1 and threads >= 0, got {self.jobs} and "
+                              f"{self.threads}")  # fmt: skip
         if any(o.split("=", 1)[0].strip() == "seed" for o in self.overrides):
             raise ConfigError("the bench sets each run's seed: use --seeds, not --set seed=...")
 

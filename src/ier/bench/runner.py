@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ier.bench.plan import (
     BENCH_FILE,
@@ -37,7 +40,7 @@ from ier.config import ExperimentConfig
 from ier.data.datasets import list_splits, load_eval_split, read_classes, split_manifest
 from ier.data.manifest import read_manifest
 from ier.distributed import barrier, init_distributed, is_main_process
-from ier.errors import ConfigError
+from ier.errors import BenchRunError, ConfigError
 from ier.evaluate import evaluate
 from ier.files import atomic_write_json
 from ier.inference import evaluate_checkpoint, predict, store_calibration
@@ -197,6 +200,7 @@ def run_one(
         "train_preset": BENCH_PLANS[config.preset].training,
         "train_seconds": round(trained - started, 2),
         "eval_seconds": round(time.perf_counter() - trained, 2),
+        "threads": torch.get_num_threads(),
         "resumed": resumed,
         "metrics": _strip(metrics),
         "extended": extended,
@@ -259,6 +263,9 @@ def run_bench(
     out = Path(out_dir)
     data = Path(data_dir) if data_dir is not None else out / "benchmark"
     world = init_distributed()
+    if world.distributed and config.jobs > 1:
+        raise ConfigError("--jobs runs several runs side by side on one machine; under torchrun "
+                          "every process trains the same run: use one or the other")  # fmt: skip
     if world.distributed and not (data / "benchmark.json").is_file():
         raise ConfigError(f"under torchrun, build the benchmark first (ier scenes): {data}")
     if world.is_main:
@@ -268,9 +275,13 @@ def run_bench(
             progress=progress,
         )  # fmt: skip
     barrier()
-    records = []
-    for seed in config.seeds:  # a whole seed before the next: partial results stay comparable
-        for run in plan_runs(config):
+    # A whole seed before the next: partial results stay comparable.
+    tasks = [(seed, run) for seed in config.seeds for run in plan_runs(config)]
+    if config.jobs > 1:
+        records = run_side_by_side(tasks, config, data, out / "runs")
+    else:
+        records = []
+        for seed, run in tasks:
             run_dir = out / "runs" / run_dir_name(run, seed)
             records.append(run_one(run, config, data, run_dir, seed=seed, progress=progress))
             logger.info("%s (seed %d): train %.1f s, eval %.1f s", run.name, seed,
@@ -282,3 +293,96 @@ def run_bench(
     return BenchResult(out_dir=out, data_dir=data, records=records, files=files)
 
 
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _run_in_worker(
+    run: BenchRun, config: BenchConfig, data_dir: Path, run_dir: Path, seed: int, threads: int
+) -> dict[str, Any]:
+    """``run_one`` in a fresh worker process with ``threads`` torch threads; logs to stderr with
+    the run's folder name on every line."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, force=True,
+                        format=f"%(levelname)s [{run_dir.name}] %(name)s: %(message)s")  # fmt: skip
+    return run_one(run, config, data_dir, run_dir, seed=seed, progress=False)
+
+
+def run_side_by_side(
+    tasks: list[tuple[int, BenchRun]], config: BenchConfig, data_dir: Path, runs_dir: Path
+) -> list[dict[str, Any]]:
+    """Train and evaluate ``tasks`` (``(seed, run)``) with ``config.jobs`` runs at a time, each in
+    its own process with ``config.threads`` torch threads (default: the usable cores divided by
+    the jobs). A run that starts from another's snapshot (``shared_from``) waits until that run
+    has finished; runs that others wait for start first, the rest in ``tasks`` order. Finished
+    runs (with a record) are read, not started.
+
+    Worker processes are started fresh (``spawn``) and find methods as ``ier train`` does (this
+    package, ``IER_METHOD_PATH``, entry points), not ones registered only in the calling process.
+
+    Returns:
+        The records in ``tasks`` order.
+
+    Raises:
+        BenchRunError: a run failed. Every run that does not wait for it still trains and is
+            recorded (the next call skips it); the message names the failed runs and those left
+            waiting for them.
+    """
+    threads = config.threads or max(1, usable_cores() // config.jobs)
+    done: dict[tuple[int, str], dict[str, Any]] = {}
+    pending: list[tuple[int, BenchRun]] = []
+    for seed, run in tasks:
+        record_path = runs_dir / run_dir_name(run, seed) / RECORD_FILE
+        if record_path.is_file():
+            logger.info("%s (seed %d): finished earlier, skipped", run.name, seed)
+            done[(seed, run.name)] = json.loads(record_path.read_text(encoding="utf-8"))
+        else:
+            pending.append((seed, run))
+    providers = {(seed, run.shared_from) for seed, run in pending if run.shared_from}
+    pending.sort(key=lambda t: (t[0], (t[0], t[1].name) not in providers))  # stable: plan order
+    logger.info("%d runs to train, %d at a time with %d torch thread(s) each", len(pending),
+                config.jobs, threads)  # fmt: skip
+    failures: list[str] = []
+    running: dict[Future[dict[str, Any]], tuple[int, BenchRun]] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(config.jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        while pending or running:
+            for seed, run in list(pending):
+                if len(running) >= config.jobs:
+                    break
+                if run.shared_from and (seed, run.shared_from) not in done:
+                    continue
+                pending.remove((seed, run))
+                run_dir = runs_dir / run_dir_name(run, seed)
+                future = pool.submit(_run_in_worker, run, config, data_dir, run_dir, seed, threads)
+                running[future] = (seed, run)
+                logger.info("%s (seed %d): started", run.name, seed)
+            if not running:
+                break  # what is left waits for a run that failed
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                seed, run = running.pop(future)
+                try:
+                    record = future.result()
+                except Exception as error:  # noqa: BLE001 - reported with the run's name below
+                    logger.error("%s (seed %d) failed: %s", run.name, seed, error)
+                    failures.append(f"{run_dir_name(run, seed)}: {type(error).__name__}: {error}")
+                    continue
+                done[(seed, run.name)] = record
+                logger.info("%s (seed %d): train %.1f s, eval %.1f s (%d of %d runs done)",
+                            run.name, seed, record["train_seconds"], record["eval_seconds"],
+                            len(done), len(tasks))  # fmt: skip
+    if failures or pending:
+        waiting = ", ".join(run_dir_name(run, seed) for seed, run in pending)
+        raise BenchRunError(
+            "bench runs failed: " + "; ".join(failures or ["none"])
+            + (f"; not started: {waiting}" if waiting else "")
+            + ". Finished runs are recorded; run the same command again to resume."
+        )  # fmt: skip
+    return [done[(seed, run.name)] for seed, run in tasks]

@@ -64,6 +64,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="processes that render the benchmark when it is built",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained side by side, each in its own process (an ablation waits for the run "
+        "it starts from); on a machine with many cores, small training steps use them better "
+        "this way than through more threads per run",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads of each run with --jobs above 1 (0: the cores divided by --jobs)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(handler=_run)
 
@@ -78,6 +92,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides=tuple(args.overrides),
         seeds=tuple(args.seeds),
         workers=args.workers,
+        jobs=args.jobs,
+        threads=args.threads,
     )
     result = run_bench(args.out, data_dir=args.data, config=config, progress=not args.no_progress)
     print(result.files["markdown"].read_text(encoding="utf-8"))

@@ -1,0 +1,122 @@
+r"""Is it faster to train two bench runs side by side, one thread each, than one after another with
+every thread? (``ier bench --jobs``.)
+
+    python benchmarks/bench_jobs.py --data bench/default --methods ier sop --steps 80 \
+        --json docs/results/bench-jobs.json
+
+For each method, trains its first stage at the ``cpu`` preset for ``--steps`` steps in two ways,
+alternating A B A B so that drift on a shared machine hits both:
+
+- ``serial``: one process with ``--threads`` torch threads (what ``ier bench`` does with
+  ``--jobs 1``);
+- ``parallel``: ``--threads`` processes at once, one torch thread each (``--jobs`` equal to the
+  cores).
+
+It prints the training throughput of each (steps per second, summed over the processes; the first
+20 steps of each process are warm-up and not counted) and the ratio parallel / serial: above 1,
+side-by-side runs finish a bench sooner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WARMUP_STEPS = 20
+
+
+def _steps_per_second(run_dir: Path) -> float:
+    steps = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if r.get("event") == "step"]
+    first = next(r for r in steps if r["step"] >= WARMUP_STEPS)
+    last = steps[-1]
+    return (last["step"] - first["step"]) / (last["time"] - first["time"])
+
+
+_CHILD = """
+import sys, torch
+from pathlib import Path
+from ier.codec import apply_overrides
+from ier.methods import preset
+from ier.train import fit
+torch.set_num_threads(int(sys.argv[4]))
+cfg = preset(sys.argv[1], "cpu")
+cfg = apply_overrides(cfg, [f"stages.0.max_steps={sys.argv[3]}", "stages.0.epochs=1",
+                            "stop_stage=0", "eval.at_end=false", f"seed={sys.argv[5]}"])
+fit(cfg, Path(sys.argv[2]), Path(sys.argv[6]), progress=False)
+"""
+
+
+def _train(method: str, data: Path, steps: int, threads: int, copies: int) -> float:
+    """Summed steps/s of ``copies`` concurrent processes with ``threads`` threads each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _CHILD, method, str(data), str(steps), str(threads),
+                 str(k), str(Path(tmp) / f"run{k}")],
+                env=env,
+            )  # fmt: skip
+            for k in range(copies)
+        ]
+        for p in procs:
+            if p.wait() != 0:
+                raise SystemExit(f"a {method} training process failed ({p.returncode})")
+        return sum(_steps_per_second(Path(tmp) / f"run{k}") for k in range(copies))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True,
+                        help="benchmark folder with its cpu feature cache")  # fmt: skip
+    parser.add_argument("--methods", nargs="+", default=["ier", "sop"])
+    parser.add_argument("--steps", type=int, default=80, help="steps per training process")
+    parser.add_argument("--rounds", type=int, default=2, help="A/B pairs per method")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                        help="threads of the serial run = processes of the parallel one")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    shown = sys.argv[1:] if argv is None else argv
+    out: dict[str, Any] = {}
+    for method in args.methods:
+        serial, parallel = [], []
+        for _ in range(args.rounds):
+            serial.append(_train(method, args.data, args.steps, args.threads, 1))
+            parallel.append(_train(method, args.data, args.steps, 1, args.threads))
+        ratios = [p / s for p, s in zip(parallel, serial)]
+        out[method] = {
+            "serial_steps_per_s": serial, "parallel_steps_per_s": parallel,
+            "ratio_parallel_over_serial": statistics.median(ratios),
+            "ratio_min_max": [min(ratios), max(ratios)],
+            "steps": args.steps, "rounds": args.rounds,
+        }  # fmt: skip
+        print(f"{method:>10}: serial ({args.threads} threads) {statistics.median(serial):.2f} "
+              f"steps/s, parallel ({args.threads} x 1 thread) {statistics.median(parallel):.2f} "
+              f"steps/s, ratio {out[method]['ratio_parallel_over_serial']:.2f} "
+              f"(min {min(ratios):.2f}, max {max(ratios):.2f})", flush=True)  # fmt: skip
+    result = {
+        "command": "python benchmarks/bench_jobs.py " + " ".join(shown),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__},  # fmt: skip
+        "methods": out,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
