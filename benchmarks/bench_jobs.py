@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["ier", "sop"])
     parser.add_argument("--steps", type=int, default=80, help="steps per training process")
     parser.add_argument("--rounds", type=int, default=2, help="A/B pairs per method")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2,
-                        help="threads of the serial run = processes of the parallel one")  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 2,
+        help="threads of the serial run = processes of the parallel one",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     shown = sys.argv[1:] if argv is None else argv
