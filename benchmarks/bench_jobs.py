@@ -9,8 +9,8 @@ alternating A B A B so that drift on a shared machine hits both:
 
 - ``serial``: one process with ``--threads`` torch threads (what ``ier bench`` does with
   ``--jobs 1``);
-- ``parallel``: ``--threads`` processes at once, one torch thread each (``--jobs`` equal to the
-  cores).
+- ``parallel``: ``--processes`` processes at once (default ``--threads``), each with
+  ``--threads / --processes`` torch threads (``ier bench --jobs``).
 
 It prints the training throughput of each (steps per second, summed over the processes; the first
 20 steps of each process are warm-up and not counted) and the ratio parallel / serial: above 1,
@@ -52,20 +52,22 @@ from ier.methods import preset
 from ier.train import fit
 torch.set_num_threads(int(sys.argv[4]))
 cfg = preset(sys.argv[1], "cpu")
-cfg = apply_overrides(cfg, [f"stages.0.max_steps={sys.argv[3]}", "stages.0.epochs=1",
+cfg = apply_overrides(cfg, [f"stages.0.max_steps={sys.argv[3]}", f"stages.0.epochs={sys.argv[7]}",
                             "stop_stage=0", "eval.at_end=false", f"seed={sys.argv[5]}"])
 fit(cfg, Path(sys.argv[2]), Path(sys.argv[6]), progress=False)
 """
 
 
-def _train(method: str, data: Path, steps: int, threads: int, copies: int) -> float:
+def _train(
+    method: str, data: Path, steps: int, epochs: int, threads: int, copies: int
+) -> float:
     """Summed steps/s of ``copies`` concurrent processes with ``threads`` threads each."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         procs = [
             subprocess.Popen(
                 [sys.executable, "-c", _CHILD, method, str(data), str(steps), str(threads),
-                 str(k), str(Path(tmp) / f"run{k}")],
+                 str(k), str(Path(tmp) / f"run{k}"), str(epochs)],
                 env=env,
             )  # fmt: skip
             for k in range(copies)
@@ -81,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True,
                         help="benchmark folder with its cpu feature cache")  # fmt: skip
     parser.add_argument("--methods", nargs="+", default=["ier", "sop"])
-    parser.add_argument("--steps", type=int, default=80, help="steps per training process")
+    parser.add_argument("--steps", type=int, default=80,
+                        help="steps per epoch of each training process (0: whole epochs)")
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="epochs of each training process (more for a small benchmark)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="processes of the parallel run (0: --threads, one thread each)")
     parser.add_argument("--rounds", type=int, default=2, help="A/B pairs per method")
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 2,
@@ -90,21 +97,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     shown = sys.argv[1:] if argv is None else argv
+    processes = args.processes or args.threads
+    each = max(1, args.threads // processes)
     out: dict[str, Any] = {}
     for method in args.methods:
         serial, parallel = [], []
         for _ in range(args.rounds):
-            serial.append(_train(method, args.data, args.steps, args.threads, 1))
-            parallel.append(_train(method, args.data, args.steps, 1, args.threads))
+            serial.append(_train(method, args.data, args.steps, args.epochs, args.threads, 1))
+            parallel.append(_train(method, args.data, args.steps, args.epochs, each, processes))
         ratios = [p / s for p, s in zip(parallel, serial)]
         out[method] = {
             "serial_steps_per_s": serial, "parallel_steps_per_s": parallel,
             "ratio_parallel_over_serial": statistics.median(ratios),
             "ratio_min_max": [min(ratios), max(ratios)],
-            "steps": args.steps, "rounds": args.rounds,
+            "steps": args.steps, "epochs": args.epochs, "rounds": args.rounds,
+            "serial_threads": args.threads, "parallel_processes": processes,
+            "parallel_threads_each": each,
         }  # fmt: skip
         print(f"{method:>10}: serial ({args.threads} threads) {statistics.median(serial):.2f} "
-              f"steps/s, parallel ({args.threads} x 1 thread) {statistics.median(parallel):.2f} "
+              f"steps/s, parallel ({processes} x {each} threads) "
+              f"{statistics.median(parallel):.2f} "
               f"steps/s, ratio {out[method]['ratio_parallel_over_serial']:.2f} "
               f"(min {min(ratios):.2f}, max {max(ratios):.2f})", flush=True)  # fmt: skip
     result = {
