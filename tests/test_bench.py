@@ -318,13 +318,19 @@ def test_bench_skips_finished_runs_and_resumes_an_interrupted_one(tiny_bench) ->
     assert "±" in (out / "results.md").read_text()
 
 
+def _span(run_dir: Path) -> tuple[float, float]:
+    """First and last time in a run's training log."""
+    times = [json.loads(line)["time"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return min(times), max(times)
+
+
 def test_bench_jobs_trains_side_by_side_waits_for_snapshots_and_names_a_failed_run(
     small_benchmark, tmp_path
 ) -> None:
     out = tmp_path / "bench"
     args = ["bench", "--preset", "tiny", "--data", str(small_benchmark), "--out", str(out),
             "--no-progress", "--set", f"data.cache_dir={tmp_path / 'cache'}",
-            "--methods", "ier", "--jobs", "2", "--threads", "1"]  # fmt: skip
+            "--methods", "ier", "--jobs", "2", "--threads", "2"]  # fmt: skip
     # One ablation cannot start: its run folder holds a config.json that is not a config.
     broken = out / "runs" / "ier-no-aii-seed0"
     _check_out_dir(out, BenchConfig(preset="tiny", methods=("ier",)), small_benchmark)
@@ -333,14 +339,19 @@ def test_bench_jobs_trains_side_by_side_waits_for_snapshots_and_names_a_failed_r
     errors = io.StringIO()
     with contextlib.redirect_stderr(errors):
         assert main(args) == 2
-    assert "ier-no-aii-seed0" in errors.getvalue() and "not valid json" in errors.getvalue()
+    assert "bench runs failed: ier-no-aii-seed0: ConfigError" in errors.getvalue()
     records = {p.parent.name for p in (out / "runs").glob(f"*/{RECORD_FILE}")}
-    # Every other run finished, the ablations after IEr (each starts from IEr's snapshot).
+    # Every other run finished, each ablation after IEr (it starts from IEr's snapshot) ...
     assert records == {"ier-seed0"} | {f"{r.name}-seed0" for r in IER_ABLATIONS[1:]}
+    ier_end = _span(out / "runs" / "ier-seed0")[1]
+    spans = [_span(out / "runs" / f"{r.name}-seed0") for r in IER_ABLATIONS[1:]]
+    assert all(start > ier_end for start, _ in spans)
+    # ... and two at a time: some ablations overlap in time.
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :])
     ier = json.loads((out / "runs" / "ier-seed0" / RECORD_FILE).read_text())
     ablation = json.loads((out / "runs" / "ier-no-silent-filter-seed0" / RECORD_FILE).read_text())
     assert ablation["metrics"]["test/solo"] == ier["metrics"]["test/solo"]
-    assert ier["threads"] == ablation["threads"] == 1
+    assert ier["threads"] == ablation["threads"] == 2  # --threads (this test process has 1)
 
     # Fixed, the same command trains only that ablation and writes the tables of all six runs.
     (broken / "config.json").unlink()
@@ -349,11 +360,28 @@ def test_bench_jobs_trains_side_by_side_waits_for_snapshots_and_names_a_failed_r
     summary = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in summary["runs"]] == ["ier"] + [r.name for r in IER_ABLATIONS]
     assert summary["runs"][0]["train_seconds"] == ier["train_seconds"]  # not trained again
-    assert all(r["threads"] == 1 for r in summary["runs"])
 
 
 def test_bench_config_refuses_jobs_below_one_and_negative_threads() -> None:
-    with pytest.raises(ConfigError, match="jobs"):
+    with pytest.raises(ConfigError, match="jobs must be >= 1"):
         BenchConfig(jobs=0)
-    with pytest.raises(ConfigError, match="jobs"):
+    with pytest.raises(ConfigError, match="got 1 and -1"):
         BenchConfig(threads=-1)
+
+
+def test_bench_jobs_does_not_start_runs_whose_snapshot_run_failed(
+    small_benchmark, tmp_path
+) -> None:
+    out = tmp_path / "bench"
+    _check_out_dir(out, BenchConfig(preset="tiny", methods=("ier",)), small_benchmark)
+    (out / "runs" / "ier-seed0").mkdir(parents=True)
+    (out / "runs" / "ier-seed0" / "config.json").write_text("not json")
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        args = ["bench", "--preset", "tiny", "--data", str(small_benchmark), "--out", str(out),
+                "--no-progress", "--methods", "ier", "--jobs", "2"]  # fmt: skip
+        assert main(args) == 2
+    waiting = ", ".join(f"{r.name}-seed0" for r in IER_ABLATIONS)
+    assert f"not started (they start from a failed run): {waiting}" in errors.getvalue()
+    assert not list((out / "runs").glob(f"*/{RECORD_FILE}"))
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["ier-seed0"]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ier.allocator import keep_freed_memory
 from ier.bench.plan import (
     BENCH_FILE,
     BENCH_PLANS,
@@ -306,9 +307,10 @@ def usable_cores() -> int:
 def _run_in_worker(
     run: BenchRun, config: BenchConfig, data_dir: Path, run_dir: Path, seed: int, threads: int
 ) -> dict[str, Any]:
-    """``run_one`` in a fresh worker process with ``threads`` torch threads; logs to stderr with
-    the run's folder name on every line."""
+    """``run_one`` in a fresh worker process with ``threads`` torch threads and the CLI's
+    allocator settings; logs to stderr with the run's folder name on every line."""
     torch.set_num_threads(threads)
+    keep_freed_memory()
     logging.basicConfig(level=logging.INFO, force=True,
                         format=f"%(levelname)s [{run_dir.name}] %(name)s: %(message)s")  # fmt: skip
     return run_one(run, config, data_dir, run_dir, seed=seed, progress=False)
@@ -318,22 +320,30 @@ def run_side_by_side(
     tasks: list[tuple[int, BenchRun]], config: BenchConfig, data_dir: Path, runs_dir: Path
 ) -> list[dict[str, Any]]:
     """Train and evaluate ``tasks`` (``(seed, run)``) with ``config.jobs`` runs at a time, each in
-    its own process with ``config.threads`` torch threads (default: the usable cores divided by
-    the jobs). A run that starts from another's snapshot (``shared_from``) waits until that run
-    has finished; runs that others wait for start first, the rest in ``tasks`` order. Finished
-    runs (with a record) are read, not started.
+    its own fresh process (``spawn``) with ``config.threads`` torch threads (default: the usable
+    cores divided by the jobs). Seeds go in the order of ``tasks``; within a seed, the runs that
+    others start from (``shared_from``) go first, the rest in ``tasks`` order, and a run that
+    starts from another's snapshot waits until that run has finished. Finished runs (with a
+    record) are read, not started.
 
-    Worker processes are started fresh (``spawn``) and find methods as ``ier train`` does (this
-    package, ``IER_METHOD_PATH``, entry points), not ones registered only in the calling process.
+    Each run has a process of its own, so a run whose process dies (out of memory, say) fails
+    alone. Workers find methods as ``ier train`` does (this package, ``IER_METHOD_PATH``, entry
+    points), not ones registered only in the calling process.
 
     Returns:
         The records in ``tasks`` order.
 
     Raises:
+        ConfigError: a run starts from a run that is not among ``tasks``.
         BenchRunError: a run failed. Every run that does not wait for it still trains and is
             recorded (the next call skips it); the message names the failed runs and those left
             waiting for them.
     """
+    planned = {(seed, run.name) for seed, run in tasks}
+    for seed, run in tasks:
+        if run.shared_from and (seed, run.shared_from) not in planned:
+            raise ConfigError(f"{run_dir_name(run, seed)} starts from {run.shared_from}, which "
+                              "is not among the bench's runs")  # fmt: skip
     threads = config.threads or max(1, usable_cores() // config.jobs)
     done: dict[tuple[int, str], dict[str, Any]] = {}
     pending: list[tuple[int, BenchRun]] = []
@@ -344,14 +354,15 @@ def run_side_by_side(
             done[(seed, run.name)] = json.loads(record_path.read_text(encoding="utf-8"))
         else:
             pending.append((seed, run))
+    seed_order = {seed: i for i, seed in enumerate(dict.fromkeys(seed for seed, _ in tasks))}
     providers = {(seed, run.shared_from) for seed, run in pending if run.shared_from}
-    pending.sort(key=lambda t: (t[0], (t[0], t[1].name) not in providers))  # stable: plan order
+    pending.sort(key=lambda t: (seed_order[t[0]], (t[0], t[1].name) not in providers))  # stable
     logger.info("%d runs to train, %d at a time with %d torch thread(s) each", len(pending),
                 config.jobs, threads)  # fmt: skip
     failures: list[str] = []
-    running: dict[Future[dict[str, Any]], tuple[int, BenchRun]] = {}
+    running: dict[Future[dict[str, Any]], tuple[int, BenchRun, ProcessPoolExecutor]] = {}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(config.jobs, mp_context=context, max_tasks_per_child=1) as pool:
+    try:
         while pending or running:
             for seed, run in list(pending):
                 if len(running) >= config.jobs:
@@ -360,14 +371,17 @@ def run_side_by_side(
                     continue
                 pending.remove((seed, run))
                 run_dir = runs_dir / run_dir_name(run, seed)
-                future = pool.submit(_run_in_worker, run, config, data_dir, run_dir, seed, threads)
-                running[future] = (seed, run)
+                worker = ProcessPoolExecutor(1, mp_context=context)
+                future = worker.submit(_run_in_worker, run, config, data_dir, run_dir, seed,
+                                       threads)  # fmt: skip
+                running[future] = (seed, run, worker)
                 logger.info("%s (seed %d): started", run.name, seed)
             if not running:
                 break  # what is left waits for a run that failed
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                seed, run = running.pop(future)
+                seed, run, worker = running.pop(future)
+                worker.shutdown()
                 try:
                     record = future.result()
                 except Exception as error:  # noqa: BLE001 - reported with the run's name below
@@ -378,11 +392,20 @@ def run_side_by_side(
                 logger.info("%s (seed %d): train %.1f s, eval %.1f s (%d of %d runs done)",
                             run.name, seed, record["train_seconds"], record["eval_seconds"],
                             len(done), len(tasks))  # fmt: skip
+    except KeyboardInterrupt:
+        if running:
+            names = ", ".join(run_dir_name(r, s) for s, r, _ in running.values())
+            logger.warning("interrupted: waiting for %s to stop (finished runs are recorded)",
+                           names)  # fmt: skip
+        raise
+    finally:
+        for _, _, worker in running.values():
+            worker.shutdown()
     if failures or pending:
         waiting = ", ".join(run_dir_name(run, seed) for seed, run in pending)
         raise BenchRunError(
-            "bench runs failed: " + "; ".join(failures or ["none"])
-            + (f"; not started: {waiting}" if waiting else "")
+            "bench runs failed: " + "; ".join(failures)
+            + (f"; not started (they start from a failed run): {waiting}" if waiting else "")
             + ". Finished runs are recorded; run the same command again to resume."
         )  # fmt: skip
     return [done[(seed, run.name)] for seed, run in tasks]
