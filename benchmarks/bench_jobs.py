@@ -47,10 +47,12 @@ def _steps_per_second(run_dir: Path) -> float:
 _CHILD = """
 import sys, torch
 from pathlib import Path
+from ier.allocator import keep_freed_memory
 from ier.codec import apply_overrides
 from ier.methods import preset
 from ier.train import fit
 torch.set_num_threads(int(sys.argv[4]))
+keep_freed_memory()  # as ier bench does, in its own process and in every --jobs worker
 cfg = preset(sys.argv[1], "cpu")
 cfg = apply_overrides(cfg, [f"stages.0.max_steps={sys.argv[3]}", f"stages.0.epochs={sys.argv[7]}",
                             "stop_stage=0", "eval.at_end=false", f"seed={sys.argv[5]}"])
