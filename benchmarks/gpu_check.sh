@@ -8,6 +8,9 @@
 #   RUNS=paper: the `paper` preset at its full 15 / 10 / 5 epochs.
 #   RUNS=localize: `ier localize` with the bundled model on one toy clip, on CUDA and on the CPU,
 #     and whether the two agree (class states, calibrated presence).
+#   RUNS=jobs: `ier bench --preset cpu` on the machine's CPU cores (GPU hidden), --jobs 1 and then
+#     --jobs $JOBS (8), for JOB_METHODS (ots dsol ier, with the IEr ablations): what side-by-side
+#     runs buy on many cores. Features are extracted once, on the GPU.
 #   N_TRAIN (512), N_TEST (32): clips per toy split.
 # Needs `ier` importable (pip install -e ., or PYTHONPATH=src) and a GPU; the ImageNet weights are
 # not needed (model.pretrained=false: the timing is the same). docs/results.md, "On one H200 GPU".
@@ -48,6 +51,20 @@ for r in $runs; do
       timeout 120 torchrun --standalone --nproc_per_node=1 -m ier train --method ier \
         --preset tiny --data "$work/toy" --out "$work/ddp" --no-progress > "$out/ddp-tiny.log" 2>&1
       echo "torchrun rc=$? wall=$(( $(date +%s) - t0 )) s" ;;
+    jobs)  # `ier bench --jobs` on the machine's CPU cores (GPU hidden): one run at a time with
+      # every thread, then JOBS runs at a time with the cores shared out; same toy, same cache
+      jobs=${JOBS:-8}
+      python3 -m ier features extract --data "$work/toy" --set model.pretrained=false \
+        --device "${EXTRACT_DEVICE:-cuda}" --no-progress > "$out/jobs-extract.log" 2>&1
+      echo "features rc=$?"
+      for j in 1 "$jobs"; do
+        t0=$(date +%s.%N)
+        CUDA_VISIBLE_DEVICES= timeout "$limit" python3 -m ier bench --preset cpu \
+          --data "$work/toy" --out "$work/bench-jobs$j" --methods ${JOB_METHODS:-ots dsol ier} \
+          --jobs "$j" --set model.pretrained=false --no-progress > "$out/bench-jobs$j.log" 2>&1
+        echo "bench --jobs $j rc=$? wall=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s"
+        cp "$work/bench-jobs$j/results.json" "$out/bench-jobs$j.json" 2>/dev/null
+      done ;;
     localize)  # the bundled model on one toy clip, on CUDA and on the CPU: same decisions?
       clip="$work/toy-clip.mp4"
       python3 -c "
