@@ -156,8 +156,8 @@ class BenchConfig:
         qualitative_samples: Columns of the qualitative grid.
         jobs: Runs trained side by side, each in its own process (1: one after another in this
             process). A run that starts from another run's snapshot waits for that run.
-        threads: Torch threads of each run when ``jobs`` > 1; 0: the usable cores divided by
-            ``jobs`` (at least 1).
+        threads: Torch threads of each run when ``jobs`` > 1; 0: the usable cores that running
+            runs do not hold, shared out among the runs that start together (at least 1).
     """
 
     preset: str = "quick"

@@ -319,11 +319,13 @@ def _run_in_worker(
 def run_side_by_side(
     tasks: list[tuple[int, BenchRun]], config: BenchConfig, data_dir: Path, runs_dir: Path
 ) -> list[dict[str, Any]]:
-    """Train and evaluate ``tasks`` (``(seed, run)``) with ``config.jobs`` runs at a time, each in
-    its own fresh process (``spawn``) with ``config.threads`` torch threads (default: the usable
-    cores divided by the jobs). Seeds go in the order of ``tasks``; within a seed, the runs that
-    others start from (``shared_from``) go first, the rest in ``tasks`` order, and a run that
-    starts from another's snapshot waits until that run has finished. Finished runs (with a
+    """Train and evaluate ``tasks`` (``(seed, run)``) with up to ``config.jobs`` runs at a time,
+    each in its own fresh process (``spawn``) with ``config.threads`` torch threads. By default
+    (``threads`` 0) the usable cores that running runs do not hold are shared out among the runs
+    that start together: with fewer runs ready than ``jobs`` (ablations waiting for ``ier``, the
+    end of a bench), each gets more threads. Seeds go in the order of ``tasks``; within a seed,
+    the runs that others start from (``shared_from``) go first, the rest in ``tasks`` order, and a
+    run that starts from another's snapshot waits until that run has finished. Finished runs (with a
     record) are read, not started.
 
     Each run has a process of its own, so a run whose process dies (out of memory, say) fails
@@ -344,7 +346,7 @@ def run_side_by_side(
         if run.shared_from and (seed, run.shared_from) not in planned:
             raise ConfigError(f"{run_dir_name(run, seed)} starts from {run.shared_from}, which "
                               "is not among the bench's runs")  # fmt: skip
-    threads = config.threads or max(1, usable_cores() // config.jobs)
+    cores = usable_cores()
     done: dict[tuple[int, str], dict[str, Any]] = {}
     pending: list[tuple[int, BenchRun]] = []
     for seed, run in tasks:
@@ -357,30 +359,32 @@ def run_side_by_side(
     seed_order = {seed: i for i, seed in enumerate(dict.fromkeys(seed for seed, _ in tasks))}
     providers = {(seed, run.shared_from) for seed, run in pending if run.shared_from}
     pending.sort(key=lambda t: (seed_order[t[0]], (t[0], t[1].name) not in providers))  # stable
-    logger.info("%d runs to train, %d at a time with %d torch thread(s) each", len(pending),
-                config.jobs, threads)  # fmt: skip
+    logger.info("%d runs to train, at most %d at a time, on %d cores", len(pending), config.jobs,
+                cores)  # fmt: skip
     failures: list[str] = []
-    running: dict[Future[dict[str, Any]], tuple[int, BenchRun, ProcessPoolExecutor]] = {}
+    running: dict[Future[dict[str, Any]], tuple[int, BenchRun, ProcessPoolExecutor, int]] = {}
     context = multiprocessing.get_context("spawn")
     try:
         while pending or running:
-            for seed, run in list(pending):
-                if len(running) >= config.jobs:
-                    break
-                if run.shared_from and (seed, run.shared_from) not in done:
-                    continue
+            ready = [(seed, run) for seed, run in pending
+                     if not run.shared_from or (seed, run.shared_from) in done]  # fmt: skip
+            ready = ready[: config.jobs - len(running)]
+            # The cores not taken by running runs are shared out among the runs that start now.
+            free = cores - sum(t for *_, t in running.values())
+            threads = config.threads or max(1, free // max(1, len(ready)))
+            for seed, run in ready:
                 pending.remove((seed, run))
                 run_dir = runs_dir / run_dir_name(run, seed)
                 worker = ProcessPoolExecutor(1, mp_context=context)
                 future = worker.submit(_run_in_worker, run, config, data_dir, run_dir, seed,
                                        threads)  # fmt: skip
-                running[future] = (seed, run, worker)
-                logger.info("%s (seed %d): started", run.name, seed)
+                running[future] = (seed, run, worker, threads)
+                logger.info("%s (seed %d): started with %d thread(s)", run.name, seed, threads)
             if not running:
                 break  # what is left waits for a run that failed
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                seed, run, worker = running.pop(future)
+                seed, run, worker, _ = running.pop(future)
                 worker.shutdown()
                 try:
                     record = future.result()
@@ -394,12 +398,12 @@ def run_side_by_side(
                             len(done), len(tasks))  # fmt: skip
     except KeyboardInterrupt:
         if running:
-            names = ", ".join(run_dir_name(r, s) for s, r, _ in running.values())
+            names = ", ".join(run_dir_name(r, s) for s, r, *_ in running.values())
             logger.warning("interrupted: waiting for %s to stop (finished runs are recorded)",
                            names)  # fmt: skip
         raise
     finally:
-        for _, _, worker in running.values():
+        for _, _, worker, _ in running.values():
             worker.shutdown()
     if failures or pending:
         waiting = ", ".join(run_dir_name(run, seed) for seed, run in pending)

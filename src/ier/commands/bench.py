@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=0,
-        help="torch threads of each run with --jobs above 1 (0: the cores divided by --jobs)",
+        help="torch threads of each run with --jobs above 1 (0: the cores that running runs do "
+        "not hold, shared out among the runs that start together)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(handler=_run)
