@@ -176,13 +176,19 @@ def test_class_box_targets_keep_sounding_boxes_per_class() -> None:
     assert visible[0, 0].tolist() == [[0.0, 0.0], [0.0, 1.0]]
 
 
-def test_separation_loss_weights_by_mixture_energy() -> None:
-    logits = torch.zeros(1, 1, 1, 2)
+def test_separation_loss_weights_by_mixture_energy_on_the_bce_scale() -> None:
     target = torch.tensor([[[[1.0, 0.0]]]])
     loud_first = torch.tensor([[[[100.0, 0.0]]]])
-    # both elements have BCE log 2; weights clamp(log1p(x)) = log(101) and 1e-3
-    expected = np.log(2) * (np.log(101) + 1e-3) / 2
+    # weights clamp(log1p(x)) = log(101) and 1e-3, divided by their mean
+    w = np.array([np.log(101), 1e-3])
+    w = w / w.mean()
+    logits = torch.tensor([[[[0.0, 2.0]]]])  # BCE log 2 on the loud bin, log(1 + e^2) on the other
+    expected = (w[0] * np.log(2) + w[1] * np.log1p(np.exp(2.0))) / 2
     assert tb.separation_loss(logits, target, loud_first).item() == pytest.approx(expected)
+    # Magnitudes at the weight's floor (ours are about 1e-3): the plain BCE, not 1e-3 times it.
+    quiet = torch.full((1, 1, 1, 2), 1e-4)
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert tb.separation_loss(logits, target, quiet).item() == pytest.approx(plain.item())
 
 
 # --------------------------------------------------------------------------- model behaviour

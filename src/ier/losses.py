@@ -196,14 +196,21 @@ def slavc_loss(out: dict[str, torch.Tensor], *, tau: float) -> torch.Tensor:
 def separation_loss(
     logits: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
 ) -> torch.Tensor:
-    """SoP's weighted BCE on binary masks, weight = clamp(log(1 + |X_mix|), 1e-3, 10).
+    """SoP's weighted BCE on binary masks, weight = clamp(log(1 + |X_mix|), 1e-3, 10), divided by
+    its mean over the batch [ours].
+
+    SoP's weight was made for STFT magnitudes of O(1) to O(100). Our mel magnitudes of 1-s windows
+    are about 1e-3 (n_fft 160), so without the division most weights sit at the 1e-3 floor, the
+    loss is about 1e-3 and Adam's L2 weight decay outweighs it (docs/baselines.md, Sound of
+    Pixels). The division keeps SoP's relative weighting (louder bins count more) on the BCE's
+    scale.
 
     Args:
         logits: (B, 1, T, M) mask logits; targets: same shape in {0, 1};
         mixture: (B, 1, T, M) mixture magnitude.
     """
     weight = torch.log1p(mixture).clamp(*SOP_WEIGHT_RANGE)
-    return F.binary_cross_entropy_with_logits(logits, targets, weight=weight)
+    return F.binary_cross_entropy_with_logits(logits, targets, weight=weight / weight.mean())
 
 
 def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
