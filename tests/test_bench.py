@@ -319,9 +319,9 @@ def test_bench_skips_finished_runs_and_resumes_an_interrupted_one(tiny_bench) ->
 
 
 def _span(run_dir: Path) -> tuple[float, float]:
-    """First and last time in a run's training log."""
-    times = [json.loads(line)["time"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return min(times), max(times)
+    """When a bench run started and finished (its record)."""
+    record = json.loads((run_dir / RECORD_FILE).read_text())
+    return record["started_at"], record["finished_at"]
 
 
 def test_bench_jobs_trains_side_by_side_waits_for_snapshots_and_names_a_failed_run(

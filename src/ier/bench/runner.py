@@ -178,6 +178,7 @@ def run_one(
     cfg = experiment_for(run, config, run_dir.parent, seed)
     model_path = run_dir / MODEL_NAME
     resumed = run_dir.is_dir() and any(run_dir.iterdir())
+    started_at = time.time()
     started = time.perf_counter()
     if not model_path.is_file():
         logger.info("%s: %s", run.name, "resuming training" if resumed else "training")
@@ -202,6 +203,8 @@ def run_one(
         "train_seconds": round(trained - started, 2),
         "eval_seconds": round(time.perf_counter() - trained, 2),
         "threads": torch.get_num_threads(),
+        "started_at": round(started_at, 3),  # Unix times of this invocation's start and end
+        "finished_at": round(time.time(), 3),
         "resumed": resumed,
         "metrics": _strip(metrics),
         "extended": extended,
