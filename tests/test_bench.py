@@ -16,9 +16,10 @@ from PIL import Image
 from ier.bench import IER_ABLATIONS, BenchConfig, experiment_for, method_order, plan_runs
 from ier.bench.figures import BAR_METRICS, bar_chart
 from ier.bench.plan import BENCH_FILE, RECORD_FILE
-from ier.bench.runner import _check_out_dir, usable_cores
+from ier.bench.runner import _check_out_dir
 from ier.bench.tables import markdown
 from ier.cli import main
+from ier.devices import usable_cores
 from ier.errors import ConfigError
 
 

@@ -1,10 +1,20 @@
-"""Checking a torch device name before any work starts (``--device`` of ``localize``/``train``)."""
+"""What this machine offers: checking a torch device name before any work starts (``--device`` of
+``localize``/``train``), and the CPU cores this process may use."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ier.errors import ConfigError
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def resolve_device(device: Any) -> Any:

@@ -40,6 +40,7 @@ from ier.codec import apply_overrides
 from ier.config import ExperimentConfig
 from ier.data.datasets import list_splits, load_eval_split, read_classes, split_manifest
 from ier.data.manifest import read_manifest
+from ier.devices import usable_cores
 from ier.distributed import barrier, init_distributed, is_main_process
 from ier.errors import BenchRunError, ConfigError
 from ier.evaluate import evaluate
@@ -297,14 +298,6 @@ def run_bench(
     return BenchResult(out_dir=out, data_dir=data, records=records, files=files)
 
 
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _run_in_worker(

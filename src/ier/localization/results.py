@@ -157,13 +157,9 @@ def default_threads() -> int:
     """CPU threads for the model: every core this process may use but one, which the decoding and
     overlay threads use (on 2 cores, 1: two model threads and the frame threads on 2 cores stall
     each other; see docs/localize.md, "Speed")."""
-    import os
+    from ier.devices import usable_cores
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+    return max(1, usable_cores() - 1)
 
 
 @dataclass(frozen=True)
