@@ -32,17 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-WARMUP_STEPS = 20
-
-
-def _steps_per_second(run_dir: Path) -> float:
-    steps = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    steps = [r for r in steps if r.get("event") == "step"]
-    first = next(r for r in steps if r["step"] >= WARMUP_STEPS)
-    last = steps[-1]
-    return (last["step"] - first["step"]) / (last["time"] - first["time"])
-
+from conv_layout import seconds_per_step  # benchmarks/ is on sys.path for a script
 
 _CHILD = """
 import sys, torch
@@ -77,7 +67,7 @@ def _train(
         for p in procs:
             if p.wait() != 0:
                 raise SystemExit(f"a {method} training process failed ({p.returncode})")
-        return sum(_steps_per_second(Path(tmp) / f"run{k}") for k in range(copies))
+        return sum(1 / seconds_per_step(Path(tmp) / f"run{k}") for k in range(copies))
 
 
 def main(argv: list[str] | None = None) -> int:

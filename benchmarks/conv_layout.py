@@ -115,7 +115,8 @@ def time_workloads(repeats: int) -> dict[str, Any]:
     return out
 
 
-def _seconds_per_step(run_dir: Path, skip: int = 20) -> float:
+def seconds_per_step(run_dir: Path, skip: int = 20) -> float:
+    """Mean seconds per step of a training run (its ``log.jsonl``), after the first ``skip``."""
     steps = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     steps = [r for r in steps if r.get("event") == "step"]
     first = next(r for r in steps if r["step"] >= skip)
@@ -138,7 +139,7 @@ def time_training(data: Path, methods: list[str], steps: int, rounds: int) -> di
             for lay in LAYOUTS:
                 with layout(lay), tempfile.TemporaryDirectory() as tmp:
                     fit(cfg, data, Path(tmp) / "run", progress=False)
-                    per_step[lay].append(_seconds_per_step(Path(tmp) / "run"))
+                    per_step[lay].append(seconds_per_step(Path(tmp) / "run"))
         ratios = [a / b for a, b in zip(per_step["nchw"], per_step["channels_last"])]
         out[method] = {
             "seconds_per_step_median": {k: statistics.median(v) for k, v in per_step.items()},
