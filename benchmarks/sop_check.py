@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,16 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.checkpoint).eval()
     ds = load_eval_split(args.data, args.split, model, classes=read_classes(args.data))
     idx = list(range(0, len(ds), 16))[:32]
-    waves = torch.stack([ds.wave(i) for i in idx])
-    visual = torch.stack([torch.as_tensor(np.array(ds.frames[i])).float() for i in idx])
-    if visual.dim() == 5:  # cached trunk features (B, views, C, h, w): the single eval view
-        visual = visual[:, 0]
+    items = [ds.item(i, augment=False) for i in idx]  # the evaluation view, pixels or features
+    waves = torch.stack([item["wave"] for item in items])
+    visual = torch.stack([item["image"] for item in items])
     q = torch.tensor([0.1, 0.5, 0.9, 0.99])
     with torch.no_grad():
         own = model.magnitude(waves)
         other = torch.roll(own, 1, 0)
         mixture = model.magnitude(0.5 * (waves + torch.roll(waves, 1, 0)))
-        weight = torch.log1p(mixture).clamp(*losses.SOP_WEIGHT_RANGE)
+        weight = losses.separation_weight(mixture)
         sound = model.sound_features(mixture)
         pixels = model.pixel_features(visual)
         vectors = pixels.flatten(2).amax(dim=2)

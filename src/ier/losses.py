@@ -209,8 +209,14 @@ def separation_loss(
         logits: (B, 1, T, M) mask logits; targets: same shape in {0, 1};
         mixture: (B, 1, T, M) mixture magnitude.
     """
-    weight = torch.log1p(mixture).clamp(*SOP_WEIGHT_RANGE)
+    weight = separation_weight(mixture)
     return F.binary_cross_entropy_with_logits(logits, targets, weight=weight / weight.mean())
+
+
+def separation_weight(mixture: torch.Tensor) -> torch.Tensor:
+    """SoP's per-bin loss weight clamp(log(1 + |X_mix|), 1e-3, 10), before ``separation_loss``
+    divides it by its batch mean."""
+    return torch.log1p(mixture).clamp(*SOP_WEIGHT_RANGE)
 
 
 def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -298,8 +298,6 @@ def run_bench(
     return BenchResult(out_dir=out, data_dir=data, records=records, files=files)
 
 
-
-
 def _run_in_worker(
     run: BenchRun, config: BenchConfig, data_dir: Path, run_dir: Path, seed: int, threads: int
 ) -> dict[str, Any]:

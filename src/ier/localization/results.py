@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ier import __version__
+from ier.devices import usable_cores
 from ier.errors import ConfigError
 from ier.localization.schema import OUTPUT_NAMES, SCHEMA_NAME, SCHEMA_VERSION, STATES
 from ier.models.common import DECISION_CUES
@@ -157,8 +158,6 @@ def default_threads() -> int:
     """CPU threads for the model: every core this process may use but one, which the decoding and
     overlay threads use (on 2 cores, 1: two model threads and the frame threads on 2 cores stall
     each other; see docs/localize.md, "Speed")."""
-    from ier.devices import usable_cores
-
     return max(1, usable_cores() - 1)
 
 
