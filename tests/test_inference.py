@@ -182,3 +182,38 @@ def test_overlay_counts_score_windows_against_the_manifest() -> None:
     ])  # fmt: skip
     assert counts_module.count_clip(result, record) == {
         "windows": 4, "marked": 3, "hit": 1, "any_hit": 2}  # fmt: skip
+
+
+def test_imagenet_pointing_known_values() -> None:
+    """benchmarks/imagenet_pointing.py: a category's map is log-sum of its ImageNet classes'
+    probabilities per cell; a hit is its peak inside the sounding object's box; the
+    training-photo mapping picks the ImageNet classes most probable inside the boxes."""
+    import importlib.util
+    from types import SimpleNamespace as NS
+
+    from ier.scenes.catalog import class_names
+
+    script = Path(__file__).parents[1] / "benchmarks/imagenet_pointing.py"
+    spec = importlib.util.spec_from_file_location("imagenet_pointing", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(class_names()) <= set(module.NAME_TO_IMAGENET)  # every built-in category named
+
+    def obj(label, box, sounding=True):
+        return NS(label=label, box=box, sounding=sounding)
+
+    classes = ["a", "b"]
+    samples = [NS(objects=[obj("a", (0.0, 0.0, 0.5, 0.5))]),  # top-left quadrant
+               NS(objects=[obj("b", (0.5, 0.5, 1.0, 1.0)), obj("a", (0.0, 0.0, 0.5, 0.5), False)])]
+    logp = torch.full((2, 4, 2, 2), 0.1).log()  # 4 "ImageNet" classes, 2 x 2 cells
+    logp[0, 1, 0, 0] = np.log(0.7)  # clip 0: ImageNet class 1 top-left (inside a's box)
+    logp[1, 3, 0, 0] = np.log(0.7)  # clip 1: ImageNet class 3 top-left (outside b's box)
+    logp[1, 2, 1, 1] = np.log(0.6)  # ... class 2 bottom-right (inside b's box)
+    # a -> {1}: hit on clip 0; b -> {3}: peak top-left, miss; the silent a of clip 1 is not scored
+    assert module.pointing(samples, logp, {"a": [1], "b": [3]}, classes) == 0.5
+    assert module.pointing(samples, logp, {"a": [1], "b": [2]}, classes) == 1.0
+    assert module.pointing(samples, logp, {"a": [1], "b": [2, 3]}, classes) == 0.5  # 0.7+0.1 tl
+    mapping = module.train_photo_mapping(samples, logp, classes, k=1)
+    assert mapping == {"a": [1], "b": [2]}
+    with pytest.raises(SystemExit, match=r"no object of \['b'\]"):
+        module.train_photo_mapping(samples[:1], logp[:1], classes, k=1)
