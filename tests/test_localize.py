@@ -536,6 +536,25 @@ def test_the_summary_counts_windows_and_says_how_long_it_took(clip: Path) -> Non
     assert "processed 3.0 s of video in " in text and "x real time" not in text
 
 
+def test_a_dark_summary_names_the_threshold_that_would_draw_the_strongest_candidate(
+    clip: Path,
+) -> None:
+    import re
+
+    from ier.commands.localize import summarize
+
+    dark = localize(clip, model=ColourToneModel(), hop_seconds=1.0, threshold=0.999)
+    assert not any(c.state == "sounding-on-screen" for w in dark.windows for c in w.classes)
+    text = summarize(dark)
+    found = re.search(r"strongest candidate was (\w+), ([\d.]+) .*--threshold ([\d.]+) would", text)
+    assert found, text
+    name, evidence, suggested = found.group(1), float(found.group(2)), float(found.group(3))
+    assert name == "red" and suggested <= evidence  # red sounds on screen in every window
+    drawn = localize(clip, model=ColourToneModel(), hop_seconds=1.0, threshold=suggested)
+    assert any(s == "sounding-on-screen" for _, s, _ in drawn.track(name))
+    assert "nothing was drawn" not in summarize(drawn)
+
+
 def test_threads_apply_to_the_run_only(clip: Path) -> None:
     seen = []
 

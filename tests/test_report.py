@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import shutil
@@ -84,6 +85,38 @@ def test_report_without_activity_says_so(document: dict) -> None:
             item["state"] = "absent"
     html = render_report(quiet, [], video=None)
     assert "no class is active" in html and 'class="seg"' not in html
+    assert "Nothing reached it" in html
+
+
+def test_strongest_candidates_rank_the_evidence_of_sounding_on_screen(document: dict) -> None:
+    from ier.localization import sounding_evidence, strongest_candidates
+
+    entry = {"score": 0.9, "peak_value": 0.4, "audio": None, "presence": None}
+    assert sounding_evidence(entry) == 0.4  # heard and on screen: both must reach the threshold
+    assert sounding_evidence({**entry, "audio": 0.3}) == 0.3  # the audio cue replaces the score
+    assert sounding_evidence({**entry, "presence": 0.7}) == 0.7  # a presence alone decides
+    dark = copy.deepcopy(document)
+    n = len(dark["windows"])
+    for w, window in enumerate(dark["windows"]):
+        for c, item in enumerate(window["classes"]):
+            item.update(state="absent", audio=None, presence=None, score=0.9,
+                        peak_value=0.1 * (c + 1) + 0.01 * (w == 2))  # fmt: skip
+    top = strongest_candidates(dark, 2)
+    classes = dark["model"]["classes"]
+    assert [r["name"] for r in top] == [classes[-1], classes[-2]]
+    assert top[0]["evidence"] == pytest.approx(0.1 * len(classes) + 0.01)
+    assert top[0]["time_seconds"] == dark["windows"][2]["time_seconds"]
+    assert top[0]["windows_sounding"] == 0
+    html = render_report(dark, [], video=None)
+    assert "Nothing reached it" in html
+    assert f"--threshold {math.floor(100 * top[0]['evidence']) / 100:.2f}</code>" in html
+    live = strongest_candidates(document, len(classes))
+    red = next(r for r in live if r["name"] == "red")
+    assert red["windows_sounding"] == n and "Nothing reached it" not in render_report(
+        document, [], video=None
+    )
+    with pytest.raises(ValueError, match="k must be"):
+        strongest_candidates(document, 0)
 
 
 def _chromium() -> str | None:

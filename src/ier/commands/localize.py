@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,6 +85,16 @@ def summarize(result: LocalizationResult) -> str:
             shown = ", ".join(f"{state} in {k} of {n} windows" for state, k in states)
             active.append(f"  {name}: {shown}")
     lines += active or [f"  every class is absent in all {n} windows"]
+    sounding = any(c.state == "sounding-on-screen" for w in result.windows for c in w.classes)
+    if result.windows and not sounding:
+        from ier.localization import strongest_candidates
+
+        best = strongest_candidates(result.to_dict(), 1)[0]
+        lines.append(
+            f"  nothing was drawn as sounding (threshold {best['threshold']:.3f}); the strongest "
+            f"candidate was {best['name']}, {best['evidence']:.2f} at {best['time_seconds']:.2f} "
+            f"s: --threshold {math.floor(best['evidence'] * 100) / 100:.2f} would draw it"
+        )
     lines += [f"  note: {note}" for note in result.notes]
     lines += [f"  wrote {path}" for path in result.outputs.values()]
     timings = result.timings

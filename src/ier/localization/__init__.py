@@ -32,6 +32,8 @@ from ier.localization.results import (
     WindowRecord,
     calibration_threshold,
     default_threads,
+    sounding_evidence,
+    strongest_candidates,
 )
 from ier.localization.schema import validate_localization
 from ier.video import VideoInfo, probe
@@ -47,7 +49,8 @@ __all__ = [
     "check_out_dir", "check_outputs_spare_input", "check_video", "decide", "fast_inference",
     "load_model", "localize",
     "model_card", "peak_and_box",
-    "prepare_out_dir", "resolve_model_path", "validate_localization", "window_times",
+    "prepare_out_dir", "resolve_model_path", "sounding_evidence", "strongest_candidates",
+    "validate_localization", "window_times",
 ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ier import viz
+from ier.localization.results import sounding_evidence, strongest_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -129,15 +130,45 @@ def _key_frame_html(document: dict[str, Any], key_frames: list[tuple[int, np.nda
         active = [f"{c['name']}: {c['state']} {c['confidence']:.2f}"
                   for c in window["classes"] if c["state"] != "absent"]  # fmt: skip
         data = base64.b64encode(viz.png_bytes(image)).decode("ascii")
-        caption = f"{window['time_seconds']:.2f} s — " + (
-            _esc("; ".join(active)) or "nothing active"
-        )
+        if not active and window["classes"]:
+            best = max(window["classes"], key=sounding_evidence)
+            threshold = document["settings"]["score_threshold"]
+            active = [f"nothing active (closest: {best['name']} {sounding_evidence(best):.2f}, "
+                      f"threshold {threshold:.2f})"]  # fmt: skip
+        caption = f"{window['time_seconds']:.2f} s — " + _esc("; ".join(active))
         figures.append(
             f'<figure data-t="{window["time_seconds"]}"><img alt="overlay at '
             f'{window["time_seconds"]:.2f} s" src="data:image/png;base64,{data}">'
             f"<figcaption>{caption}</figcaption></figure>"
         )
     return '<div class="frames">' + "".join(figures) + "</div>" if figures else "<p>none</p>"
+
+
+def _candidates_html(document: dict[str, Any], k: int = 3) -> str:
+    """The ``k`` strongest candidates (``strongest_candidates``), and what to do when nothing is
+    drawn."""
+    rows = strongest_candidates(document, k) if document["windows"] else []
+    if not rows:
+        return "<p>no windows</p>"
+    threshold = rows[0]["threshold"]
+    body = "".join(
+        f"<tr><td>{_esc(r['name'])}</td><td class=num>{r['evidence']:.2f}</td>"
+        f"<td class=num>{r['time_seconds']:.2f} s</td>"
+        f"<td class=num>{r['windows_sounding']}</td></tr>"
+        for r in rows
+    )
+    head = ("<tr><th>class</th><th class=num>strongest evidence</th><th class=num>at</th>"
+            "<th class=num>windows drawn</th></tr>")  # fmt: skip
+    table = f"<table class=grid>{head}{body}</table>"
+    source = document["settings"].get("threshold_source") or "given"
+    note = (f"<p>A class is drawn as sounding where its evidence reaches the threshold "
+            f"{threshold:.3f} ({_esc(source)}).")  # fmt: skip
+    if not any(r["windows_sounding"] for r in rows):
+        note += (f" Nothing reached it. <code>ier localize --threshold "
+                 f"{math.floor(rows[0]['evidence'] * 100) / 100:.2f}</code> would draw "
+                 f"{_esc(rows[0]['name'])}; a lower threshold also marks more clips with no "
+                 "sound (see the model card).")  # fmt: skip
+    return table + note + "</p>"
 
 
 def render_report(
@@ -177,6 +208,7 @@ def render_report(
 ier {_esc(document["ier_version"])}</p>
 {player}
 <h2>Timeline</h2>{svg}<p class="legend">{legend} (opacity = confidence; click to seek)</p>
+<h2>Strongest candidates</h2>{_candidates_html(document)}
 <h2>Key frames</h2>{_key_frame_html(document, key_frames)}
 <h2>Settings</h2><table>{rows}</table>
 <script type="application/json" id="ier-data">{json.dumps(data)}</script>

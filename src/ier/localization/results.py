@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "OUTPUT_NAMES", "SCHEMA_VERSION", "STATES", "ClassRecord", "DecisionRule", "LocalizeSettings",
     "LocalizationResult", "WindowRecord", "default_threads", "localization_document",
+    "sounding_evidence", "strongest_candidates",
 ]  # fmt: skip
 """Every file ``localize`` writes in its output folder (and all that ``overwrite`` replaces)."""
 
@@ -345,3 +346,43 @@ def localization_document(result: LocalizationResult) -> dict[str, Any]:
         "outputs": {kind: Path(p).name for kind, p in sorted(result.outputs.items())},
         "timings_seconds": {k: _round(v, 3) for k, v in result.timings.items()},
     }
+
+
+def sounding_evidence(entry: dict[str, Any]) -> float:
+    """The highest ``--threshold`` at which one class entry of ``localization.json`` is
+    "sounding-on-screen": its presence when the model has a calibrated one, else the smaller of
+    its heard cue (``audio``, else ``score``) and its map peak (``engine.decide`` with one
+    threshold for both)."""
+    if entry.get("presence") is not None:
+        return float(entry["presence"])
+    heard = entry["audio"] if entry.get("audio") is not None else entry["score"]
+    return float(min(heard, entry["peak_value"]))
+
+
+def strongest_candidates(document: dict[str, Any], k: int = 3) -> list[dict[str, Any]]:
+    """The ``k`` classes with the most evidence of sounding on screen in any window of a
+    ``localization.json`` document, strongest first, drawn or not: what a user looks at when the
+    overlay stays dark, and the ``--threshold`` that would draw each one.
+
+    Returns:
+        One dict per class: ``name``; ``evidence``, its largest ``sounding_evidence`` over the
+        windows (the class is drawn as sounding wherever this reaches the threshold);
+        ``time_seconds`` of that window; ``windows_sounding``, the windows it was drawn in; and
+        ``threshold``, the one the run used (``settings.score_threshold``).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    windows = document["windows"]
+    threshold = document["settings"]["score_threshold"]
+    out = []
+    for c, name in enumerate(document["model"]["classes"]):
+        values = [sounding_evidence(w["classes"][c]) for w in windows]
+        if not values:
+            continue
+        best = max(range(len(values)), key=values.__getitem__)  # the first of equal ones
+        sounding = sum(w["classes"][c]["state"] == "sounding-on-screen" for w in windows)
+        out.append({"name": name, "evidence": values[best],
+                    "time_seconds": windows[best]["time_seconds"],
+                    "windows_sounding": int(sounding), "threshold": threshold})  # fmt: skip
+    out.sort(key=lambda r: -r["evidence"])
+    return out[:k]
