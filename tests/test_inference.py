@@ -217,3 +217,40 @@ def test_imagenet_pointing_known_values() -> None:
     assert mapping == {"a": [1], "b": [2]}
     with pytest.raises(SystemExit, match=r"no object of \['b'\]"):
         module.train_photo_mapping(samples[:1], logp[:1], classes, k=1)
+
+
+def test_offscreen_filter_diagnostic_known_values() -> None:
+    """benchmarks/offscreen_filter.py: each (clip, category) pair is grouped by its truth, and
+    per group it reports empty masks, mean w, the teacher's mass before and after the filter,
+    and the masks a floor θ_abs would empty (those whose visual peak is at most θ_abs)."""
+    import importlib.util
+    from types import SimpleNamespace as NS
+
+    script = Path(__file__).parents[1] / "benchmarks/offscreen_filter.py"
+    spec = importlib.util.spec_from_file_location("offscreen_filter", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    classes = ["a", "b", "c"]
+    clip = NS(sounding_labels=("a",), visible_labels=("a", "c"), offscreen=("b",))
+    empty = NS(sounding_labels=(), visible_labels=(), offscreen=())
+    assert [module.group_of(clip, n) for n in classes] == ["on-screen", "off-screen", "silent"]
+    assert module.group_of(empty, "a") == "absent"
+    outputs = {
+        "w": np.array([[0.2, 0.0, 0.1], [0.3, 0.3, 0.3]]),
+        "peak": np.array([[0.5, 0.15, 0.25], [0.05, 0.35, 0.45]]),
+        "p_a": np.array([[0.5, 0.4, 0.1], [0.2, 0.3, 0.5]]),
+        "p_av": np.array([[0.8, 0.0, 0.2], [0.2, 0.3, 0.5]]),
+    }
+    r = module.summarize([clip, empty], classes, outputs)
+    assert r["off-screen"]["pairs"] == 1 and r["off-screen"]["w_zero_share"] == 1.0
+    assert r["off-screen"]["p_a_mass"] == pytest.approx(0.4)  # the filter erased it ...
+    assert r["off-screen"]["p_av_mass"] == pytest.approx(0.0)
+    assert r["on-screen"]["p_av_mass"] == pytest.approx(0.8)  # ... and moved it on screen
+    assert r["absent"]["pairs"] == 3 and r["absent"]["clips"] == 1
+    assert r["absent"]["p_a_mass"] == pytest.approx(1.0)  # all of the empty clip's mass
+    assert r["absent"]["w_mean"] == pytest.approx(0.3) and r["absent"]["w_zero_share"] == 0.0
+    # peaks of the absent pairs: 0.05, 0.35, 0.45
+    assert r["absent"]["empty_at_theta_abs"]["0.1"] == pytest.approx(1 / 3)
+    assert r["absent"]["empty_at_theta_abs"]["0.4"] == pytest.approx(2 / 3)
+    assert r["on-screen"]["empty_at_theta_abs"]["0.5"] == 1.0  # peak 0.5 <= 0.5: no cell above
