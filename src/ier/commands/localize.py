@@ -87,7 +87,7 @@ def summarize(result: LocalizationResult) -> str:
     lines += active or [f"  every class is absent in all {n} windows"]
     sounding = any(c.state == "sounding-on-screen" for w in result.windows for c in w.classes)
     if result.windows and not sounding:
-        from ier.localization import strongest_candidates
+        from ier.localization import strongest_candidates  # lazy: keeps ier --help fast
 
         best = strongest_candidates(result.to_dict(), 1)[0]
         lines.append(
