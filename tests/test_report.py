@@ -222,3 +222,16 @@ def test_demo_composes_clips_and_writes_reports(tmp_path: Path) -> None:
     assert summary["model"]["quality"] == "no measured quality is recorded for this model"
     rows = summary["clips"][0]["table"]
     assert rows and {"class", "truth", "found", "agrees"} <= set(rows[0])
+
+
+def test_demo_found_line_names_the_closest_class_when_nothing_sounds(localized: Path) -> None:
+    from ier.commands.demo import _found
+    from ier.localization import localize
+
+    clip = localized.parent / "clip.mp4"
+    drawn = localize(clip, model=ColourToneModel(), hop_seconds=1.0)
+    assert "sounding-on-screen: red" in _found(drawn) and "closest" not in _found(drawn)
+    dark = localize(clip, model=ColourToneModel(), hop_seconds=1.0, threshold=0.999)
+    line = _found(dark)
+    assert "sounding-on-screen" not in line and "closest to sounding: red (" in line
+    assert "threshold 1.00)" in line

@@ -100,6 +100,13 @@ def _found(result: LocalizationResult) -> str:
             if item.state != "absent":
                 states.setdefault(item.state, Counter())[item.name] += 1
     parts = [f"{state}: {', '.join(names)}" for state, names in sorted(states.items())]
+    if "sounding-on-screen" not in states and result.windows:
+        # lazy: keeps ier --help fast
+        from ier.localization import strongest_candidates
+
+        best = strongest_candidates(result.to_dict(), 1)[0]
+        parts.append(f"closest to sounding: {best['name']} ({best['evidence']:.2f}, "
+                     f"threshold {best['threshold']:.2f})")  # fmt: skip
     return "found: " + ("; ".join(parts) or "nothing")
 
 
