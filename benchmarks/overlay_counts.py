@@ -13,7 +13,10 @@ its windows against the clip's manifest record:
 - ``any_hit``: windows where some drawn class's peak lies inside any sounding object's box, whatever
   the label (the overlay lights the right object, the label may be wrong);
 - ``clips_most_hit``: clips where most windows are hits (the issue's "marks the sounding object in
-  most windows").
+  most windows");
+- ``clips_closest_sounding``: clips whose strongest candidate, drawn or not
+  (``ier.localization.strongest_candidates``: what the report shows when nothing is drawn), is a
+  class that sounds on screen: how often the model's best guess is right, at any threshold.
 
 On negative clips (nothing on screen sounds) every marked window is a false alarm. Demo clips are
 the benchmark's ``test/wild`` 0-2 and ``test/duet`` 0-1 (``ier.commands.demo.DEMO_CLIPS``).
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ier.data.manifest import read_manifest
-from ier.localization import load_model, localize
+from ier.localization import load_model, localize, strongest_candidates
 
 
 def _inside(point: tuple[float, float], box: tuple[float, ...]) -> bool:
@@ -52,6 +55,13 @@ def count_clip(result: Any, record: Any) -> dict[str, int]:
     return counts
 
 
+def closest_is_sounding(document: dict[str, Any], record: Any) -> bool:
+    """Whether the strongest candidate of a ``localization.json`` document sounds on screen."""
+    if not document["windows"]:
+        return False
+    return strongest_candidates(document, 1)[0]["name"] in record.sounding_labels
+
+
 def run(data: Path, model: str, splits: list[str], threshold: float | None) -> dict[str, Any]:
     net = load_model(model)
     out: dict[str, Any] = {"model": model, "threshold": threshold, "splits": {}}
@@ -59,7 +69,7 @@ def run(data: Path, model: str, splits: list[str], threshold: float | None) -> d
         split, _, n = spec.partition(":")
         records = read_manifest(data / split / "manifest.jsonl")[: int(n) if n else None]
         totals = {"clips": 0, "windows": 0, "marked": 0, "hit": 0, "any_hit": 0,
-                  "clips_most_hit": 0, "clips_marked": 0}  # fmt: skip
+                  "clips_most_hit": 0, "clips_marked": 0, "clips_closest_sounding": 0}  # fmt: skip
         started = time.perf_counter()
         for record in records:
             result = localize(data / split / record.video, model=net, threshold=threshold)
@@ -69,6 +79,7 @@ def run(data: Path, model: str, splits: list[str], threshold: float | None) -> d
             totals["clips"] += 1
             totals["clips_most_hit"] += counts["hit"] * 2 > counts["windows"]
             totals["clips_marked"] += counts["marked"] > 0
+            totals["clips_closest_sounding"] += closest_is_sounding(result.to_dict(), record)
         if records:  # every clip ran at the same threshold
             out["threshold_used"] = result.settings.rule.score_threshold
             out["threshold_source"] = result.threshold_source
@@ -89,11 +100,13 @@ def main() -> None:
     out = run(args.data, args.model, args.split, args.threshold)
     print(f"model {out['model']}, threshold {out.get('threshold_used')} "
           f"({out.get('threshold_source')})")
-    print("| split | clips | windows | marked | labelled hit | any-label hit | clips mostly hit |")
-    print("|---|---|---|---|---|---|---|")
+    print("| split | clips | windows | marked | labelled hit | any-label hit | clips mostly hit | "
+          "closest sounds |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for spec, t in out["splits"].items():
-        print(f"| {spec} | {t['clips']} | {t['windows']} | {t['marked']} | {t['hit']} | "
-              f"{t['any_hit']} | {t['clips_most_hit']} |")  # fmt: skip
+        cells = [spec] + [t[k] for k in ("clips", "windows", "marked", "hit", "any_hit",
+                                         "clips_most_hit", "clips_closest_sounding")]  # fmt: skip
+        print("| " + " | ".join(str(c) for c in cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 

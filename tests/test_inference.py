@@ -182,6 +182,16 @@ def test_overlay_counts_score_windows_against_the_manifest() -> None:
     ])  # fmt: skip
     assert counts_module.count_clip(result, record) == {
         "windows": 4, "marked": 3, "hit": 1, "any_hit": 2}  # fmt: skip
+    # the strongest candidate, drawn or not: the silent cat's presence is highest -> wrong
+    entry = {"score": 0.0, "peak_value": 0.0, "audio": None, "state": "absent"}
+    classes = [{**entry, "presence": 0.4}, {**entry, "presence": 0.6}]
+    document = {"model": {"classes": ["violin", "cat"]}, "settings": {"score_threshold": 0.9},
+                "windows": [{"time_seconds": 0.5, "classes": classes}]}  # fmt: skip
+    record.sounding_labels = ("violin",)
+    assert not counts_module.closest_is_sounding(document, record)
+    document["windows"][0]["classes"][0]["presence"] = 0.7
+    assert counts_module.closest_is_sounding(document, record)
+    assert not counts_module.closest_is_sounding({**document, "windows": []}, record)
 
 
 def test_imagenet_pointing_known_values() -> None:
