@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,13 +86,14 @@ def summarize(result: LocalizationResult) -> str:
     lines += active or [f"  every class is absent in all {n} windows"]
     sounding = any(c.state == "sounding-on-screen" for w in result.windows for c in w.classes)
     if result.windows and not sounding:
-        from ier.localization import strongest_candidates  # lazy: keeps ier --help fast
+        # lazy: keeps ier --help fast
+        from ier.localization import drawing_threshold, strongest_candidates
 
         best = strongest_candidates(result.to_dict(), 1)[0]
         lines.append(
             f"  nothing was drawn as sounding (threshold {best['threshold']:.3f}); the strongest "
             f"candidate was {best['name']}, {best['evidence']:.2f} at {best['time_seconds']:.2f} "
-            f"s: --threshold {math.floor(best['evidence'] * 100) / 100:.2f} would draw it"
+            f"s: --threshold {drawing_threshold(best['evidence']):.2f} would draw it"
         )
     lines += [f"  note: {note}" for note in result.notes]
     lines += [f"  wrote {path}" for path in result.outputs.values()]

@@ -32,6 +32,7 @@ from ier.localization.results import (
     WindowRecord,
     calibration_threshold,
     default_threads,
+    drawing_threshold,
     sounding_evidence,
     strongest_candidates,
 )
@@ -46,7 +47,8 @@ __all__ = [
     "BUNDLED_MODELS", "DEFAULT_MODEL", "DEFAULT_THRESHOLD", "OUTPUT_NAMES", "SCHEMA_VERSION",
     "STATES", "WEIGHTS_DIR", "ClassRecord", "DecisionRule", "LocalizationResult",
     "LocalizeSettings", "WindowRecord", "calibration_threshold", "default_threads",
-    "check_out_dir", "check_outputs_spare_input", "check_video", "decide", "fast_inference",
+    "check_out_dir", "check_outputs_spare_input", "check_video", "decide", "drawing_threshold",
+    "fast_inference",
     "load_model", "localize",
     "model_card", "peak_and_box",
     "prepare_out_dir", "resolve_model_path", "sounding_evidence", "strongest_candidates",

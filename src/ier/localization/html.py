@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ier import viz
-from ier.localization.results import sounding_evidence, strongest_candidates
+from ier.localization.results import drawing_threshold, sounding_evidence, strongest_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _key_frame_html(document: dict[str, Any], key_frames: list[tuple[int, np.nda
 def _candidates_html(document: dict[str, Any], k: int = 3) -> str:
     """The ``k`` strongest candidates (``strongest_candidates``), and what to do when nothing is
     drawn."""
-    rows = strongest_candidates(document, k) if document["windows"] else []
+    rows = strongest_candidates(document, k)
     if not rows:
         return "<p>no windows</p>"
     threshold = rows[0]["threshold"]
@@ -165,7 +165,7 @@ def _candidates_html(document: dict[str, Any], k: int = 3) -> str:
             f"{threshold:.3f} ({_esc(source)}).")  # fmt: skip
     if not any(r["windows_sounding"] for r in rows):
         note += (f" Nothing reached it. <code>ier localize --threshold "
-                 f"{math.floor(rows[0]['evidence'] * 100) / 100:.2f}</code> would draw "
+                 f"{drawing_threshold(rows[0]['evidence']):.2f}</code> would draw "
                  f"{_esc(rows[0]['name'])}; a lower threshold also marks more clips with no "
                  "sound (see the model card).")  # fmt: skip
     return table + note + "</p>"

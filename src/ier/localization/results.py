@@ -4,6 +4,7 @@ records, and the result object."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "OUTPUT_NAMES", "SCHEMA_VERSION", "STATES", "ClassRecord", "DecisionRule", "LocalizeSettings",
     "LocalizationResult", "WindowRecord", "default_threads", "localization_document",
-    "sounding_evidence", "strongest_candidates",
+    "drawing_threshold", "sounding_evidence", "strongest_candidates",
 ]  # fmt: skip
 """Every file ``localize`` writes in its output folder (and all that ``overwrite`` replaces)."""
 
@@ -359,6 +360,12 @@ def sounding_evidence(entry: dict[str, Any]) -> float:
     return float(min(heard, entry["peak_value"]))
 
 
+def drawing_threshold(evidence: float) -> float:
+    """The ``--threshold`` to suggest for drawing a class with this much evidence: the largest
+    two-decimal value at or below it (so the suggestion, as printed, does draw it)."""
+    return math.floor(evidence * 100) / 100
+
+
 def strongest_candidates(document: dict[str, Any], k: int = 3) -> list[dict[str, Any]]:
     """The ``k`` classes with the most evidence of sounding on screen in any window of a
     ``localization.json`` document, strongest first, drawn or not: what a user looks at when the
@@ -373,12 +380,12 @@ def strongest_candidates(document: dict[str, Any], k: int = 3) -> list[dict[str,
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     windows = document["windows"]
+    if not windows:
+        return []
     threshold = document["settings"]["score_threshold"]
     out = []
     for c, name in enumerate(document["model"]["classes"]):
         values = [sounding_evidence(w["classes"][c]) for w in windows]
-        if not values:
-            continue
         best = max(range(len(values)), key=values.__getitem__)  # the first of equal ones
         sounding = sum(w["classes"][c]["state"] == "sounding-on-screen" for w in windows)
         out.append({"name": name, "evidence": values[best],
