@@ -24,9 +24,7 @@ frozen, pretrained EfficientNet-lite trunk (the ``cpu`` preset) and its feature 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -101,6 +99,7 @@ def pointing(samples, logp: torch.Tensor, mapping: dict, classes) -> float:
 
 
 def main() -> None:
+    from ier.bench.plan import provenance
     from ier.data.datasets import read_classes
     from ier.localization import load_model
 
@@ -137,10 +136,8 @@ def main() -> None:
         result["splits"][split] = row
         print(f"{split:16s} " + " ".join(f"{k}={v:.3f}" for k, v in row.items()), flush=True)
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False).stdout.strip()  # fmt: skip
-        result.update(command=" ".join(["python", *sys.argv]), commit=commit,
-                      date=datetime.date.today().isoformat())  # fmt: skip
+        # the bench's record (commit, machine, date), with this script's own command line
+        result["provenance"] = {**provenance(), "command": " ".join(["python", *sys.argv])}
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -17,9 +17,7 @@ categories lose their mass and on-screen ones keep it.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -95,6 +93,7 @@ def summarize(samples, classes, outputs: dict[str, np.ndarray]) -> dict:
 
 
 def main() -> None:
+    from ier.bench.plan import provenance
     from ier.data.datasets import load_eval_split, read_classes
     from ier.localization import load_model
 
@@ -129,10 +128,8 @@ def main() -> None:
                           f"{t}:{v:.2f}" for t, v in r["empty_at_theta_abs"].items()),
                       flush=True)  # fmt: skip
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False).stdout.strip()  # fmt: skip
-        result.update(command=" ".join(["python", *sys.argv]), commit=commit,
-                      date=datetime.date.today().isoformat())  # fmt: skip
+        # the bench's record (commit, machine, date), with this script's own command line
+        result["provenance"] = {**provenance(), "command": " ".join(["python", *sys.argv])}
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 
 
