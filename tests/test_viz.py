@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from ier import viz
+from ier.overlay_video import OverlayVideoWriter
 from ier.video import iter_frames, probe, write_mp4
 
 
@@ -94,7 +95,7 @@ def _source(path: Path, *, sample_rate: int) -> Path:
 
 def test_overlay_writer_copies_the_source_audio(tmp_path: Path) -> None:
     source = _source(tmp_path / "in.mp4", sample_rate=22_050)
-    writer = viz.OverlayVideoWriter(
+    writer = OverlayVideoWriter(
         tmp_path / "out.mp4", width=64, height=48, fps=10, audio_source=source
     )
     for i in range(20):
@@ -109,7 +110,7 @@ def test_overlay_writer_copies_the_source_audio(tmp_path: Path) -> None:
 
 
 def test_overlay_writer_abort_leaves_nothing(tmp_path: Path) -> None:
-    writer = viz.OverlayVideoWriter(tmp_path / "out.mp4", width=32, height=32, fps=10)
+    writer = OverlayVideoWriter(tmp_path / "out.mp4", width=32, height=32, fps=10)
     writer.write(np.zeros((32, 32, 3), np.uint8))
     writer.abort()
     assert list(tmp_path.iterdir()) == []
@@ -209,7 +210,7 @@ def test_yuv_blend_matches_the_rgb_blend() -> None:
 
 
 def test_overlay_writer_takes_yuv_frames(tmp_path: Path) -> None:
-    writer = viz.OverlayVideoWriter(tmp_path / "out.mp4", width=32, height=32, fps=10)
+    writer = OverlayVideoWriter(tmp_path / "out.mp4", width=32, height=32, fps=10)
     for i in range(10):
         yuv = np.full((48, 32), 128, np.uint8)
         yuv[:32] = 20 * i + 16

@@ -20,6 +20,7 @@ from ier import viz
 from ier.localization.html import render_report
 from ier.localization.results import LocalizationResult, WindowRecord, localization_document
 from ier.localization.schema import dumps_document
+from ier.overlay_video import OverlayVideoWriter
 
 if TYPE_CHECKING:
     pass
@@ -66,8 +67,8 @@ class OutputSinks:
             fps = info.fps if info.fps > 0 else 25.0
             width, height, source = self.width, self.height, result.video_path
 
-            def make_writer(matrix: str) -> viz.OverlayVideoWriter:
-                return viz.OverlayVideoWriter(
+            def make_writer(matrix: str) -> OverlayVideoWriter:
+                return OverlayVideoWriter(
                     out_dir / "overlay.mp4", width=width, height=height, fps=fps,
                     audio_source=source, colorspace=matrix,
                 )  # fmt: skip
@@ -206,7 +207,7 @@ class _OverlayThread:
 
     def __init__(self, make_writer: Any, draw: Any, max_queued: int = 32) -> None:
         self._make_writer, self._draw = make_writer, draw
-        self._writer: viz.OverlayVideoWriter | None = None
+        self._writer: OverlayVideoWriter | None = None
         self._layers: dict[int, viz.YuvLayer | None] = {}
         self._matrix = "bt601"  # the frames' colour matrix, as the layers are drawn for it
         self.key_images: dict[int, np.ndarray] = {}  # report key frames, by window
