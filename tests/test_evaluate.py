@@ -202,7 +202,7 @@ def test_low_resolution_maps_and_batching_give_the_same_results() -> None:
     preds = _preds([s.id for s in samples], low)
     whole = evaluate(preds, samples, EvalSettings(grid=16))
     batched = evaluate(preds, samples, EvalSettings(grid=16, max_batch_values=2 * 3 * 16 * 16))
-    from ier.metrics import resize_maps
+    from ier.map_metrics import resize_maps
 
     pre = _preds([s.id for s in samples], resize_maps(low, 16))
     assert whole == batched
@@ -289,7 +289,7 @@ def test_vggss_preset_is_median_with_union_and_benchmark_splits_stay_relative() 
 
 def test_every_dataset_preset_names_a_known_policy_and_alpha() -> None:
     from ier.evaluate import DEFAULT_ALPHA_BY_KIND
-    from ier.metrics import THRESHOLD_POLICIES
+    from ier.map_metrics import THRESHOLD_POLICIES
     from ier.protocol import PUBLISHED_PROTOCOLS as SPLIT_PRESETS
 
     for name, preset in SPLIT_PRESETS.items():
@@ -501,7 +501,7 @@ def test_cli_threshold_policy_and_consensus_flags(tmp_path, capsys) -> None:
 
 
 def test_cli_help_names_every_threshold_policy(capsys) -> None:
-    from ier.metrics import THRESHOLD_POLICIES
+    from ier.map_metrics import THRESHOLD_POLICIES
 
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])

@@ -10,23 +10,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ier.metrics import (
+from ier.map_metrics import (
     THRESHOLD_POLICIES,
-    MetricAccumulator,
-    SampleScores,
-    average_precision,
     binarize,
     binarize_with,
     box_mask,
     box_pixels,
     iou,
-    max_f1,
     no_sound_area,
     resize_maps,
+    top_fraction_confidence,
+)
+from ier.metrics import (
+    MetricAccumulator,
+    SampleScores,
+    average_precision,
+    max_f1,
     success_auc,
     success_rate,
     success_thresholds,
-    top_fraction_confidence,
 )
 
 # --- boxes ---------------------------------------------------------------------------------------

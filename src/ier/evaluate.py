@@ -16,10 +16,8 @@ import numpy as np
 
 from ier.data.manifest import SPLIT_KINDS, ObjectAnnotation, Sample
 from ier.errors import ConfigError
-from ier.metrics import (
+from ier.map_metrics import (
     THRESHOLD_POLICIES,
-    MetricAccumulator,
-    SampleScores,
     binarize_with,
     box_mask,
     box_pixels,
@@ -27,8 +25,8 @@ from ier.metrics import (
     no_sound_area,
     resize_maps,
     top_fraction_confidence,
-    upper_quantile,
 )
+from ier.metrics import MetricAccumulator, SampleScores, upper_quantile
 from ier.predictions import AGNOSTIC_CLASS, Predictions
 from ier.protocol import (
     DEFAULT_ALPHA_BY_KIND,
@@ -71,7 +69,7 @@ class EvalSettings:
         alpha_by_kind: default alpha per split kind.
         split_kind: force the split kind (else inferred from the samples' ``split`` names).
         threshold_policy: how maps are binarised for ``iou``/``ciou`` (one of
-            ``ier.metrics.THRESHOLD_POLICIES``); None = the split's published protocol
+            ``ier.map_metrics.THRESHOLD_POLICIES``); None = the split's published protocol
             (``ier.protocol``: ``median`` for Flickr and VGG-SS), else ``relative``.
         fixed_threshold: the value of the ``absolute`` and ``minmax`` policies.
         tau: absolute threshold for ``nsa``, ``silent_fp``, ``negative_fp`` and ``pia``.

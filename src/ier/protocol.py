@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ier.data.sample import SPLIT_KINDS
-from ier.metrics import DEFAULT_GRID
+from ier.map_metrics import DEFAULT_GRID
 
 __all__ = [
     "DEFAULT_ALPHA_BY_KIND", "DEFAULT_GRID", "DEFAULT_TAU", "PUBLISHED_PROTOCOLS", "SplitProtocol",
@@ -49,7 +49,7 @@ class SplitProtocol:
         kind: the evaluator's split kind (solo, synthetic, duet, wild, negative).
         alpha: relative binarisation threshold, prediction > alpha * max (DSOL/IEr protocol);
             None when the reference protocol thresholds at the median instead.
-        threshold: the binarisation policy (``ier.metrics.THRESHOLD_POLICIES``): ``relative``
+        threshold: the binarisation policy (``ier.map_metrics.THRESHOLD_POLICIES``): ``relative``
             (alpha x max) or ``median`` (keep the top half of the pixels, LVS/EZ-VSL/SLAVC).
         gt_rule: ``union`` (binary union of boxes) or ``consensus`` (Flickr: sum of all annotators'
             boxes / 2, capped at 1; the boxes are in each object's ``annotators``).
