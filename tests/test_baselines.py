@@ -282,8 +282,9 @@ def test_baseline_localizes_toy_sounds_better_than_a_uniform_map(method, tmp_pat
     keeps the coarse map from binarising to all-on. lr 1e-3: at 3e-3 the OTS loss stalls near
     0.57 and its map never finds the square (AUC at or below the uniform map's)."""
     from ier.data.manifest import read_manifest
-    from ier.evaluate import EvalSettings, evaluate
+    from ier.evaluate import evaluate
     from ier.predictions import Predictions, load_predictions
+    from ier.protocol import EvalSettings
 
     data = build_toy_benchmark(tmp_path / "data", n_train=64, n_test=16)
     cfg = preset(method, "tiny")

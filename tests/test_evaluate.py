@@ -14,14 +14,14 @@ from ier.cli import main
 from ier.data.manifest import Sample, write_manifest
 from ier.errors import ConfigError
 from ier.evaluate import (
-    EvalSettings,
     evaluate,
     format_table,
-    score_sample,
     split_kind,
     split_protocol,
 )
 from ier.predictions import Predictions, save_predictions
+from ier.protocol import EvalSettings
+from ier.sample_scoring import score_sample
 
 RESULT_KEYS = {
     "iou@0.5",

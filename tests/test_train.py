@@ -22,10 +22,11 @@ from ier.config import load_config_file
 from ier.data.manifest import read_manifest
 from ier.data.toy import build_toy_benchmark
 from ier.errors import CheckpointError, ConfigError
-from ier.evaluate import EvalSettings, evaluate
+from ier.evaluate import evaluate
 from ier.methods import preset
 from ier.methods.ier.tasks import MixSchedule, curriculum, mix_waves
 from ier.predictions import Predictions, load_predictions
+from ier.protocol import EvalSettings
 from ier.tasks import create_task, list_tasks
 from ier.train import fit
 

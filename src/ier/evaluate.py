@@ -7,34 +7,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ier.data.manifest import SPLIT_KINDS, ObjectAnnotation, Sample
+from ier.data.manifest import Sample
 from ier.errors import ConfigError
-from ier.map_metrics import (
-    THRESHOLD_POLICIES,
-    binarize_with,
-    box_mask,
-    box_pixels,
-    iou,
-    no_sound_area,
-    resize_maps,
-    top_fraction_confidence,
-)
-from ier.metrics import MetricAccumulator, SampleScores, upper_quantile
-from ier.predictions import AGNOSTIC_CLASS, Predictions
+from ier.map_metrics import resize_maps
+from ier.metrics import MetricAccumulator, upper_quantile
+from ier.predictions import Predictions
 from ier.protocol import (
     DEFAULT_ALPHA_BY_KIND,
-    DEFAULT_GRID,
-    DEFAULT_TAU,
+    EvalSettings,
     split_kind,
     split_protocol,
 )
+from ier.sample_scoring import score_sample
 
 logger = logging.getLogger(__name__)
 
@@ -50,90 +40,12 @@ __all__ = [
     "split_protocol",
 ]
 
-MISSING_POLICIES = ("skip", "zero")
 _BINARIZE_TEXT = {
     "relative": "map > alpha * max(map), per sample and class (DSOL)",
     "median": "map >= its median pixel (top half of the pixels), per sample and class (EZ-VSL)",
     "absolute": "map >= fixed_threshold (SLAVC pred_thr)",
     "minmax": "(map - min) / (max - min) >= fixed_threshold, per sample and class",
 }
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """Every threshold and policy of the metric suite; all are recorded in the results.
-
-    Attributes:
-        grid: maps and boxes are scored on a ``grid x grid`` raster.
-        alpha: relative binarisation threshold for ``iou``/``ciou``; None = by split kind.
-        alpha_by_kind: default alpha per split kind.
-        split_kind: force the split kind (else inferred from the samples' ``split`` names).
-        threshold_policy: how maps are binarised for ``iou``/``ciou`` (one of
-            ``ier.map_metrics.THRESHOLD_POLICIES``); None = the split's published protocol
-            (``ier.protocol``: ``median`` for Flickr and VGG-SS), else ``relative``.
-        fixed_threshold: the value of the ``absolute`` and ``minmax`` policies.
-        tau: absolute threshold for ``nsa``, ``silent_fp``, ``negative_fp`` and ``pia``.
-        iou_threshold: IoU success threshold of ``iou@T`` and of a hit in ``ap``/``max_f1``.
-        ciou_thresholds: thresholds of the ``ciou@T`` keys.
-        auc_step: spacing of the success-rate thresholds for ``auc`` and ``ciou_auc``.
-        top_fraction: fraction of pixels averaged into a sample's confidence (SLAVC: 0.25).
-        ap_full_curve: let ``ap`` cover recall from 0 (SLAVC's curve starts at its 2nd point).
-        consensus: score objects that carry ``annotators`` boxes against Senocak's consensus map;
-            None = the split's dataset preset (on for the Flickr sets), else off.
-        consensus_agreement: annotators needed for full weight in the consensus map.
-        missing: ``"skip"`` samples without a prediction (counted in ``n_missing``) or score
-            them as all-zero maps (``"zero"``).
-        max_batch_values: bound on resized map values held at once (memory control).
-    """
-
-    grid: int = DEFAULT_GRID
-    alpha: float | None = None
-    alpha_by_kind: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_ALPHA_BY_KIND))
-    split_kind: str | None = None
-    threshold_policy: str | None = None
-    fixed_threshold: float = 0.5
-    tau: float = DEFAULT_TAU
-    iou_threshold: float = 0.5
-    ciou_thresholds: tuple[float, ...] = (0.3, 0.5)
-    auc_step: float = 0.05
-    top_fraction: float = 0.25
-    ap_full_curve: bool = False
-    consensus: bool | None = None
-    consensus_agreement: int = 2
-    missing: str = "skip"
-    max_batch_values: int = 1 << 24
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.grid < 1:
-            problems.append(f"grid must be >= 1, got {self.grid}")
-        for name in ("tau", "iou_threshold", "top_fraction", "fixed_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                problems.append(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
-            problems.append(f"alpha must lie in [0, 1], got {self.alpha}")
-        for kind, value in self.alpha_by_kind.items():
-            if not 0.0 <= value <= 1.0:
-                problems.append(f"alpha for {kind!r} must lie in [0, 1], got {value}")
-        if any(not 0.0 <= t <= 1.0 for t in self.ciou_thresholds):
-            problems.append(f"ciou thresholds must lie in [0, 1], got {self.ciou_thresholds}")
-        if not 0.0 < self.auc_step <= 1.0:
-            problems.append(f"auc_step must lie in (0, 1], got {self.auc_step}")
-        if self.split_kind is not None and self.split_kind not in SPLIT_KINDS:
-            problems.append(f"split_kind must be one of {SPLIT_KINDS}, got {self.split_kind!r}")
-        if self.threshold_policy is not None and self.threshold_policy not in THRESHOLD_POLICIES:
-            problems.append(
-                f"threshold_policy must be one of {THRESHOLD_POLICIES}, "
-                f"got {self.threshold_policy!r}"
-            )
-        if self.missing not in MISSING_POLICIES:
-            problems.append(f"missing must be one of {MISSING_POLICIES}, got {self.missing!r}")
-        if self.consensus_agreement < 1:
-            problems.append("consensus_agreement must be >= 1")
-        if problems:
-            raise ConfigError("bad evaluation settings: " + "; ".join(problems))
-        object.__setattr__(self, "ciou_thresholds", tuple(float(t) for t in self.ciou_thresholds))
-        object.__setattr__(self, "alpha_by_kind", {**DEFAULT_ALPHA_BY_KIND, **self.alpha_by_kind})
 
 
 @dataclass(frozen=True)
@@ -167,163 +79,6 @@ def _resolve_protocol(samples: Sequence[Sample], settings: EvalSettings) -> _Pro
     if consensus is None:
         consensus = any(rule for _, _, rule in found)
     return _Protocol(kinds[0], policies[0], alpha, consensus)
-
-
-def _object_mask(obj: ObjectAnnotation, settings: EvalSettings) -> np.ndarray:
-    if settings.consensus and obj.annotators:
-        return box_mask(
-            obj.annotators,
-            settings.grid,
-            consensus=True,
-            agreement=settings.consensus_agreement,
-        )
-    return box_mask([obj.box], settings.grid)
-
-
-def _union(masks: list[np.ndarray], grid: int) -> np.ndarray:
-    return np.maximum.reduce(masks) if masks else np.zeros((grid, grid), np.float32)
-
-
-class _CategoryMaps:
-    """Looks up a category's map; a class-agnostic map serves every category, a class-agnostic
-    label ``"*"`` is matched by the max over the classes (the sound map), a missing category's
-    map is all-zero and its label is recorded."""
-
-    def __init__(
-        self,
-        maps: np.ndarray,
-        classes: Sequence[str],
-        missing: set[str] | None,
-        sound_map: np.ndarray,
-    ) -> None:
-        self.maps, self.missing, self.sound_map = maps, missing, sound_map
-        self.agnostic = tuple(classes) == (AGNOSTIC_CLASS,)
-        self.index = {name: i for i, name in enumerate(classes)}
-        self.zero = np.zeros(maps.shape[-2:], np.float32)
-
-    def has(self, label: str) -> bool:
-        """Whether ``label`` has a map of its own (or the class-agnostic one)."""
-        return self.agnostic or label == AGNOSTIC_CLASS or label in self.index
-
-    def __getitem__(self, label: str) -> np.ndarray:
-        if self.agnostic:
-            return self.maps[0]
-        if label == AGNOSTIC_CLASS:
-            return self.sound_map
-        if label not in self.index:
-            if self.missing is not None:
-                self.missing.add(label)
-            return self.zero
-        return self.maps[self.index[label]]
-
-
-def _localization(
-    sound_map: np.ndarray,
-    lookup: _CategoryMaps,
-    sample: Sample,
-    alpha: float,
-    settings: EvalSettings,
-) -> tuple[float, float]:
-    """(IoU of the sound map vs all sounding boxes, mean per-category IoU) of a positive sample."""
-    policy, fixed = settings.threshold_policy or "relative", settings.fixed_threshold
-
-    def on(score_map: np.ndarray) -> np.ndarray:
-        return binarize_with(score_map, policy, alpha=alpha, threshold=fixed)
-
-    sounding = [o for o in sample.objects if o.sounding]
-    gt = _union([_object_mask(o, settings) for o in sounding], settings.grid)
-    sample_iou = float(iou(on(sound_map), gt))
-    per_class = []
-    for label in sample.sounding_labels:
-        masks = [_object_mask(o, settings) for o in sounding if o.label == label]
-        gt_label = _union(masks, settings.grid)
-        per_class.append(float(iou(on(lookup[label]), gt_label)))
-    return sample_iou, float(np.mean(per_class))
-
-
-def _non_sounding_maps(maps: np.ndarray, classes: Sequence[str], sample: Sample) -> np.ndarray:
-    """Maps of the prediction's classes not sounding in the sample; "*" only on negatives.
-
-    A sounding object labelled "*" (class-agnostic ground truth) may be of any class, so then no
-    class map counts as non-sounding.
-    """
-    sounding = set(sample.sounding_labels)
-    if tuple(classes) == (AGNOSTIC_CLASS,):
-        return maps[:1] if sample.is_negative else maps[:0]
-    if AGNOSTIC_CLASS in sounding:
-        return maps[:0]
-    return maps[[i for i, name in enumerate(classes) if name not in sounding]]
-
-
-def score_sample(
-    maps: np.ndarray,
-    classes: Sequence[str],
-    sample: Sample,
-    *,
-    alpha: float,
-    settings: EvalSettings,
-    labels_without_map: set[str] | None = None,
-) -> SampleScores:
-    """Score one sample's maps (already resized to the grid).
-
-    Args:
-        maps: float ``(C, G, G)`` in [0, 1], one map per entry of ``classes``.
-        classes: the prediction's categories; ``("*",)`` for a class-agnostic map.
-        sample: the annotated sample.
-        alpha: relative binarisation threshold (used by the ``relative`` policy).
-        settings: the other thresholds and policies, used as given: ``threshold_policy`` None
-            means ``relative`` and ``consensus`` None means off (``evaluate`` resolves both from
-            the split's preset first).
-        labels_without_map: if given, labels the sample needs but ``classes`` lacks are added.
-    """
-    tau = settings.tau
-    sound_map = maps.max(axis=0)
-    lookup = _CategoryMaps(maps, classes, labels_without_map, sound_map)
-    positive = not sample.is_negative
-    sample_iou, sample_ciou = (
-        _localization(sound_map, lookup, sample, alpha, settings) if positive else (None, None)
-    )
-    nsa = no_sound_area(_non_sounding_maps(maps, classes, sample), tau)
-    silent = [o for o in sample.objects if not o.sounding]
-    silent_peaks = tuple(_box_peak(lookup[o.label], o.box, settings.grid) for o in silent)
-    sounding = [o for o in sample.objects if o.sounding and lookup.has(o.label)]
-    pointing = [_points_at(lookup[o.label], o.box, tau) for o in sounding]
-    above = sound_map > tau
-    return SampleScores(
-        id=sample.id,
-        positive=positive,
-        iou=sample_iou,
-        ciou=sample_ciou,
-        confidence=top_fraction_confidence(sound_map, settings.top_fraction),
-        nsa=None if math.isnan(nsa) else nsa,
-        silent_objects=len(silent),
-        silent_hits=sum(p > tau for p in silent_peaks),
-        any_above_tau=bool(above.any()),
-        area_above_tau=float(above.mean()),
-        peak=float(sound_map.max()),
-        sounding_peaks=tuple(_box_peak(lookup[o.label], o.box, settings.grid) for o in sounding),
-        silent_peaks=silent_peaks,
-        pointing_hits=sum(hit for hit, _ in pointing),
-        pointing_tau_hits=sum(hit and fired for hit, fired in pointing),
-        pointing_objects=len(pointing),
-        pointing_area=sum((o.box[2] - o.box[0]) * (o.box[3] - o.box[1]) for o in sounding),
-    )
-
-
-def _box_peak(score_map: np.ndarray, box: tuple[float, ...], grid: int) -> float:
-    """The map's maximum over the pixels a box covers (``box_pixels``); 0 for an empty box."""
-    r0, r1, c0, c1 = box_pixels(box, grid)
-    inside = score_map[r0:r1, c0:c1]
-    return float(inside.max()) if inside.size else 0.0
-
-
-def _points_at(score_map: np.ndarray, box: tuple[float, ...], tau: float) -> tuple[bool, bool]:
-    """(the map's first argmax pixel has its centre inside the box, and that peak exceeds tau)."""
-    g_rows, g_cols = score_map.shape
-    row, col = np.unravel_index(int(score_map.argmax()), score_map.shape)
-    x0, y0, x1, y1 = box
-    inside = x0 <= (col + 0.5) / g_cols <= x1 and y0 <= (row + 0.5) / g_rows <= y1
-    return bool(inside), bool(inside and score_map[row, col] > tau)
 
 
 def _batches(count: int, per_sample: int, budget: int) -> list[slice]:

@@ -29,7 +29,7 @@ from ier.data.datasets import (
 from ier.data.decode import DecodeSpec, decode_sample
 from ier.data.manifest import Sample
 from ier.errors import ConfigError, DatasetError
-from ier.evaluate import EvalSettings, calibrate_tau, evaluate, split_kind
+from ier.evaluate import calibrate_tau, evaluate, split_kind
 from ier.files import atomic_write_json
 from ier.metrics import audio_set_metrics, roc_auc
 from ier.models import check_object_prior
@@ -41,6 +41,7 @@ from ier.presence import (
     presence_probability,
     sounding_targets,
 )
+from ier.protocol import EvalSettings
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ def evaluate_checkpoint(
         data_dir: Benchmark/prepared dataset folder.
         splits: Splits to evaluate (default: every ``test/*`` split).
         out_dir: Where predictions and ``metrics.json`` go (created); None writes no files.
-        settings: ``ier.evaluate.EvalSettings`` (default settings if None).
+        settings: ``ier.protocol.EvalSettings`` (default settings if None).
         single_source_checkpoint: Model for the maps of solo splits (method.md §1.8: the stage-1
             model); default ``checkpoint``. Solo splits are scored on its class-agnostic map.
         batch_size: Clips per forward pass.

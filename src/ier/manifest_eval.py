@@ -15,11 +15,12 @@ from typing import Any
 from ier.checkpoint import load_model
 from ier.data.manifest import Sample, read_manifest
 from ier.errors import ManifestError, PredictionsError
-from ier.evaluate import EvalSettings, evaluate, split_kind
+from ier.evaluate import evaluate, split_kind
 from ier.files import atomic_write_json
 from ier.inference import predict, set_object_prior
 from ier.localization import resolve_model_path
 from ier.predictions import load_predictions, save_predictions
+from ier.protocol import EvalSettings
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def evaluate_checkpoint_on_manifest(
     Args:
         checkpoint: A checkpoint path or a bundled model name (``ier-wild-small``).
         manifest: Any manifest (``docs/formats.md``); media paths are relative to its folder.
-        settings: ``ier.evaluate.EvalSettings``.
+        settings: ``ier.protocol.EvalSettings``.
         out_dir: Where to write ``predictions.npz`` and ``metrics.json`` (None: nowhere).
         object_prior: Override the model's ``object_prior`` (``ier.inference.set_object_prior``).
         batch_size: Clips per forward pass.

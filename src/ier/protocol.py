@@ -5,22 +5,24 @@ A sample's manifest ``split`` name decides its protocol (:func:`split_protocol`)
 prepared dataset's split (``flickr``, ``vggss``, ``extended_*``, and DSOL's ``solo``, ``duet``,
 ``synthetic``) carries its authors' protocol (``PUBLISHED_PROTOCOLS``); any other name is of the
 kind :func:`split_kind` reads from it, evaluated with DSOL's relative binarisation at that kind's
-alpha (``DEFAULT_ALPHA_BY_KIND``). ``ier.evaluate.EvalSettings`` takes its defaults from here, and
-any setting passed there overrides the protocol's.
+alpha (``DEFAULT_ALPHA_BY_KIND``). :class:`EvalSettings`, every threshold and policy of the metric
+suite, takes its defaults from here, and any setting passed there overrides the protocol's.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ier.data.sample import SPLIT_KINDS
-from ier.map_metrics import DEFAULT_GRID
+from ier.errors import ConfigError
+from ier.map_metrics import DEFAULT_GRID, THRESHOLD_POLICIES
 
 __all__ = [
-    "DEFAULT_ALPHA_BY_KIND", "DEFAULT_GRID", "DEFAULT_TAU", "PUBLISHED_PROTOCOLS", "SplitProtocol",
-    "published_protocol", "split_kind", "split_protocol",
+    "DEFAULT_ALPHA_BY_KIND", "DEFAULT_GRID", "DEFAULT_TAU", "PUBLISHED_PROTOCOLS", "EvalSettings",
+    "SplitProtocol", "published_protocol", "split_kind", "split_protocol",
 ]  # fmt: skip
 
 DEFAULT_TAU = 0.5
@@ -132,3 +134,83 @@ def split_protocol(split: str) -> tuple[str, str, bool]:
     if protocol is not None:
         return protocol.kind, protocol.threshold, protocol.gt_rule == "consensus"
     return split_kind(split), "relative", False
+
+
+MISSING_POLICIES = ("skip", "zero")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Every threshold and policy of the metric suite; all are recorded in the results.
+
+    Attributes:
+        grid: maps and boxes are scored on a ``grid x grid`` raster.
+        alpha: relative binarisation threshold for ``iou``/``ciou``; None = by split kind.
+        alpha_by_kind: default alpha per split kind.
+        split_kind: force the split kind (else inferred from the samples' ``split`` names).
+        threshold_policy: how maps are binarised for ``iou``/``ciou`` (one of
+            ``ier.map_metrics.THRESHOLD_POLICIES``); None = the split's published protocol
+            (``ier.protocol``: ``median`` for Flickr and VGG-SS), else ``relative``.
+        fixed_threshold: the value of the ``absolute`` and ``minmax`` policies.
+        tau: absolute threshold for ``nsa``, ``silent_fp``, ``negative_fp`` and ``pia``.
+        iou_threshold: IoU success threshold of ``iou@T`` and of a hit in ``ap``/``max_f1``.
+        ciou_thresholds: thresholds of the ``ciou@T`` keys.
+        auc_step: spacing of the success-rate thresholds for ``auc`` and ``ciou_auc``.
+        top_fraction: fraction of pixels averaged into a sample's confidence (SLAVC: 0.25).
+        ap_full_curve: let ``ap`` cover recall from 0 (SLAVC's curve starts at its 2nd point).
+        consensus: score objects that carry ``annotators`` boxes against Senocak's consensus map;
+            None = the split's dataset preset (on for the Flickr sets), else off.
+        consensus_agreement: annotators needed for full weight in the consensus map.
+        missing: ``"skip"`` samples without a prediction (counted in ``n_missing``) or score
+            them as all-zero maps (``"zero"``).
+        max_batch_values: bound on resized map values held at once (memory control).
+    """
+
+    grid: int = DEFAULT_GRID
+    alpha: float | None = None
+    alpha_by_kind: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_ALPHA_BY_KIND))
+    split_kind: str | None = None
+    threshold_policy: str | None = None
+    fixed_threshold: float = 0.5
+    tau: float = DEFAULT_TAU
+    iou_threshold: float = 0.5
+    ciou_thresholds: tuple[float, ...] = (0.3, 0.5)
+    auc_step: float = 0.05
+    top_fraction: float = 0.25
+    ap_full_curve: bool = False
+    consensus: bool | None = None
+    consensus_agreement: int = 2
+    missing: str = "skip"
+    max_batch_values: int = 1 << 24
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.grid < 1:
+            problems.append(f"grid must be >= 1, got {self.grid}")
+        for name in ("tau", "iou_threshold", "top_fraction", "fixed_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
+            problems.append(f"alpha must lie in [0, 1], got {self.alpha}")
+        for kind, value in self.alpha_by_kind.items():
+            if not 0.0 <= value <= 1.0:
+                problems.append(f"alpha for {kind!r} must lie in [0, 1], got {value}")
+        if any(not 0.0 <= t <= 1.0 for t in self.ciou_thresholds):
+            problems.append(f"ciou thresholds must lie in [0, 1], got {self.ciou_thresholds}")
+        if not 0.0 < self.auc_step <= 1.0:
+            problems.append(f"auc_step must lie in (0, 1], got {self.auc_step}")
+        if self.split_kind is not None and self.split_kind not in SPLIT_KINDS:
+            problems.append(f"split_kind must be one of {SPLIT_KINDS}, got {self.split_kind!r}")
+        if self.threshold_policy is not None and self.threshold_policy not in THRESHOLD_POLICIES:
+            problems.append(
+                f"threshold_policy must be one of {THRESHOLD_POLICIES}, "
+                f"got {self.threshold_policy!r}"
+            )
+        if self.missing not in MISSING_POLICIES:
+            problems.append(f"missing must be one of {MISSING_POLICIES}, got {self.missing!r}")
+        if self.consensus_agreement < 1:
+            problems.append("consensus_agreement must be >= 1")
+        if problems:
+            raise ConfigError("bad evaluation settings: " + "; ".join(problems))
+        object.__setattr__(self, "ciou_thresholds", tuple(float(t) for t in self.ciou_thresholds))
+        object.__setattr__(self, "alpha_by_kind", {**DEFAULT_ALPHA_BY_KIND, **self.alpha_by_kind})

@@ -155,7 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from ier.evaluate import EvalSettings  # lazy: keeps ier --help fast
+    from ier.protocol import EvalSettings  # lazy: keeps ier --help fast
 
     alpha_by_kind: dict[str, float] = {}
     for item in args.alpha_for:
