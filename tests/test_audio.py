@@ -1,4 +1,4 @@
-"""Tests for ier.audio: decoding windows, resampling, the DSOL log-mel front end, mixing helpers."""
+"""Tests for ier.audio (decoding windows, resampling, the DSOL log-mel front end) and ier.mixing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ier import audio
+from ier import audio, mixing
 from ier.errors import MediaError
 
 SR = audio.SAMPLE_RATE
@@ -170,7 +170,7 @@ def test_resample_preserves_frequency_and_duration(orig, target):
     assert out.dtype == np.float32
     assert len(out) == math.ceil(len(wave) * target / orig)
     assert abs(dominant_hz(out, target) - 1000.0) <= 1.0
-    assert abs(audio.rms(out[200:-200]) - audio.rms(wave)) < 0.01
+    assert abs(mixing.rms(out[200:-200]) - mixing.rms(wave)) < 0.01
 
 
 @given(
@@ -203,7 +203,7 @@ def test_load_audio_window_from_each_format(tmp_path, ext):
     # The frequency changes 0.5 s into the window.
     assert abs(dominant_hz(window[: SR // 2 - 800]) - 500.0) < 5
     assert abs(dominant_hz(window[SR // 2 + 800 :]) - 2000.0) < 5
-    assert abs(audio.rms(window) - 0.5 / math.sqrt(2)) < 0.02
+    assert abs(mixing.rms(window) - 0.5 / math.sqrt(2)) < 0.02
     # A window is exactly the matching slice of the whole resampled file, edges included, even
     # when its start falls between native samples (the resampler gets context on both sides).
     whole = audio.load_audio(path)
@@ -231,7 +231,7 @@ def test_load_audio_pads_only_a_small_overrun_at_the_end(tmp_path):
     sf.write(path, tone(440.0, 3.0), SR)
     window = audio.load_audio(path, start_seconds=2.0, duration_seconds=1.05)
     assert window.shape == (16_800,)
-    assert np.all(window[SR:] == 0) and audio.rms(window[: SR - 10]) > 0.3
+    assert np.all(window[SR:] == 0) and mixing.rms(window[: SR - 10]) > 0.3
     with pytest.raises(MediaError, match=r"extends past the end.*3\.000 s long") as info:
         audio.load_audio(path, start_seconds=2.5, duration_seconds=1.0)
     assert "three_seconds.wav" in str(info.value)
@@ -357,18 +357,18 @@ def test_zero_length_stream_and_bad_window(tmp_path):
         audio.load_audio(path, duration_seconds=0.0)
 
 
-# --------------------------------------------------------------------------- mixing helpers
+# ---------------------------------------------------------------------- mixing helpers (ier.mixing)
 
 
 def test_gain_rms_and_rms_normalisation_known_values():
     wave = np.full(100, 0.5, np.float32)
-    assert audio.rms(wave) == pytest.approx(0.5)
-    assert audio.apply_gain_db(wave, 6.0)[0] == pytest.approx(0.5 * 1.99526, rel=1e-5)
-    assert audio.apply_gain_db(wave, -20.0)[0] == pytest.approx(0.05)
-    assert audio.rms(audio.normalize_rms(tone(440, 1.0), -20.0)) == pytest.approx(0.1, rel=1e-6)
+    assert mixing.rms(wave) == pytest.approx(0.5)
+    assert mixing.apply_gain_db(wave, 6.0)[0] == pytest.approx(0.5 * 1.99526, rel=1e-5)
+    assert mixing.apply_gain_db(wave, -20.0)[0] == pytest.approx(0.05)
+    assert mixing.rms(mixing.normalize_rms(tone(440, 1.0), -20.0)) == pytest.approx(0.1, rel=1e-6)
     silence = np.zeros(10, np.float32)
-    assert audio.normalize_rms(silence, -20.0) is silence
-    tensor = audio.apply_gain_db(torch.ones(4), 20.0)
+    assert mixing.normalize_rms(silence, -20.0) is silence
+    tensor = mixing.apply_gain_db(torch.ones(4), 20.0)
     assert isinstance(tensor, torch.Tensor) and float(tensor[0]) == pytest.approx(10.0)
 
 
@@ -376,16 +376,16 @@ def test_mix_at_snr_hits_the_target_and_loops_short_noise():
     rng = np.random.default_rng(0)
     signal = tone(440.0, 1.0)
     noise = rng.standard_normal(3000).astype(np.float32)
-    mixture = audio.mix_at_snr(signal, noise, 10.0)
+    mixture = mixing.mix_at_snr(signal, noise, 10.0)
     assert mixture.shape == signal.shape
     residual = mixture - signal
     measured = 10 * math.log10(np.mean(signal**2) / np.mean(residual**2))
     assert measured == pytest.approx(10.0, abs=1e-3)
     np.testing.assert_allclose(residual[:3000], residual[3000:6000], atol=1e-6)  # looped
-    torch_mix = audio.mix_at_snr(torch.from_numpy(signal), torch.from_numpy(noise), 10.0)
+    torch_mix = mixing.mix_at_snr(torch.from_numpy(signal), torch.from_numpy(noise), 10.0)
     np.testing.assert_allclose(torch_mix.numpy(), mixture, atol=1e-6)
     with pytest.raises(ValueError, match="silent"):
-        audio.mix_at_snr(signal, np.zeros(10, np.float32), 0.0)
+        mixing.mix_at_snr(signal, np.zeros(10, np.float32), 0.0)
 
 
 @given(
@@ -398,19 +398,19 @@ def test_mix_at_snr_invariant(snr_db, seed, n_noise):
     rng = np.random.default_rng(seed)
     signal = rng.standard_normal(2000)
     noise = rng.uniform(-1, 1, n_noise)
-    residual = audio.mix_at_snr(signal, noise, snr_db) - signal
+    residual = mixing.mix_at_snr(signal, noise, snr_db) - signal
     measured = 10 * math.log10(np.mean(signal**2) / np.mean(residual**2))
     assert measured == pytest.approx(snr_db, abs=1e-6)
 
 
 def test_peak_normalize_scales_down_only():
     quiet = tone(440.0, 0.1, amplitude=0.5)
-    assert audio.peak_normalize(quiet) is quiet
+    assert mixing.peak_normalize(quiet) is quiet
     loud = 3.0 * quiet
-    out = audio.peak_normalize(loud, peak=0.9)
+    out = mixing.peak_normalize(loud, peak=0.9)
     assert np.abs(out).max() == pytest.approx(0.9, rel=1e-6)
     np.testing.assert_allclose(out, loud * (0.9 / np.abs(loud).max()), rtol=1e-6)
-    tensor = audio.peak_normalize(torch.tensor([2.0, -4.0]), peak=1.0)
+    tensor = mixing.peak_normalize(torch.tensor([2.0, -4.0]), peak=1.0)
     assert tensor.tolist() == [0.5, -1.0]
 
 
@@ -422,7 +422,7 @@ def test_peak_normalize_scales_down_only():
 @settings(max_examples=40, deadline=None)
 def test_peak_normalize_invariant(scale, peak, seed):
     wave = scale * np.random.default_rng(seed).standard_normal(500)
-    out = audio.peak_normalize(wave, peak=peak)
+    out = mixing.peak_normalize(wave, peak=peak)
     assert np.abs(out).max() <= peak * (1 + 1e-12) or np.array_equal(out, wave)
     ratio = out / wave
     assert np.allclose(ratio, ratio[0]) and ratio[0] <= 1.0  # one factor, never amplifying
@@ -430,8 +430,8 @@ def test_peak_normalize_invariant(scale, peak, seed):
 
 def test_pad_or_trim_and_loop_to_length():
     wave = np.arange(5, dtype=np.float32)
-    np.testing.assert_array_equal(audio.pad_or_trim(wave, 7), [0, 1, 2, 3, 4, 0, 0])
-    np.testing.assert_array_equal(audio.pad_or_trim(wave, 3), [0, 1, 2])
-    assert audio.pad_or_trim(torch.ones(2, 3), 5).shape == (2, 5)
-    np.testing.assert_array_equal(audio.loop_to_length(wave, 12), [0, 1, 2, 3, 4] * 2 + [0, 1])
-    assert audio.loop_to_length(torch.arange(3.0), 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    np.testing.assert_array_equal(mixing.pad_or_trim(wave, 7), [0, 1, 2, 3, 4, 0, 0])
+    np.testing.assert_array_equal(mixing.pad_or_trim(wave, 3), [0, 1, 2])
+    assert mixing.pad_or_trim(torch.ones(2, 3), 5).shape == (2, 5)
+    np.testing.assert_array_equal(mixing.loop_to_length(wave, 12), [0, 1, 2, 3, 4] * 2 + [0, 1])
+    assert mixing.loop_to_length(torch.arange(3.0), 7).tolist() == [0, 1, 2, 0, 1, 2, 0]

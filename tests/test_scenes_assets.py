@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ier.audio import SAMPLE_RATE, decode_audio_bytes, rms
+from ier.audio import SAMPLE_RATE, decode_audio_bytes
 from ier.errors import AssetError
+from ier.mixing import rms
 from ier.scenes import assets, catalog, compose
 from ier.scenes.opensfx import read_cat
 from ier.scenes.rcc import RccArchive

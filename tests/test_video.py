@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from ier import audio, video
+from ier import audio, mixing, video
 from ier.errors import MediaError
 
 SR = audio.SAMPLE_RATE
@@ -113,7 +113,7 @@ def test_round_trip_colours_tone_and_level(tmp_path):
     back = audio.load_audio(path, start_seconds=0.5, duration_seconds=1.0)
     spectrum = np.abs(np.fft.rfft(back * np.hanning(len(back))))
     assert np.fft.rfftfreq(len(back), 1 / SR)[np.argmax(spectrum)] == pytest.approx(1000.0, abs=2)
-    assert audio.rms(back) == pytest.approx(0.4 / np.sqrt(2), rel=0.03)
+    assert mixing.rms(back) == pytest.approx(0.4 / np.sqrt(2), rel=0.03)
 
 
 def test_audio_and_video_stay_aligned(tmp_path):
@@ -157,7 +157,7 @@ def test_write_mp4_int16_audio_fast_preset_and_ntsc_rate(tmp_path):
     info = video.probe(path)
     assert info.fps == pytest.approx(29.97, abs=0.01) and info.n_frames == 30
     back = audio.load_audio(path, start_seconds=0.2, duration_seconds=0.5)
-    assert audio.rms(back) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
+    assert mixing.rms(back) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
     third = video.load_frames(path, [2 * 1001 / 30000])[0]
     np.testing.assert_allclose(mean_colour(third), PALETTE[2], atol=10)
 
@@ -184,7 +184,7 @@ def test_write_mp4_encoder_options_reach_the_encoders(tmp_path):
     info = video.probe(path)
     assert (info.n_frames, info.has_audio) == (8, True)
     back = audio.load_audio(path, start_seconds=0.2, duration_seconds=0.5)
-    assert audio.rms(back) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
+    assert mixing.rms(back) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
     with pytest.raises(ValueError, match="aac_coder"):  # FFmpeg rejects an unknown coder
         video.write_mp4(tmp_path / "bad.mp4", frames, fps=8, audio=tone(500.0, 1.0), aac_coder="?")
     assert [p.name for p in tmp_path.iterdir()] == ["opts.mp4"]

@@ -1,4 +1,6 @@
-"""Audio I/O: decoding (soundfile, PyAV), resampling, mixing helpers; re-exports ``ier.logmel``.
+"""Audio I/O: decoding (soundfile, PyAV) and resampling.
+
+Re-exports ``ier.logmel`` (the log-mel front end) and ``ier.mixing`` (wave lengths, levels, mixing).
 
 Every waveform is mono float32 at ``SAMPLE_RATE`` unless a function says otherwise.
 """
@@ -14,13 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import av
 import numpy as np
 import soundfile as sf
-import torch
-from torch import nn
 
 from ier.errors import MediaError
 from ier.logmel import (  # noqa: F401  (re-exported: the log-mel front end lives in ier.logmel)
@@ -38,6 +38,17 @@ from ier.logmel import (  # noqa: F401  (re-exported: the log-mel front end live
     mel_filterbank,
     mel_to_hz,
 )
+from ier.mixing import (  # noqa: F401  (re-exported: the wave helpers live in ier.mixing)
+    Wave,
+    apply_gain_db,
+    loop_to_length,
+    mix_at_snr,
+    normalize_rms,
+    pad_or_trim,
+    peak_normalize,
+    rms,
+    scale_to_snr,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +57,6 @@ END_TOLERANCE_SECONDS = 0.1  # a window may overrun the stream end by this much 
 
 # Extensions that libsndfile decodes; anything else (mp4, mkv, m4a, ...) goes through PyAV.
 _SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64"}
-
-Wave = TypeVar("Wave", np.ndarray, torch.Tensor)
 
 
 # --------------------------------------------------------------------------- containers (shared)
@@ -407,92 +416,3 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     ratio = Fraction(int(target_rate), int(orig_rate))
     out = resample_poly(wave, ratio.numerator, ratio.denominator, axis=-1)
     return out.astype(np.float32, copy=False)
-
-
-def pad_or_trim(wave: Wave, n_samples: int) -> Wave:
-    """Zero-pad at the end or cut the last axis to exactly ``n_samples``."""
-    length = wave.shape[-1]
-    if length >= n_samples:
-        return wave[..., :n_samples]
-    if isinstance(wave, torch.Tensor):
-        return nn.functional.pad(wave, (0, n_samples - length))
-    pad = [(0, 0)] * (wave.ndim - 1) + [(0, n_samples - length)]
-    return np.pad(wave, pad)
-
-
-# --------------------------------------------------------------------------- mixing helpers
-
-
-def _power(wave: np.ndarray | torch.Tensor) -> float:
-    if isinstance(wave, torch.Tensor):
-        return float(wave.detach().double().pow(2).mean()) if wave.numel() else 0.0
-    wave = np.asarray(wave)
-    return float(np.mean(np.square(wave, dtype=np.float64))) if wave.size else 0.0
-
-
-def rms(wave: np.ndarray | torch.Tensor) -> float:
-    """Root-mean-square amplitude of all samples (0 for an empty wave)."""
-    return math.sqrt(_power(wave))
-
-
-def apply_gain_db(wave: Wave, gain_db: float) -> Wave:
-    """Scale by ``10 ** (gain_db / 20)`` (+6 dB is about x1.995). No clipping."""
-    return wave * (10.0 ** (gain_db / 20.0))
-
-
-def loop_to_length(wave: Wave, n_samples: int) -> Wave:
-    """Repeat (tile) or cut the last axis to exactly ``n_samples``."""
-    length = wave.shape[-1]
-    if length == 0:
-        raise ValueError("cannot loop an empty wave")
-    reps = -(-n_samples // length)
-    if reps > 1:
-        tile = [1] * (wave.ndim - 1) + [reps]
-        wave = wave.repeat(*tile) if isinstance(wave, torch.Tensor) else np.tile(wave, tile)
-    return wave[..., :n_samples]
-
-
-def scale_to_snr(signal: Wave, noise: Wave, snr_db: float) -> Wave:
-    """Loop/trim ``noise`` to the signal length and scale it to the requested SNR.
-
-    After scaling, ``10 * log10(P_signal / P_noise) == snr_db`` with P the mean square.
-    Returns the scaled noise.
-
-    A silent signal gives silent noise; silent noise is a ValueError.
-    """
-    noise = loop_to_length(noise, signal.shape[-1])
-    p_noise = _power(noise)
-    if p_noise == 0:
-        raise ValueError("noise is silent; cannot reach a finite SNR")
-    scale = math.sqrt(_power(signal) / (p_noise * 10.0 ** (snr_db / 10.0)))
-    return noise * scale
-
-
-def mix_at_snr(signal: Wave, noise: Wave, snr_db: float) -> Wave:
-    """``signal + scale_to_snr(signal, noise, snr_db)``; the mixture has the signal's shape.
-
-    The result is not peak-limited; follow with ``peak_normalize`` before writing to a file.
-    """
-    return signal + scale_to_snr(signal, noise, snr_db)
-
-
-def peak_normalize(wave: Wave, peak: float = 0.99) -> Wave:
-    """Scale down so that ``max|wave| <= peak``; waves already within ``peak`` come back unchanged.
-
-    Never amplifies and never clips (the whole wave is scaled by one factor).
-    """
-    if isinstance(wave, torch.Tensor):
-        top = float(wave.detach().abs().max()) if wave.numel() else 0.0
-    else:
-        top = float(np.max(np.abs(wave))) if np.size(wave) else 0.0
-    if top <= peak:
-        return wave
-    return wave * (peak / top)
-
-
-def normalize_rms(wave: Wave, target_dbfs: float) -> Wave:
-    """Scale so that ``20 * log10(rms) == target_dbfs`` (0 dBFS = RMS 1.0); silence is unchanged."""
-    current = rms(wave)
-    if current == 0:
-        return wave
-    return wave * (10.0 ** (target_dbfs / 20.0) / current)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ier.audio import SAMPLE_RATE, apply_gain_db, normalize_rms, rms, scale_to_snr
+from ier.audio import SAMPLE_RATE
+from ier.mixing import apply_gain_db, normalize_rms, rms, scale_to_snr
 
 SOURCE_LEVEL_DBFS = -26.0  # every source is loudness-normalised to this RMS before its gain
 MIX_PEAK = 0.95
