@@ -44,7 +44,7 @@ def generated_clip(
 ) -> Path:  # fmt: skip
     """Moving shapes over a textured, slowly changing background (so the encoder has real work)
     and a soundtrack of tones and noise bursts."""
-    from ier.video import write_mp4
+    from ier.video_writer import write_mp4
 
     rng = np.random.default_rng(0)
     texture = rng.integers(0, 40, (height, width, 1), dtype=np.uint8)

@@ -40,7 +40,7 @@ def write_wav(path: Path, seconds: float, freq_hz: float = 440.0) -> Path:
 
 def write_video(path: Path, seconds: float, *, fps: float = 4.0, size: tuple[int, int] = (64, 48)):
     """A tiny mp4 (width x height) with a moving bar and a tone soundtrack."""
-    from ier.video import write_mp4
+    from ier.video_writer import write_mp4
 
     n = int(round(seconds * fps))
     frames = np.zeros((n, size[1], size[0], 3), np.uint8)

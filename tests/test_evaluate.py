@@ -629,7 +629,7 @@ def test_checkpoint_on_a_standalone_manifest(tmp_path, capsys) -> None:
     from ier.checkpoint import save_model
     from ier.models import create_model
     from ier.models.config import model_config
-    from ier.video import write_mp4
+    from ier.video_writer import write_mp4
 
     config = model_config("tiny")
     model = create_model(config)

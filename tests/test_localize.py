@@ -28,7 +28,8 @@ from ier.localization import (
     window_times,
 )
 from ier.models.common import LocalizationOutput, audibility
-from ier.video import probe, write_mp4
+from ier.video import probe
+from ier.video_writer import write_mp4
 
 SAMPLE_RATE = 16_000
 FPS = 10

@@ -1,4 +1,5 @@
-"""Tests for ier.video: mp4 round trips, frame decoding by time, streaming, images, bad input."""
+"""Tests for ier.video and ier.video_writer: mp4 round trips, frame decoding by time,
+streaming, images, bad input."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PIL import Image
 
 from ier import audio, mixing, video
 from ier.errors import MediaError
+from ier.video_writer import write_mp4
 
 SR = audio.SAMPLE_RATE
 # Strongly distinct colours, one per second (or per frame) of a test video.
@@ -40,7 +42,7 @@ def seconds_video(tmp_path_factory) -> tuple:
     fps, seconds = 10, 4
     frames = np.stack([solid(PALETTE[i // fps]) for i in range(fps * seconds)])
     path = tmp_path_factory.mktemp("video") / "seconds.mp4"
-    video.write_mp4(path, frames, fps=fps, audio=tone(440.0, seconds))
+    write_mp4(path, frames, fps=fps, audio=tone(440.0, seconds))
     return path, fps
 
 
@@ -77,7 +79,7 @@ def test_load_frames_resizes(seconds_video):
 def test_load_frames_is_frame_exact_at_boundaries(tmp_path):
     fps, n_frames = 25, 50
     frames = np.stack([solid(PALETTE[i % len(PALETTE)]) for i in range(n_frames)])
-    path = video.write_mp4(tmp_path / "per_frame.mp4", frames, fps=fps, crf=12)
+    path = write_mp4(tmp_path / "per_frame.mp4", frames, fps=fps, crf=12)
     indices = [0, 1, 9, 10, 24, 25, 37, 49]
     at_start = video.load_frames(path, [i / fps for i in indices])
     just_before_next = video.load_frames(path, [(i + 0.95) / fps for i in indices])
@@ -104,7 +106,7 @@ def test_round_trip_colours_tone_and_level(tmp_path):
     fps = 25
     frames = np.stack([solid(PALETTE[i % len(PALETTE)], 40, 64) for i in range(50)])
     wave = tone(1000.0, 2.0, amplitude=0.4)
-    path = video.write_mp4(tmp_path / "round.mp4", frames, fps=fps, audio=wave)
+    path = write_mp4(tmp_path / "round.mp4", frames, fps=fps, audio=wave)
     decoded = list(video.iter_frames(path))
     assert len(decoded) == 50
     for i, (t, frame) in enumerate(decoded):
@@ -123,7 +125,7 @@ def test_audio_and_video_stay_aligned(tmp_path):
     wave = np.zeros(3 * SR, np.float32)
     click = int(flash / fps * SR)
     wave[click : click + 16] = 0.9  # a 1 ms click at the same instant
-    path = video.write_mp4(tmp_path / "sync.mp4", frames, fps=fps, audio=wave)
+    path = write_mp4(tmp_path / "sync.mp4", frames, fps=fps, audio=wave)
     flash_seconds = [t for t, f in video.iter_frames(path) if f.mean() > 128]
     assert flash_seconds == [pytest.approx(1.6)]
     decoded = audio.load_audio(path)
@@ -139,7 +141,7 @@ def test_write_mp4_pads_odd_sizes_and_accepts_a_generator(tmp_path):
             frame[:, -1] = [255, 255, 255]  # a white last column must survive the padding
             yield frame
 
-    path = video.write_mp4(tmp_path / "sub" / "odd.mp4", frames(), fps=12)
+    path = write_mp4(tmp_path / "sub" / "odd.mp4", frames(), fps=12)
     info = video.probe(path)
     assert (info.height, info.width, info.n_frames, info.has_audio) == (34, 46, 12, False)
     frame = video.load_frames(path, [0.0])[0]
@@ -151,7 +153,7 @@ def test_write_mp4_pads_odd_sizes_and_accepts_a_generator(tmp_path):
 def test_write_mp4_int16_audio_fast_preset_and_ntsc_rate(tmp_path):
     pcm = (tone(500.0, 1.0, amplitude=0.5) * 32768).astype(np.int16)
     frames = np.stack([solid(PALETTE[i % 4]) for i in range(30)])
-    path = video.write_mp4(
+    path = write_mp4(
         tmp_path / "pcm.mp4", frames, fps=30000 / 1001, audio=pcm, preset="ultrafast"
     )
     info = video.probe(path)
@@ -165,19 +167,19 @@ def test_write_mp4_int16_audio_fast_preset_and_ntsc_rate(tmp_path):
 def test_write_mp4_rejects_bad_frames_and_leaves_nothing(tmp_path):
     target = tmp_path / "bad.mp4"
     with pytest.raises(ValueError, match="uint8"):
-        video.write_mp4(target, np.zeros((3, 8, 8, 3), np.float32), fps=10)
+        write_mp4(target, np.zeros((3, 8, 8, 3), np.float32), fps=10)
     with pytest.raises(ValueError, match="no frames"):
-        video.write_mp4(target, [], fps=10)
+        write_mp4(target, [], fps=10)
     with pytest.raises(ValueError, match="size"):
-        video.write_mp4(target, [solid(PALETTE[0], 8, 8), solid(PALETTE[0], 16, 16)], fps=10)
+        write_mp4(target, [solid(PALETTE[0], 8, 8), solid(PALETTE[0], 16, 16)], fps=10)
     with pytest.raises(ValueError, match="fps"):
-        video.write_mp4(target, [solid(PALETTE[0], 8, 8)], fps=0)
+        write_mp4(target, [solid(PALETTE[0], 8, 8)], fps=0)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_write_mp4_encoder_options_reach_the_encoders(tmp_path):
     frames = np.stack([solid(PALETTE[i % 4]) for i in range(8)])
-    path = video.write_mp4(
+    path = write_mp4(
         tmp_path / "opts.mp4", frames, fps=8, audio=tone(500.0, 1.0),
         preset="ultrafast", threads=1, aac_coder="fast",
     )  # fmt: skip
@@ -186,7 +188,7 @@ def test_write_mp4_encoder_options_reach_the_encoders(tmp_path):
     back = audio.load_audio(path, start_seconds=0.2, duration_seconds=0.5)
     assert mixing.rms(back) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
     with pytest.raises(ValueError, match="aac_coder"):  # FFmpeg rejects an unknown coder
-        video.write_mp4(tmp_path / "bad.mp4", frames, fps=8, audio=tone(500.0, 1.0), aac_coder="?")
+        write_mp4(tmp_path / "bad.mp4", frames, fps=8, audio=tone(500.0, 1.0), aac_coder="?")
     assert [p.name for p in tmp_path.iterdir()] == ["opts.mp4"]
 
 
@@ -240,7 +242,7 @@ def test_missing_and_corrupt_videos(tmp_path, seconds_video):
 
 
 def test_missing_streams(tmp_path):
-    silent = video.write_mp4(tmp_path / "silent.mp4", np.zeros((5, 8, 8, 3), np.uint8), fps=5)
+    silent = write_mp4(tmp_path / "silent.mp4", np.zeros((5, 8, 8, 3), np.uint8), fps=5)
     with pytest.raises(MediaError, match=r"silent\.mp4: has no audio stream"):
         audio.load_audio(silent, start_seconds=0.0, duration_seconds=0.5)
     sf.write(tmp_path / "sound.wav", tone(440.0, 0.5), SR)
@@ -254,7 +256,7 @@ def test_missing_streams(tmp_path):
 
 def test_empty_audio_stream_in_a_video(tmp_path):
     frames = np.zeros((5, 8, 8, 3), np.uint8)
-    path = video.write_mp4(tmp_path / "hollow.mp4", frames, fps=5, audio=np.zeros(0, np.float32))
+    path = write_mp4(tmp_path / "hollow.mp4", frames, fps=5, audio=np.zeros(0, np.float32))
     with pytest.raises(
         MediaError, match=r"hollow\.mp4: (has no audio stream|audio stream is empty)"
     ):

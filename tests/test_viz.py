@@ -12,7 +12,8 @@ from PIL import Image
 
 from ier import viz
 from ier.overlay_video import OverlayVideoWriter
-from ier.video import iter_frames, probe, write_mp4
+from ier.video import iter_frames, probe
+from ier.video_writer import write_mp4
 
 
 def test_class_colors_cycle_through_the_palette() -> None:

@@ -1,4 +1,5 @@
-"""The benchmark's clip writer: ``ier.video.write_mp4`` with the settings for many small clips.
+"""The benchmark's clip writer: ``ier.video_writer.write_mp4`` with the settings for many small
+clips.
 
 x264 ``ultrafast`` on one thread (one clip per worker process) and FFmpeg's fast AAC coder: about
 1.5-2x faster than ``write_mp4``'s defaults on 3 s clips, which the benchmark writes thousands of.
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ier.video import write_mp4
+from ier.video_writer import write_mp4
 
 
 def write_clip(
