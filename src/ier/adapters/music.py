@@ -1,5 +1,6 @@
 """MUSIC as used by DSOL/IEr: video-ID JSONs, raw videos, DSOL's 1-s layout, split lists and the
-``solotest.json``/``duettest.json`` boxes (4 fps frames, 1-s audio windows)."""
+``solotest.json``/``duettest.json`` boxes (4 fps frames, 1-s audio windows). Where a clip's media
+live is ``ier.adapters.music_media``."""
 
 from __future__ import annotations
 
@@ -11,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ier.adapters.common import (
-    AUDIO_EXTENSIONS,
     DSOL_CATEGORY_TO_LABEL,
     MUSIC_NEVER_BOXED,
-    VIDEO_EXTENSIONS,
     WHOLE_FRAME,
     AdapterOutput,
-    MediaIndex,
     ObjectSpec,
     SampleSpec,
     clean_box,
@@ -26,13 +24,13 @@ from ier.adapters.common import (
     read_rows,
     xywh_to_xyxy,
 )
+from ier.adapters.music_media import MusicMedia, frame_time, second_media
 from ier.errors import DatasetError, MediaError
 from ier.video import probe
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "dsol-music-v1"
-DSOL_FPS = 30.0  # the annotation keys imply 30 fps sources (frames 30s, 30s+7, 30s+14, 30s+21)
 _KEY = re.compile(r"^(?P<clip>.+)/frame_(?P<second>\d{3})/(?P<index>\d{5})\.jpg$")
 SOLO_LISTS = {
     "solo_train_1": "solo_training_1.txt",
@@ -80,71 +78,6 @@ def read_pair_list(path: Path, out: AdapterOutput, split: str) -> list[str]:
     return clips
 
 
-class MusicMedia:
-    """Where each clip's media live: DSOL frame/audio folders and raw videos or audio files."""
-
-    def __init__(self, root: Path, skip: tuple[Path, ...]) -> None:
-        self.frames: dict[str, Path] = {}
-        self.pickles: dict[str, Path] = {}
-        for base in _named_dirs(root, {"video_frames", "audio_frames"}, skip):
-            target = self.frames if base.name == "video_frames" else self.pickles
-            for entry in sorted(os.scandir(base), key=lambda e: e.name):
-                if entry.is_dir():
-                    target.setdefault(entry.name, Path(entry.path))
-        self.raw = MediaIndex(root, VIDEO_EXTENSIONS + AUDIO_EXTENSIONS, skip_paths=skip)
-
-    def raw_source(self, clip: str) -> Path | None:
-        """Raw audio/video of a clip: ``<clip>.wav|flac|mp4`` or ``<ytid>.*`` (whole video)."""
-        for stem in (clip, music_ytid(clip)):
-            found = self.raw.find(stem, AUDIO_EXTENSIONS + VIDEO_EXTENSIONS)
-            if found is not None:
-                return found
-        return None
-
-    def raw_video(self, clip: str) -> Path | None:
-        """Raw video of a clip, if any."""
-        for stem in (clip, music_ytid(clip)):
-            found = self.raw.find(stem, VIDEO_EXTENSIONS)
-            if found is not None:
-                return found
-        return None
-
-
-def _named_dirs(root: Path, names: set[str], skip: tuple[Path, ...], depth: int = 4) -> list[Path]:
-    found, level = [], [root]
-    skipped = {p.resolve() for p in skip}
-    for _ in range(depth + 1):
-        nxt = []
-        for folder in level:
-            try:
-                entries = sorted(os.scandir(folder), key=lambda e: e.name)
-            except OSError:
-                continue
-            for e in entries:
-                if not e.is_dir() or Path(e.path).resolve() in skipped:
-                    continue
-                (found if e.name in names else nxt).append(Path(e.path))
-        level = nxt
-    return found
-
-
-def _second_media(media: MusicMedia, clip: str, second: int) -> dict[str, Any] | None:
-    """Audio of second ``second``: the raw source with window (s, s+1), else its log-mel pickle."""
-    raw = media.raw_source(clip)
-    if raw is not None:
-        return {"audio": raw}
-    folder = media.pickles.get(clip)
-    if folder is not None and (folder / f"{second:03d}.pkl").is_file():
-        return {"features": folder / f"{second:03d}.pkl"}
-    return None
-
-
-def _frame_time(second: int, index: int) -> float:
-    """Time of DSOL frame ``index`` in folder ``frame_<second>``, kept inside that second."""
-    offset = (index - round(second * DSOL_FPS)) / DSOL_FPS
-    return second + min(max(offset, 0.0), 1.0 - 1.0 / DSOL_FPS)
-
-
 def training_specs(
     clip: str, labels: tuple[str, ...], media: MusicMedia, *, split: str, field: str
 ) -> tuple[list[SampleSpec], str]:
@@ -158,11 +91,11 @@ def training_specs(
         for sub in sorted(folder.glob("frame_[0-9][0-9][0-9]")):
             second = int(sub.name[-3:])
             jpgs = sorted(sub.glob("*.jpg"))
-            audio = _second_media(media, clip, second)
+            audio = second_media(media, clip, second)
             if not jpgs or audio is None:
                 continue
             jpg = jpgs[len(jpgs) // 2]
-            time = _frame_time(second, int(jpg.stem)) if jpg.stem.isdigit() else second + 0.5
+            time = frame_time(second, int(jpg.stem)) if jpg.stem.isdigit() else second + 0.5
             specs.append(
                 SampleSpec(
                     id=f"{clip}/frame_{second:03d}",
@@ -297,7 +230,7 @@ def _test_spec(
     jpg = jpg / f"frame_{second:03d}" / f"{index:05d}.jpg" if jpg is not None else None
     frame = jpg if jpg is not None and jpg.is_file() else None
     video = media.raw_video(clip) if frame is None else None
-    audio = _second_media(media, clip, second)
+    audio = second_media(media, clip, second)
     if frame is None and video is None:
         return f"frame {key} not found and no raw video {clip}.mp4"
     if audio is None:
@@ -308,7 +241,7 @@ def _test_spec(
         objects=objects,
         frame=frame,
         video=video,
-        time_seconds=_frame_time(second, index),
+        time_seconds=frame_time(second, index),
         window=(float(second), second + 1.0),
         extra=tuple(extra.items()),
         **audio,
