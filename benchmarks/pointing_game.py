@@ -208,7 +208,8 @@ def main() -> None:
     splits = args.splits or [s for s in list_splits(args.data, "test/") if "negative" not in s]
     if args.bench:
         from ier.bench.diagnostics import read_test_samples, run_diagnostics
-        from ier.bench.tables import Row, diagnostics_table
+        from ier.bench.rows import Row
+        from ier.bench.tables import diagnostics_table
 
         if args.splits or args.oracle_sizes or args.oracle_trunks:
             parser.error("--splits and --oracle-* need --checkpoint or --oracle-trunks; "

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ from ier.bench.diagnostics import (
     uniform_reference,
 )
 from ier.bench.figures import bar_chart, qualitative_grid
-from ier.bench.plan import BENCH_FILE, BENCH_PLANS, BenchConfig, metric, order_records, provenance
+from ier.bench.plan import BENCH_FILE, BENCH_PLANS, BenchConfig, order_records, provenance
+from ier.bench.rows import Row, differs, group_rows, mean_std, row_label
 from ier.data.datasets import read_classes
 from ier.files import atomic_write_json, atomic_write_text
 
@@ -75,81 +74,6 @@ AII_COLUMNS: tuple[Column, ...] = (
 )
 AII_RUNS = ("ier-no-aii", "ier-aii-no-curriculum", "ier")
 """The paper's AII ablation rows: single vector, AII w/o curriculum, AII with curriculum."""
-
-
-@dataclass
-class Row:
-    """One table row: a run (or a reference) over every training seed it has a record for.
-
-    Attributes:
-        name: Run name (``BenchRun.name``).
-        label: Table label.
-        ablation: An IEr ablation.
-        records: The per-seed records, by increasing seed.
-        diagnostics: ``ier.bench.diagnostics.run_diagnostics`` per record (same order), if any.
-    """
-
-    name: str
-    label: str
-    ablation: bool
-    records: list[dict[str, Any]]
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def seeds(self) -> list[int]:
-        """The training seeds of the records."""
-        return [r.get("seed", 0) for r in self.records]
-
-    def values(self, source: str, key: str) -> list[float]:
-        """The metric over the seeds that have it."""
-        found = (metric(r, source, key) for r in self.records)
-        return [v for v in found if v is not None]
-
-    def diagnostic_values(self, kind: str, split: str | None = None) -> list[float]:
-        """``pointing`` (per ``split``) or ``peak_auroc`` over the seeds that have it."""
-        found = (d[kind].get(split) if split else d[kind] for d in self.diagnostics)
-        return [float(v) for v in found if v is not None]
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float] | None:
-    """Mean and sample standard deviation (0 for one value); None for no value."""
-    if not values:
-        return None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def differs(a: Sequence[float], b: Sequence[float]) -> int:
-    """+1 / -1 when the mean of ``a`` is above / below that of ``b`` by more than the sum of the
-    two standard deviations (their +-1 std intervals do not overlap), with at least 2 seeds on
-    each side; else 0."""
-    if len(a) < 2 or len(b) < 2:
-        return 0
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    if abs(ma - mb) <= sa + sb:
-        return 0
-    return 1 if ma > mb else -1
-
-
-def group_rows(
-    records: Sequence[dict[str, Any]], diagnostics: Mapping[str, dict[str, Any]] | None = None
-) -> list[Row]:
-    """Records (any seeds) -> rows in table order; ``diagnostics`` is keyed by run folder."""
-    rows: dict[str, Row] = {}
-    for r in order_records(records):
-        row = rows.setdefault(r["name"], Row(r["name"], _label(r), bool(r.get("ablation")), []))
-        row.records.append(r)
-        found = (diagnostics or {}).get(r.get("run_dir", r["name"]))
-        if found is not None:
-            row.diagnostics.append(found)
-    return list(rows.values())
-
-
-def _label(record: dict[str, Any]) -> str:
-    label = record.get("label") or record["name"]
-    return f"↳ {label}" if record.get("ablation") else label
 
 
 def _cell(values: Sequence[float], *, scale: float = 100.0, digits: int = 1, mark: int = 0) -> str:
@@ -293,7 +217,7 @@ def markdown(
     rows = group_rows(records, diagnostics)
     by_name = {row.name: row for row in rows}
     aii = [by_name[name] for name in AII_RUNS if name in by_name]
-    reference_rows = [Row(r["name"], _label(r), False, [r]) for r in references]
+    reference_rows = [Row(r["name"], row_label(r), False, [r]) for r in references]
     scored = [*reference_rows, *rows]
     ier_row = by_name.get("ier")
     seeds = sorted({s for row in rows for s in row.seeds})
