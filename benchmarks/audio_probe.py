@@ -64,10 +64,10 @@ class Lite0Audio(torch.nn.Module):
 
 
 class AisfxEmbedding:
-    """(N, n) -> (N, 512): the frozen aisfx embedding (``ier.models.backbones.AisfxAudio``)."""
+    """(N, n) -> (N, 512): the frozen aisfx embedding (``ier.models.aisfx.AisfxAudio``)."""
 
     def __init__(self) -> None:
-        from ier.models.backbones import AisfxAudio
+        from ier.models.aisfx import AisfxAudio
 
         self.net = AisfxAudio(memo_size=0)
 

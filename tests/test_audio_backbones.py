@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ier.models import create_model
-from ier.models.backbones import AisfxAudio, build_audio_backbone, htk_mel_filterbank
+from ier.models.aisfx import AisfxAudio, htk_mel_filterbank
+from ier.models.backbones import build_audio_backbone
 from ier.models.config import ModelConfig
 
 needs_aisfx = pytest.mark.skipif(
@@ -87,7 +88,7 @@ def test_ier_with_aisfx_trains_its_projection_only() -> None:
 @needs_aisfx
 def test_a_checkpoint_with_aisfx_loads_without_the_wheel(tmp_path, monkeypatch) -> None:
     from ier.checkpoint import load_model, save_model
-    from ier.models import backbones
+    from ier.models import aisfx
 
     config = ModelConfig(name="dsol", audio_backbone="aisfx", width=8, input_size=64,
                          embed_dim=32, visual_backbone="efficientnet_lite0",
@@ -98,7 +99,7 @@ def test_a_checkpoint_with_aisfx_loads_without_the_wheel(tmp_path, monkeypatch) 
     def no_wheel() -> str:
         raise ImportError("aisfx is not installed")
 
-    monkeypatch.setattr(backbones, "aisfx_weights_path", no_wheel)
+    monkeypatch.setattr(aisfx, "aisfx_weights_path", no_wheel)
     with pytest.raises(ImportError):
         create_model(config)
     loaded = load_model(path)

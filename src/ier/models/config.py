@@ -10,7 +10,7 @@ from ier.codec import from_dict, to_dict
 VISUAL_BACKBONES = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 AUDIO_BACKBONES = ("resnet18", "aisfx")
 """Audio encoders: DSOL's ResNet-18 trained from scratch on the log-mel map (method.md §1.2), or
-the frozen pretrained ``aisfx`` sound-effects CNN (``ier.models.backbones.AisfxAudio``; ours,
+the frozen pretrained ``aisfx`` sound-effects CNN (``ier.models.aisfx.AisfxAudio``; ours,
 docs/method.md §2)."""
 VISUAL_TRUNK_MODES = ("trainable", "frozen")
 
