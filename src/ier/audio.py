@@ -1,4 +1,4 @@
-"""Audio I/O: decoding (soundfile, PyAV) and resampling.
+"""Audio I/O: decoding (soundfile, PyAV; files are opened by ``ier.media``) and resampling.
 
 Re-exports ``ier.logmel`` (the log-mel front end) and ``ier.mixing`` (wave lengths, levels, mixing).
 
@@ -12,7 +12,6 @@ import logging
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,6 +37,12 @@ from ier.logmel import (  # noqa: F401  (re-exported: the log-mel front end live
     mel_filterbank,
     mel_to_hz,
 )
+from ier.media import (
+    END_TOLERANCE_SECONDS,
+    check_media_path,
+    open_container,
+    time_origin_seconds,
+)
 from ier.mixing import (  # noqa: F401  (re-exported: the wave helpers live in ier.mixing)
     Wave,
     apply_gain_db,
@@ -53,56 +58,9 @@ from ier.mixing import (  # noqa: F401  (re-exported: the wave helpers live in i
 logger = logging.getLogger(__name__)
 
 CLIP_SECONDS = 1.0  # one audio window
-END_TOLERANCE_SECONDS = 0.1  # a window may overrun the stream end by this much (zero padded)
 
 # Extensions that libsndfile decodes; anything else (mp4, mkv, m4a, ...) goes through PyAV.
 _SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64"}
-
-
-# --------------------------------------------------------------------------- containers (shared)
-
-
-def check_media_path(path: str | os.PathLike[str]) -> Path:
-    """Return ``path`` as a Path, raising MediaError if it is missing or not a regular file."""
-    path = Path(path)
-    if not path.exists():
-        raise MediaError(f"{path}: file not found")
-    if not path.is_file():
-        raise MediaError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise MediaError(f"{path}: file is empty (0 bytes)")
-    return path
-
-
-@contextmanager
-def open_container(path: str | os.PathLike[str] | io.BytesIO, name: str) -> Iterator[Any]:
-    """Open a media file with PyAV, turning every FFmpeg failure inside the block into MediaError.
-
-    Args:
-        path: File path or in-memory buffer.
-        name: How messages refer to the media (usually the path).
-    """
-    try:
-        container = av.open(path if isinstance(path, io.BytesIO) else str(path), mode="r")
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(f"{name}: cannot open as audio/video ({_reason(exc)})") from exc
-    try:
-        yield container
-    except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
-        raise MediaError(f"{name}: corrupt or unreadable media ({_reason(exc)})") from exc
-    finally:
-        container.close()
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return str(text).splitlines()[0][:200]
-
-
-def time_origin_seconds(container: Any) -> float:
-    """Container start in seconds if positive (MPEG-TS style), else 0; media times count from it."""
-    start = container.start_time
-    return max(0.0, start / 1e6) if start is not None else 0.0
 
 
 # --------------------------------------------------------------------------- decoding

@@ -12,8 +12,8 @@ from typing import Any
 import av
 import numpy as np
 
-from ier.audio import open_container, time_origin_seconds
 from ier.errors import MediaError
+from ier.media import open_container, time_origin_seconds
 
 _COPY_AUDIO_CODECS = {"aac", "mp3"}  # stored in mp4 as is; anything else is re-encoded to AAC
 

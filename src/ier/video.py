@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ier.audio import (
+from ier.errors import MediaError
+from ier.media import (
     END_TOLERANCE_SECONDS,
     check_media_path,
     open_container,
     time_origin_seconds,
 )
-from ier.errors import MediaError
 from ier.video_writer import write_mp4  # noqa: F401  (re-exported: the mp4 writer)
 
 logger = logging.getLogger(__name__)
