@@ -32,6 +32,7 @@ from ier.checkpoint import (
     save_model,
 )
 from ier.config import ExperimentConfig, StageConfig, load_config_file, save_config
+from ier.data.audio_memo import memo_encoders
 from ier.data.datasets import (
     AVDataset,
     load_eval_split,
@@ -149,6 +150,7 @@ def _load_train_split(
         num_samples=mc.frontend.n_samples, train=True, num_frames=cfg.data.train_frames,
         augment=cfg.data.augment, cache_dir=cfg.data.cache_dir or None,
         max_samples=cfg.data.max_train_samples, seed=cfg.seed, workers=cfg.data.decode_workers,
+        audio_encoders=memo_encoders(model),
     )  # fmt: skip
     if mc.frozen_trunk:  # every process extracts its share of the feature cache
         return load_split(data_dir, stage.split, trunk=model.frozen_trunk(),

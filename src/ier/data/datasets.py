@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, DistributedSampler
 
+from ier.data.audio_memo import attach_encodings, memo_encoders
 from ier.data.decode import DecodeSpec, load_cached, train_cache_size
 from ier.data.features import FeatureSpec, load_features, view_is_flipped
 from ier.data.layout import list_splits, read_classes, split_manifest
@@ -278,6 +279,7 @@ def load_split(
     trunk: torch.nn.Module | None = None,
     views: int = 1,
     progress: bool = False,
+    audio_encoders: Sequence[torch.nn.Module] = (),
 ) -> AVDataset:
     """Read a split's manifest, decode it (or reuse its cache) and wrap it in an ``AVDataset``.
 
@@ -302,6 +304,8 @@ def load_split(
         trunk: Frozen visual backbone whose cached features replace the pixels.
         views: Cached views per training clip (``trunk`` only; evaluation uses 1).
         progress: Show a progress bar while features are extracted.
+        audio_encoders: Frozen memoising audio encoders (``ier.data.audio_memo.memo_encoders``)
+            to fill with the split's encodings, read from the cache or encoded once into it.
     """
     data_dir = Path(data_dir)
     manifest = split_manifest(data_dir, split)
@@ -325,6 +329,7 @@ def load_split(
             num_samples=num_samples,
         )
         frames, waves = load_cached(samples, manifest, spec, cache, workers=workers, build=build)
+    attach_encodings(audio_encoders, waves, cache, split)
     return AVDataset(
         samples, classes, frames, waves, image_size=input_size, train=train, augment=augment,
         seed=seed, features=trunk is not None,
@@ -347,5 +352,5 @@ def load_eval_split(
     return load_split(
         data_dir, split, classes=classes, input_size=cfg.input_size,
         sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples, train=False,
-        cache_dir=cache_dir, trunk=trunk, progress=progress,
+        cache_dir=cache_dir, trunk=trunk, progress=progress, audio_encoders=memo_encoders(model),
     )  # fmt: skip

@@ -276,7 +276,7 @@ def load_features(
         files = _Files.at(folder, name)
         if not build:
             raise DatasetError(f"feature cache missing: {files.features}")
-        with _extraction_lock(folder, name):
+        with extraction_lock(folder, name):
             found = _find_cache(folder, name, spec.views)  # another job may have written it
             if found is None:
                 extract(samples, spec, files, trunk=trunk, workers=workers, progress=progress)
@@ -290,7 +290,7 @@ def load_features(
 
 
 @contextlib.contextmanager
-def _extraction_lock(folder: Path, name: str) -> Iterator[None]:
+def extraction_lock(folder: Path, name: str) -> Iterator[None]:
     """Hold ``<name>.lock`` while extracting, so two independent jobs that need the same cache
     extract it once (the second waits, then reads it). A torchrun group is one job: its
     processes share the work instead (``extract``), so they take no lock."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,9 @@ class AisfxAudio(nn.Module):
     3, and ``top`` (B, 512, 1, 1), aisfx's embedding (block 4, mean over frequency, max over time).
     Every weight is frozen and batch norm stays in eval mode, so the output of a wave never
     changes: on CPU it is remembered by the wave's bytes (up to ``memo_size`` clips), and a
-    training clip is encoded once however many epochs read it.
+    training clip is encoded once however many epochs read it. ``ier.data.audio_memo`` keeps
+    these encodings in the data folder's cache across runs (``memo_key``, ``encode_waves``,
+    ``remember``; bump ``memo_version`` when the front end or the network changes).
     """
 
     takes_waves = True
@@ -96,6 +99,7 @@ class AisfxAudio(nn.Module):
     out_channels = 512
     sample_rate = 16_000
     n_fft, hop_length, n_mels = 743, 372, 96
+    memo_version = 1
 
     def __init__(self, *, pretrained: bool = True, memo_size: int = 30_000) -> None:
         super().__init__()
@@ -139,6 +143,24 @@ class AisfxAudio(nn.Module):
             mel = torch.log10(self.mel_matrix @ power * 1e4 + 1.0) / AISFX_SPEC_MAX
             return mel.transpose(1, 2).unsqueeze(1)
 
+    @staticmethod
+    def memo_key(wave: np.ndarray) -> bytes:
+        """The memo's key of one float32 wave (n,): a hash of its bytes."""
+        return hashlib.blake2b(np.ascontiguousarray(wave, np.float32).tobytes(),
+                               digest_size=16).digest()  # fmt: skip
+
+    def encode_waves(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, n) 16 kHz waves -> (B, 768): ``mid`` and ``top`` side by side, not memoised."""
+        return self._encode(waves)
+
+    def remember(self, keys: Sequence[bytes], rows: torch.Tensor) -> None:
+        """Put encodings (``rows`` (N, 768), from ``encode_waves``) in the memo under ``keys``,
+        as far as ``memo_size`` allows."""
+        for key, row in zip(keys, rows):
+            if len(self._memo) >= self.memo_size:
+                break
+            self._memo.setdefault(key, row)
+
     @torch.no_grad()
     def _encode(self, waves: torch.Tensor) -> torch.Tensor:
         x = self.conv_block3(self.conv_block2(self.conv_block1(self.spectrogram(waves))))
@@ -156,7 +178,7 @@ class AisfxAudio(nn.Module):
 
     def _memoised(self, waves: torch.Tensor) -> torch.Tensor:
         data = waves.detach().float().contiguous().numpy()
-        keys = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in data]
+        keys = [self.memo_key(row) for row in data]
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         fresh: dict[int, torch.Tensor] = {}
         if missing:
