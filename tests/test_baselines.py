@@ -204,6 +204,14 @@ def test_sop_energy_map_is_the_masked_share_of_the_energy() -> None:
         assert model.localize(images, waves).maps.max() < 1e-6
 
 
+def test_sop_says_that_another_audio_backbone_does_not_apply(caplog) -> None:
+    with caplog.at_level("WARNING", logger="ier.methods.sop"):
+        create_model(model_config("tiny", name="sop"))
+        assert not caplog.records
+        create_model(model_config("tiny", name="sop", audio_backbone="aisfx", pretrained=False))
+    assert "model.audio_backbone='aisfx' does not apply" in caplog.text
+
+
 def test_attention_map_peaks_at_the_match_score() -> None:
     model = create_model(model_config("tiny", name="attention")).eval()
     images, waves = torch.rand(2, 3, 64, 64), 0.1 * torch.randn(2, 4000)

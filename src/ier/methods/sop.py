@@ -10,6 +10,8 @@ Registers the model ``sop``, its task and its recipe (``ier.methods``).
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,8 @@ from ier.models.common import (
 )
 from ier.models.config import ModelConfig
 from ier.tasks.base import BaseTask, other_clips, register_task
+
+logger = logging.getLogger(__name__)
 
 SOP_CHANNELS = 32  # K, SoP's --num_channels
 UNET_LEVELS = 3  # light U-Net: 3 down/up levels (SoP: unet7)
@@ -103,6 +107,10 @@ class SoundOfPixelsModel(AVModel):
         super().__init__()
         self.config = config
         fe = config.frontend
+        if config.audio_backbone != "resnet18":
+            logger.warning("Sound of Pixels separates the mixture's spectrogram with its own U-Net:"
+                           " model.audio_backbone=%r does not apply to it",
+                           config.audio_backbone)  # fmt: skip
         self.image_normalizer = ImageNormalizer()
         self.visual_backbone = visual_backbone(config)
         self.pixel_proj = nn.Conv2d(self.visual_backbone.out_channels, SOP_CHANNELS, 1)
