@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import ier.data.extraction as extraction
 import ier.data.features as features
 from ier.cli import main
 from ier.codec import apply_overrides
@@ -182,7 +183,7 @@ def test_ier_trains_from_the_cache_and_the_extract_command_builds_it(toy, tmp_pa
     assert sorted(p.name for p in (cache / "features").glob("*.features.npy")) == made  # reused
     assert result.history[-1]["stage"] == "cmr" and result.metrics["test/wild"]["n"] == 6
     with pytest.raises(ConfigError, match="frozen visual trunk"):
-        features.extract_features(toy, model_config("tiny"))
+        extraction.extract_features(toy, model_config("tiny"))
 
 
 def test_a_prepared_dataset_trains_from_the_cache(tmp_path) -> None:
@@ -239,3 +240,32 @@ def test_freed_memory_is_kept_for_reuse() -> None:
         del big
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 3 * (200 << 20) // 4096 // 2  # the blocks are reused, not faulted in anew
+
+
+def test_the_extract_command_also_encodes_the_audio_of_a_frozen_audio_encoder(toy, tmp_path):
+    """With aisfx, ``ier features extract`` writes every split's audio encodings, and a run with
+    the same config then encodes none of those clips itself."""
+    from ier.models.aisfx import AisfxAudio
+    from ier.train import fit
+
+    cache = tmp_path / "cache"
+    settings = ["model.visual_trunk=frozen", "model.audio_backbone=aisfx", "model.pretrained=false",
+                "data.feature_views=1", f"data.cache_dir={cache}"]  # fmt: skip
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        args = ["features", "extract", "--data", str(toy), "--method", "dsol", "--preset", "tiny"]
+        assert main([*args, *(x for s in settings for x in ("--set", s)), "--no-progress"]) == 0
+    assert "audio encodings of aisfx: 4 split(s)" in out.getvalue()
+    assert len(list((cache / "audio-encodings").rglob("*.npy"))) == 4
+    cfg = apply_overrides(preset("dsol", "tiny"), [*settings, "stages.0.epochs=1", "stop_stage=0"])
+    encoded = []
+    real = AisfxAudio._encode
+
+    def counted(self: AisfxAudio, waves: torch.Tensor) -> torch.Tensor:
+        encoded.append(len(waves))
+        return real(self, waves)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AisfxAudio, "_encode", counted)
+        result = fit(cfg, toy, tmp_path / "run", progress=False)
+    assert encoded == [] and result.metrics["test/wild"]["n"] == 6  # trained and evaluated

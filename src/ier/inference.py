@@ -299,7 +299,8 @@ def evaluate_checkpoint(
         kind = split_kind(split)
         solo = kind == "solo"
         used = single_model if solo else model
-        dataset = load_eval_split(data_dir, split, used, classes=classes, cache_dir=cache_dir)
+        dataset = load_eval_split(data_dir, split, used, classes=classes, cache_dir=cache_dir,
+                                  also_read_by=[model])  # aii_metrics reads it with ``model``
         if solo:
             preds = predict(used, dataset, batch_size=batch_size, single_source=True)
         else:

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``features`` sub-parser (one sub-command, ``extract``)."""
     parser = subparsers.add_parser(
         "features",
-        help="cache a frozen visual trunk's features of a dataset (resumable)",
+        help="cache a frozen visual trunk's features (and a frozen audio encoder's encodings)",
         description="The feature cache of models with a frozen visual trunk (docs/training.md).",
     )
     sub = parser.add_subparsers(dest="features_command", metavar="COMMAND")
@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Run the frozen visual trunk of METHOD's PRESET model once over every split of DIR and "
             "cache its output as float16 (DIR/.ier-cache/features/, where ier train, evaluate and "
             "bench read it). Training splits get --views views per clip. Interrupted extraction "
-            "resumes where it stopped; under torchrun every process extracts its share."
+            "resumes where it stopped; under torchrun every process extracts its share. With a "
+            "frozen audio encoder (--set model.audio_backbone=aisfx) every split's audio is also "
+            "encoded once (DIR/.ier-cache/audio-encodings/)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -46,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from ier.data.features import extract_features  # lazy: keeps ier --help fast
+    from ier.data.extraction import extract_features  # lazy: keeps ier --help fast
     from ier.methods import preset  # lazy: keeps ier --help fast
 
     cfg = apply_overrides(preset(args.method, args.preset), args.overrides)
@@ -62,6 +64,11 @@ def _extract(args: argparse.Namespace) -> int:
     total = sum(f.bytes for f in found)
     for f in found:
         print(f"{f.split}: {f.clips} clips x {f.views} view(s), {f.bytes / 2**20:.1f} MiB")
+    encoded = [f.audio_encodings for f in found if f.audio_encodings is not None]
+    if encoded:
+        size = sum(p.stat().st_size for p in encoded) / 2**20
+        print(f"audio encodings of {cfg.model.audio_backbone}: {len(encoded)} split(s), "
+              f"{size:.1f} MiB in {encoded[0].parent}")  # fmt: skip
     print(f"feature cache of {cfg.model.visual_backbone} at {cfg.model.input_size} px: "
           f"{total / 2**30:.2f} GiB")  # fmt: skip
     return 0

@@ -344,13 +344,18 @@ def load_eval_split(
     classes: Sequence[str],
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    also_read_by: Sequence[torch.nn.Module] = (),
 ) -> AVDataset:
     """An evaluation split in the form ``model`` reads: its cached trunk features when its visual
-    trunk is frozen (``ModelConfig.visual_trunk``), else decoded pixels at its input size."""
+    trunk is frozen (``ModelConfig.visual_trunk``), else decoded pixels at its input size. The
+    frozen audio encoders of ``model`` and of ``also_read_by`` (other models that will read the
+    same split's audio) get the split's persisted encodings (``ier.data.audio_memo``)."""
     cfg = model.config
     trunk = model.frozen_trunk() if hasattr(model, "frozen_trunk") else None
+    readers = {id(m): m for m in (model, *also_read_by)}.values()
+    encoders = [e for m in readers for e in memo_encoders(m)]
     return load_split(
         data_dir, split, classes=classes, input_size=cfg.input_size,
         sample_rate=cfg.frontend.sample_rate, num_samples=cfg.frontend.n_samples, train=False,
-        cache_dir=cache_dir, trunk=trunk, progress=progress, audio_encoders=memo_encoders(model),
+        cache_dir=cache_dir, trunk=trunk, progress=progress, audio_encoders=encoders,
     )  # fmt: skip
