@@ -36,6 +36,10 @@ def test_presets_scale_up() -> None:
     # ``cpu``: the paper's resolution and epochs, with the visual trunk frozen and cached
     assert cpu.model.input_size == 224 and cpu.model.frozen_trunk and cpu.model.pretrained
     assert [s.epochs for s in cpu.stages] == [s.epochs for s in paper.stages] == [15, 10, 5]
+    # ... and the frozen pretrained audio encoder, for every method with an audio tower
+    assert cpu.model.audio_backbone == "aisfx" and paper.model.audio_backbone == "resnet18"
+    assert preset("dsol", "cpu").model.audio_backbone == "aisfx"
+    assert preset("sop", "cpu").model.audio_backbone == "resnet18"  # its U-Net reads the mel
 
 
 def test_overrides_are_coerced_to_declared_types() -> None:

@@ -10,6 +10,7 @@ Registers the model ``sop``, its task and its recipe (``ier.methods``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
@@ -229,7 +230,10 @@ def sop_recipe(preset_name: str) -> ExperimentConfig:
         name="solo", task="sop", split="train/solo",
         epochs=budget.solo_epochs + budget.wild_epochs, **budget.optimizer,
     )  # fmt: skip
-    return experiment("sop", preset_name, (stage,), budget)
+    cfg = experiment("sop", preset_name, (stage,), budget)
+    # No audio tower to swap: the U-Net reads the spectrogram, whatever the preset's other
+    # methods use (the cpu preset's aisfx); the model warns only when a user sets one.
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, audio_backbone="resnet18"))
 
 
 register_method(Method(
