@@ -106,3 +106,27 @@ def test_a_checkpoint_with_aisfx_loads_without_the_wheel(tmp_path, monkeypatch) 
     images, waves = torch.rand(2, 3, 64, 64), torch.randn(2, 16_000) * 0.1
     torch.testing.assert_close(loaded.localize(images, waves).maps,
                                model.localize(images, waves).maps)  # fmt: skip
+
+
+def test_a_missing_aisfx_wheel_is_one_clean_cli_error(tmp_path, monkeypatch, capsys) -> None:
+    """The cpu preset needs the wheel: without it ``ier train`` says how to get it, no traceback."""
+    import importlib.util as util
+
+    from ier.cli import main
+    from ier.data.toy import build_toy_benchmark
+    from ier.errors import MissingDependencyError
+
+    data = build_toy_benchmark(tmp_path / "toy", n_train=4, n_test=2)
+    real = util.find_spec
+    monkeypatch.setattr(util, "find_spec",
+                        lambda name, *a: None if name == "aisfx" else real(name, *a))  # fmt: skip
+    with pytest.raises(ImportError):  # still an ImportError for code that catches those
+        AisfxAudio()
+    with pytest.raises(MissingDependencyError):
+        AisfxAudio()
+    code = main(["train", "--method", "ier", "--preset", "cpu", "--data", str(data),
+                 "--out", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install --no-deps aisfx==0.1.2" in err
+    assert "model.audio_backbone=resnet18" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing to clean up before the next try

@@ -41,5 +41,10 @@ class PredictionsError(IerError):
     """A predictions file or object is malformed (missing arrays, bad shape, dtype or range)."""
 
 
+class MissingDependencyError(IerError, ImportError):
+    """An optional package that the chosen setting needs is not installed (the message says how
+    to install it, or which setting avoids it)."""
+
+
 class BenchRunError(IerError):
     """Runs of a bench failed (``ier bench --jobs``); the message names each one and its error."""

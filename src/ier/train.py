@@ -410,13 +410,13 @@ def fit(
     classes = read_classes(data_dir)
     for stage in cfg.stages[cfg.start_stage : cfg.last_stage + 1]:
         split_manifest(data_dir, stage.split)  # a bad --data fails here
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model)  # a missing dependency (aisfx) fails here, before any file
     _prepare_run_dir(run_dir, resume=resume, world=world)  # creates nothing before this line
     ckpt_path = run_dir / CHECKPOINT_NAME
     ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
     if world.is_main and ckpt is None:
         save_config(cfg, run_dir / "config.json")
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model)
     pos = _Position(stage=cfg.start_stage)
     if ckpt is not None:
         model.load_state_dict(ckpt.section("model"))

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ier.errors import MissingDependencyError
+
 logger = logging.getLogger(__name__)
 
 AISFX_WHEEL = "aisfx==0.1.2"
@@ -35,8 +37,10 @@ def aisfx_weights_path() -> str:
     if spec is not None and spec.submodule_search_locations:
         path = Path(list(spec.submodule_search_locations)[0]) / "models" / "checkpoint.pth"
     if path is None or not path.is_file():
-        raise ImportError(
-            f"audio_backbone='aisfx' needs the aisfx weights: pip install --no-deps {AISFX_WHEEL}"
+        raise MissingDependencyError(
+            f"model.audio_backbone='aisfx' (the cpu preset's audio encoder) needs the aisfx "
+            f"weights: pip install --no-deps {AISFX_WHEEL} (scripts/setup.sh does), or use the "
+            "from-scratch audio tower: --set model.audio_backbone=resnet18"
         )
     return str(path)
 
