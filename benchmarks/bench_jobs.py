@@ -45,21 +45,23 @@ torch.set_num_threads(int(sys.argv[4]))
 keep_freed_memory()  # as ier bench does, in its own process and in every --jobs worker
 cfg = preset(sys.argv[1], "cpu")
 cfg = apply_overrides(cfg, [f"stages.0.max_steps={sys.argv[3]}", f"stages.0.epochs={sys.argv[7]}",
-                            "stop_stage=0", "eval.at_end=false", f"seed={sys.argv[5]}"])
+                            "stop_stage=0", "eval.at_end=false", f"seed={sys.argv[5]}",
+                            f"model.audio_backbone={sys.argv[8]}"])
 fit(cfg, Path(sys.argv[2]), Path(sys.argv[6]), progress=False)
 """
 
 
 def _train(
-    method: str, data: Path, steps: int, epochs: int, threads: int, copies: int
-) -> float:
+    method: str, data: Path, steps: int, epochs: int, threads: int, copies: int,
+    audio: str = "resnet18",
+) -> float:  # fmt: skip
     """Summed steps/s of ``copies`` concurrent processes with ``threads`` threads each."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         procs = [
             subprocess.Popen(
                 [sys.executable, "-c", _CHILD, method, str(data), str(steps), str(threads),
-                 str(k), str(Path(tmp) / f"run{k}"), str(epochs)],
+                 str(k), str(Path(tmp) / f"run{k}"), str(epochs), audio],
                 env=env,
             )  # fmt: skip
             for k in range(copies)
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=os.cpu_count() or 2,
         help="threads of the serial run = processes of the parallel one",
     )  # fmt: skip
+    parser.add_argument("--audio-backbone", default="resnet18",
+                        help="audio tower (the recorded figures used the from-scratch resnet18, "
+                             "the cpu preset's until 2026-12-05)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     shown = sys.argv[1:] if argv is None else argv
@@ -95,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.methods:
         serial, parallel = [], []
         for _ in range(args.rounds):
-            serial.append(_train(method, args.data, args.steps, args.epochs, args.threads, 1))
-            parallel.append(_train(method, args.data, args.steps, args.epochs, each, processes))
+            serial.append(_train(method, args.data, args.steps, args.epochs, args.threads, 1,
+                                 args.audio_backbone))  # fmt: skip
+            parallel.append(_train(method, args.data, args.steps, args.epochs, each, processes,
+                                   args.audio_backbone))  # fmt: skip
         ratios = [p / s for p, s in zip(parallel, serial)]
         out[method] = {
             "serial_steps_per_s": serial, "parallel_steps_per_s": parallel,

@@ -132,8 +132,11 @@ def time_training(data: Path, methods: list[str], steps: int, rounds: int) -> di
     out: dict[str, Any] = {}
     for method in methods:
         cfg = preset(method, "cpu")
+        # the from-scratch audio ResNet-18 (the cpu preset's until 2026-12-05): its layout is
+        # what this measures; the frozen aisfx encoder is remembered, not run, at every step
         cfg = apply_overrides(cfg, [f"stages.0.max_steps={steps}", "stages.0.epochs=1",
-                                    "stop_stage=0", "eval.at_end=false"])  # fmt: skip
+                                    "stop_stage=0", "eval.at_end=false",
+                                    "model.audio_backbone=resnet18"])  # fmt: skip
         per_step: dict[str, list[float]] = {lay: [] for lay in LAYOUTS}
         for _ in range(rounds):
             for lay in LAYOUTS:
