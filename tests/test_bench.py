@@ -391,3 +391,26 @@ def test_bench_jobs_does_not_start_runs_whose_snapshot_run_failed(
     assert f"not started (they start from a failed run): {waiting}" in errors.getvalue()
     assert not list((out / "runs").glob(f"*/{RECORD_FILE}"))
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["ier-seed0"]
+
+
+def test_start_order_puts_providers_then_the_runs_another_seed_timed_longest_first() -> None:
+    from ier.bench.plan import BenchRun
+    from ier.bench.runner import start_order
+
+    ier, ots, sop = BenchRun("ier", "ier"), BenchRun("ots", "ots"), BenchRun("sop", "sop")
+    ablation = BenchRun("ier-no-aii", "ier", start_stage=1, shared_from="ier")
+    tasks = [(s, r) for s in (0, 1) for r in (ots, sop, ier, ablation)]
+    names = lambda order: [(s, r.name) for s, r in order]  # noqa: E731
+    # Nothing timed yet: IEr first (the ablation starts from it), the rest as listed.
+    assert names(start_order(list(tasks), tasks, {})) == [
+        (0, "ier"), (0, "ots"), (0, "sop"), (0, "ier-no-aii"),
+        (1, "ier"), (1, "ots"), (1, "sop"), (1, "ier-no-aii"),
+    ]  # fmt: skip
+    # Seed 0 done: seed 1 starts its providers, then the longest run of seed 0 first.
+    done = {(0, "ots"): {"train_seconds": 190.0, "eval_seconds": 40.0},
+            (0, "sop"): {"train_seconds": 2448.0, "eval_seconds": 75.0},
+            (0, "ier"): {"train_seconds": 379.0, "eval_seconds": 29.0},
+            (0, "ier-no-aii"): {"train_seconds": 250.0, "eval_seconds": 30.0}}  # fmt: skip
+    assert names(start_order(tasks[4:], tasks, done)) == [
+        (1, "ier"), (1, "sop"), (1, "ier-no-aii"), (1, "ots"),
+    ]

@@ -310,6 +310,28 @@ def _run_in_worker(
     return run_one(run, config, data_dir, run_dir, seed=seed, progress=False)
 
 
+def start_order(
+    pending: list[tuple[int, BenchRun]],
+    tasks: list[tuple[int, BenchRun]],
+    done: dict[tuple[int, str], dict[str, Any]],
+) -> list[tuple[int, BenchRun]]:
+    """The order in which ``run_side_by_side`` starts ``pending`` runs: seeds in the order of
+    ``tasks``; within a seed, first the runs that others start from (``shared_from``), then the
+    longest first, as long as the same run at another seed has a record in ``done`` (its train +
+    eval seconds), then the rest in ``tasks`` order. A long run started last leaves the other
+    cores idle at the end (Sound of Pixels in the `cpu` bench, docs/results.md)."""
+    seed_order = {seed: i for i, seed in enumerate(dict.fromkeys(seed for seed, _ in tasks))}
+    providers = {(seed, run.shared_from) for seed, run in pending if run.shared_from}
+    seconds: dict[str, list[float]] = {}
+    for (_, name), record in done.items():
+        spent = record.get("train_seconds", 0.0) + record.get("eval_seconds", 0.0)
+        seconds.setdefault(name, []).append(float(spent))
+    expected = {name: sum(v) / len(v) for name, v in seconds.items()}
+    return sorted(pending, key=lambda t: (
+        seed_order[t[0]], (t[0], t[1].name) not in providers, -expected.get(t[1].name, 0.0),
+    ))  # fmt: skip  # stable: runs without a record keep the order of ``tasks``
+
+
 def run_side_by_side(
     tasks: list[tuple[int, BenchRun]], config: BenchConfig, data_dir: Path, runs_dir: Path
 ) -> list[dict[str, Any]]:
@@ -317,9 +339,9 @@ def run_side_by_side(
     each in its own fresh process (``spawn``) with ``config.threads`` torch threads. By default
     (``threads`` 0) the usable cores that running runs do not hold are shared out among the runs
     that start together: with fewer runs ready than ``jobs`` (ablations waiting for ``ier``, the
-    end of a bench), each gets more threads. Seeds go in the order of ``tasks``; within a seed,
-    the runs that others start from (``shared_from``) go first, the rest in ``tasks`` order, and a
-    run that starts from another's snapshot waits until that run has finished. Finished runs (with a
+    end of a bench), each gets more threads. Runs start in ``start_order`` (seeds in order; the
+    runs others start from first, then the longest that another seed has timed), and a run that
+    starts from another's snapshot waits until that run has finished. Finished runs (with a
     record) are read, not started.
 
     Each run has a process of its own, so a run whose process dies (out of memory, say) fails
@@ -350,9 +372,7 @@ def run_side_by_side(
             done[(seed, run.name)] = json.loads(record_path.read_text(encoding="utf-8"))
         else:
             pending.append((seed, run))
-    seed_order = {seed: i for i, seed in enumerate(dict.fromkeys(seed for seed, _ in tasks))}
-    providers = {(seed, run.shared_from) for seed, run in pending if run.shared_from}
-    pending.sort(key=lambda t: (seed_order[t[0]], (t[0], t[1].name) not in providers))  # stable
+    pending = start_order(pending, tasks, done)
     logger.info("%d runs to train, at most %d at a time, on %d cores", len(pending), config.jobs,
                 cores)  # fmt: skip
     failures: list[str] = []
@@ -360,6 +380,7 @@ def run_side_by_side(
     context = multiprocessing.get_context("spawn")
     try:
         while pending or running:
+            pending = start_order(pending, tasks, done)  # finished runs time the later seeds
             ready = [(seed, run) for seed, run in pending
                      if not run.shared_from or (seed, run.shared_from) in done]  # fmt: skip
             ready = ready[: config.jobs - len(running)]
