@@ -80,15 +80,14 @@ def attach_encodings(
     if not encoders or len(waves) == 0:
         return None
     first = encoders[0]
-    rows32 = [np.ascontiguousarray(w, dtype=np.float32) for w in waves]
-    keys = [first.memo_key(w) for w in rows32]
+    keys = [first.memo_key(w) for w in waves]  # a float32 copy of one wave at a time
     path = memo_file(cache_dir, split, first, keys)
     encodings = _read(path, len(keys))
     if encodings is None:
         with extraction_lock(path.parent, path.stem):
             encodings = _read(path, len(keys))  # another job may have written it meanwhile
             if encodings is None:
-                encodings = _encode_all(first, rows32)
+                encodings = _encode_all(first, waves)
                 with atomic_path(path) as tmp, open(tmp, "wb") as handle:
                     np.save(handle, encodings)
                 logger.info("encoded %d clips of %s with %s (%s)", len(keys), split,
@@ -110,9 +109,9 @@ def _read(path: Path, n: int) -> np.ndarray | None:
     return encodings
 
 
-def _encode_all(encoder: nn.Module, rows: list[np.ndarray]) -> np.ndarray:
+def _encode_all(encoder: nn.Module, waves: np.ndarray) -> np.ndarray:
     out = []
-    for start in range(0, len(rows), MEMO_BATCH):
-        batch = torch.from_numpy(np.stack(rows[start : start + MEMO_BATCH]))
+    for start in range(0, len(waves), MEMO_BATCH):
+        batch = torch.from_numpy(np.asarray(waves[start : start + MEMO_BATCH], np.float32))
         out.append(encoder.encode_waves(batch).float().numpy())
     return np.concatenate(out)
