@@ -194,6 +194,51 @@ def test_overlay_counts_score_windows_against_the_manifest() -> None:
     assert not counts_module.closest_is_sounding({**document, "windows": []}, record)
 
 
+def test_overlay_sweep_counts_equal_overlay_counts_at_every_threshold() -> None:
+    """benchmarks/overlay_sweep.py: from one pass's evidence, the counts at any threshold equal
+    what overlay_counts gives for the states drawn at that threshold, and the budget threshold
+    marks at most that share of the windows (and the lowest such threshold)."""
+    import importlib.util
+    from types import SimpleNamespace as NS
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).parents[1] / f"benchmarks/{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    sweep, counts = load("overlay_sweep"), load("overlay_counts")
+    record = NS(objects=(NS(label="violin", box=(0.2, 0.2, 0.5, 0.5), sounding=True),
+                         NS(label="cat", box=(0.6, 0.6, 0.9, 0.9), sounding=False)))  # fmt: skip
+    cells = [((0.9, (0.3, 0.3)), (0.1, (0.7, 0.7))),   # violin strong, on the violin
+             ((0.2, (0.3, 0.3)), (0.5, (0.4, 0.4))),   # cat on the violin
+             ((0.3, (0.9, 0.1)), (0.6, (0.7, 0.7))),   # the silent cat
+             ((0.05, (0.3, 0.3)), (0.0, (0.7, 0.7)))]  # fmt: skip
+    result = NS(classes=("violin", "cat"), windows=[
+        NS(classes=[NS(presence=p, audio=None, score=0.0, peak_value=0.0, peak=xy)
+                    for p, xy in window]) for window in cells])  # fmt: skip
+    rows = sweep.window_rows(result, record)
+    assert rows[0] == [(0.9, True, True, True), (0.1, False, False, False)]
+    for tau in (0.0, 0.05, 0.2, 0.45, 0.55, 0.7, 0.95):
+        drawn = NS(classes=result.classes, windows=[NS(classes=[
+            NS(state="sounding-on-screen" if p >= tau else "absent", peak=xy) for p, xy in w])
+            for w in cells])  # fmt: skip
+        expected = counts.count_clip(drawn, record)
+        got = sweep.counts_at([rows], tau)
+        assert {k: got[k] for k in expected} == expected, tau
+        assert got["clips_most_hit"] == (expected["hit"] * 2 > 4)
+    # the oracle decision draws the violin alone: it peaks on the violin in windows 1, 2 and 4
+    assert sweep.counts_at([rows], None) == {"clips": 1, "windows": 4, "marked": 4, "hit": 3,
+                                             "any_hit": 3, "clips_marked": 1,
+                                             "clips_most_hit": 1}  # fmt: skip
+    # window maxima 0.9, 0.5, 0.6, 0.05: at most 25 % marked -> just above 0.6 (only 0.9 drawn)
+    tau = sweep.budget_threshold([rows], 0.25)
+    assert 0.6 < tau < 0.6001 and sweep.counts_at([rows], tau)["marked"] == 1
+    assert sweep.budget_threshold([rows], 0.0) > 0.9
+    assert sweep.budget_threshold([rows], 1.0) == 0.0
+
+
 def test_imagenet_pointing_known_values() -> None:
     """benchmarks/imagenet_pointing.py: a category's map is log-sum of its ImageNet classes'
     probabilities per cell; a hit is its peak inside the sounding object's box; the
