@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ier.bench.plan import provenance
 from ier.data.manifest import read_manifest
 from ier.localization import load_model, localize
 from ier.localization.results import sounding_evidence
@@ -150,6 +152,7 @@ def main() -> None:
     print("cells: windows marked / labelled hit / any-label hit of windows (clips hit in most "
           "windows)")
     if args.json:
+        out["provenance"] = {**provenance(), "command": " ".join(["python", *sys.argv])}
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 
 
