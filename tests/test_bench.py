@@ -393,24 +393,35 @@ def test_bench_jobs_does_not_start_runs_whose_snapshot_run_failed(
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["ier-seed0"]
 
 
-def test_start_order_puts_providers_then_the_runs_another_seed_timed_longest_first() -> None:
-    from ier.bench.plan import BenchRun
+def test_start_order_puts_providers_then_the_longest_runs_first() -> None:
+    from ier.bench.plan import TYPICAL_SECONDS, BenchRun
     from ier.bench.runner import start_order
 
     ier, ots, sop = BenchRun("ier", "ier"), BenchRun("ots", "ots"), BenchRun("sop", "sop")
     ablation = BenchRun("ier-no-aii", "ier", start_stage=1, shared_from="ier")
-    tasks = [(s, r) for s in (0, 1) for r in (ots, sop, ier, ablation)]
+    new = BenchRun("my-method", "ier")  # no typical length: keeps its place among the unknown
+    tasks = [(s, r) for s in (0, 1) for r in (ots, new, sop, ier, ablation)]
     names = lambda order: [(s, r.name) for s, r in order]  # noqa: E731
-    # Nothing timed yet: IEr first (the ablation starts from it), the rest as listed.
+    # Nothing timed yet: IEr first (the ablation starts from it), then the typical lengths of the
+    # `cpu` bench, longest first (Sound of Pixels), then runs with no typical length.
+    assert TYPICAL_SECONDS["sop"] > TYPICAL_SECONDS["ier-no-aii"] > TYPICAL_SECONDS["ots"]
     assert names(start_order(list(tasks), tasks, {})) == [
-        (0, "ier"), (0, "ots"), (0, "sop"), (0, "ier-no-aii"),
-        (1, "ier"), (1, "ots"), (1, "sop"), (1, "ier-no-aii"),
+        (0, "ier"), (0, "sop"), (0, "ier-no-aii"), (0, "ots"), (0, "my-method"),
+        (1, "ier"), (1, "sop"), (1, "ier-no-aii"), (1, "ots"), (1, "my-method"),
     ]  # fmt: skip
-    # Seed 0 done: seed 1 starts its providers, then the longest run of seed 0 first.
-    done = {(0, "ots"): {"train_seconds": 190.0, "eval_seconds": 40.0},
+    # Timings at another seed win over the typical lengths: here OTS took longer than SoP.
+    done = {(0, "ots"): {"train_seconds": 3000.0, "eval_seconds": 40.0},
             (0, "sop"): {"train_seconds": 2448.0, "eval_seconds": 75.0},
             (0, "ier"): {"train_seconds": 379.0, "eval_seconds": 29.0},
+            (0, "my-method"): {"train_seconds": 500.0, "eval_seconds": 0.0},
             (0, "ier-no-aii"): {"train_seconds": 250.0, "eval_seconds": 30.0}}  # fmt: skip
-    assert names(start_order(tasks[4:], tasks, done)) == [
-        (1, "ier"), (1, "sop"), (1, "ier-no-aii"), (1, "ots"),
-    ]
+    assert names(start_order(tasks[5:], tasks, done)) == [
+        (1, "ier"), (1, "ots"), (1, "sop"), (1, "my-method"), (1, "ier-no-aii"),
+    ]  # fmt: skip
+    # Untimed runs are scaled by how fast the timed ones went (here 10x faster than typical):
+    # SoP's typical 2524 s becomes ~252 s, behind a timed run of 300 s, ahead of one of 200 s.
+    fast = {(0, "ier"): {"train_seconds": TYPICAL_SECONDS["ier"] / 10},
+            (0, "ots"): {"train_seconds": 300.0}, (0, "my-method"): {"train_seconds": 200.0},
+            (0, "dsol"): {"train_seconds": TYPICAL_SECONDS["dsol"] / 10}}  # fmt: skip
+    assert names(start_order([(0, r) for r in (new, sop, ots)], tasks, fast)) == [
+        (0, "ots"), (0, "sop"), (0, "my-method")]  # fmt: skip

@@ -188,6 +188,17 @@ class BenchConfig:
             raise ConfigError("the bench sets each run's seed: use --seeds, not --set seed=...")
 
 
+# Train + eval seconds of each run at seed 0 of the `cpu` bench (one thread each, `--jobs 2`,
+# 2026-12-05; docs/results/bench-cpu-aisfx-full.json). Only ``runner.start_order`` reads them, to
+# start the longest runs first before any seed has timed them; a run not listed counts as short.
+TYPICAL_SECONDS = {
+    "sop": 2524.0, "ier-aii-no-curriculum": 516.0, "ier": 409.0, "slavc": 319.0,
+    "ier-no-aii": 282.0, "ots": 234.0, "dsol": 215.0, "attention": 103.0, "ezvsl": 97.0,
+    "supervised": 95.0, "ier-no-offscreen-filter": 53.0, "ier-no-referrer": 52.0,
+    "ier-no-silent-filter": 51.0,
+}  # fmt: skip
+
+
 def plan_runs(config: BenchConfig) -> list[BenchRun]:
     """The bench's runs in table order: methods, then IEr ablations."""
     chosen = set(config.methods or method_order())

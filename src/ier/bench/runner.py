@@ -28,6 +28,7 @@ from ier.bench.plan import (
     BENCH_PLANS,
     LAYOUT,
     RECORD_FILE,
+    TYPICAL_SECONDS,
     BenchConfig,
     BenchRun,
     plan_runs,
@@ -317,9 +318,12 @@ def start_order(
 ) -> list[tuple[int, BenchRun]]:
     """The order in which ``run_side_by_side`` starts ``pending`` runs: seeds in the order of
     ``tasks``; within a seed, first the runs that others start from (``shared_from``), then the
-    longest first, as long as the same run at another seed has a record in ``done`` (its train +
-    eval seconds), then the rest in ``tasks`` order. A long run started last leaves the other
-    cores idle at the end (Sound of Pixels in the `cpu` bench, docs/results.md)."""
+    longest first. A run's expected length is its mean train + eval seconds at the seeds in
+    ``done``; a run that no seed has timed yet gets its ``TYPICAL_SECONDS`` (from the `cpu` bench),
+    scaled by the median ratio of timed to typical seconds of the runs timed so far (so a faster
+    preset or machine keeps the proportions). Runs with neither keep the order of ``tasks``. A
+    long run started last leaves the other cores idle at the end (Sound of Pixels in the `cpu`
+    bench, docs/results.md)."""
     seed_order = {seed: i for i, seed in enumerate(dict.fromkeys(seed for seed, _ in tasks))}
     providers = {(seed, run.shared_from) for seed, run in pending if run.shared_from}
     seconds: dict[str, list[float]] = {}
@@ -327,9 +331,14 @@ def start_order(
         spent = record.get("train_seconds", 0.0) + record.get("eval_seconds", 0.0)
         seconds.setdefault(name, []).append(float(spent))
     expected = {name: sum(v) / len(v) for name, v in seconds.items()}
+    ratios = [spent / TYPICAL_SECONDS[name] for name, spent in expected.items()
+              if TYPICAL_SECONDS.get(name)]  # fmt: skip
+    scale = float(np.median(ratios)) if ratios else 1.0
+    for name, typical in TYPICAL_SECONDS.items():
+        expected.setdefault(name, typical * scale)
     return sorted(pending, key=lambda t: (
         seed_order[t[0]], (t[0], t[1].name) not in providers, -expected.get(t[1].name, 0.0),
-    ))  # fmt: skip  # stable: runs without a record keep the order of ``tasks``
+    ))  # fmt: skip  # stable: runs without an expected length keep the order of ``tasks``
 
 
 def run_side_by_side(
@@ -340,7 +349,7 @@ def run_side_by_side(
     (``threads`` 0) the usable cores that running runs do not hold are shared out among the runs
     that start together: with fewer runs ready than ``jobs`` (ablations waiting for ``ier``, the
     end of a bench), each gets more threads. Runs start in ``start_order`` (seeds in order; the
-    runs others start from first, then the longest that another seed has timed), and a run that
+    runs others start from first, then the longest, timed or typical), and a run that
     starts from another's snapshot waits until that run has finished. Finished runs (with a
     record) are read, not started.
 
