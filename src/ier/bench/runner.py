@@ -50,7 +50,8 @@ from ier.inference import evaluate_checkpoint, predict, store_calibration
 from ier.methods import preset
 from ier.predictions import Predictions, load_predictions
 from ier.scenes import PRESETS, build_benchmark
-from ier.train import MODEL_NAME, fit, single_source_checkpoint, stage_snapshot
+from ier.stage_loop import stage_snapshot
+from ier.train import MODEL_NAME, fit, single_source_checkpoint
 
 logger = logging.getLogger(__name__)
 
