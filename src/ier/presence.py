@@ -25,7 +25,7 @@ import torch
 from ier.data.datasets import AVDataset
 from ier.errors import ConfigError
 from ier.evaluate import split_kind
-from ier.models.common import DECISION_CUES
+from ier.models.output import DECISION_CUES
 
 PRESENCE_BUDGET = 0.10
 """Default false-positive budget: at most this fraction of validation negative clips (no

@@ -13,7 +13,7 @@ from ier import __version__
 from ier.devices import usable_cores
 from ier.errors import ConfigError
 from ier.localization.schema import OUTPUT_NAMES, SCHEMA_NAME, SCHEMA_VERSION, STATES
-from ier.models.common import DECISION_CUES
+from ier.models.output import DECISION_CUES
 from ier.presence import has_cues
 from ier.video import VideoInfo
 

@@ -20,8 +20,10 @@ from ier import losses
 from ier.methods import Method, register_method
 from ier.methods._budget import two_split_recipe
 from ier.models import register_model
-from ier.models.common import COSINE_EPS, AVModel, LocalizationOutput, global_max_pool
+from ier.models.common import AVModel
 from ier.models.config import ModelConfig
+from ier.models.maps import COSINE_EPS, global_max_pool
+from ier.models.output import LocalizationOutput
 from ier.models.parts import EncoderPair, peak_normalize_maps
 from ier.tasks.base import BaseTask, other_clips, register_task
 

@@ -25,8 +25,10 @@ from ier.methods import Method, register_method
 from ier.methods._budget import experiment, ier_budget
 from ier.methods.ier.model import IERModel
 from ier.models import register_model
-from ier.models.common import LocalizationOutput, TwoTowerModel, global_avg_pool, global_max_pool
+from ier.models.common import TwoTowerModel
 from ier.models.config import ModelConfig
+from ier.models.maps import global_avg_pool, global_max_pool
+from ier.models.output import LocalizationOutput
 from ier.tasks.base import BaseTask, StageData, other_clips, register_task
 
 DSOL_TEST_SHARPEN = 3.0  # inference: softmax over classes of 3 x (class map x AV map), §2.5

@@ -16,8 +16,10 @@ from ier.methods import Method, register_method
 from ier.methods._budget import two_split_recipe
 from ier.methods.ezvsl import EZVSL_TAU, _cell_cosine
 from ier.models import register_model
-from ier.models.common import COSINE_EPS, AVModel, LocalizationOutput
+from ier.models.common import AVModel
 from ier.models.config import ModelConfig
+from ier.models.maps import COSINE_EPS
+from ier.models.output import LocalizationOutput
 from ier.models.parts import EncoderPair, top_fraction_mean
 from ier.tasks.base import BaseTask, register_task
 

@@ -24,15 +24,10 @@ from ier.methods import Method, register_method
 from ier.methods._budget import experiment, ier_budget
 from ier.models import register_model
 from ier.models.backbones import to_conv_layout, use_conv_layout
-from ier.models.common import (
-    AVModel,
-    ImageNormalizer,
-    LocalizationOutput,
-    backbone_features,
-    global_max_pool,
-    visual_backbone,
-)
+from ier.models.common import AVModel, ImageNormalizer, backbone_features, visual_backbone
 from ier.models.config import ModelConfig
+from ier.models.maps import global_max_pool
+from ier.models.output import LocalizationOutput
 from ier.tasks.base import BaseTask, other_clips, register_task
 
 logger = logging.getLogger(__name__)

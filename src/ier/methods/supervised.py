@@ -19,8 +19,10 @@ from ier import losses
 from ier.methods import Method, register_method
 from ier.methods._budget import two_split_recipe
 from ier.models import register_model
-from ier.models.common import AVModel, LocalizationOutput, global_max_pool
+from ier.models.common import AVModel
 from ier.models.config import ModelConfig
+from ier.models.maps import global_max_pool
+from ier.models.output import LocalizationOutput
 from ier.models.parts import ClassNames, EncoderPair
 from ier.tasks.base import BaseTask, StageData, register_task
 

@@ -4,7 +4,8 @@ builds a registered one from a config.
 The method modules under ``ier.methods`` register their models; the registry loads them on first
 use (``ier.plugins.load_methods``). This package holds what every method shares:
 ``config`` (``ModelConfig``), ``backbones``, ``common`` (the model interface, the AV head, the
-two-tower base) and ``parts``.
+two-tower base), ``output`` (what ``localize`` returns, the decision cues), ``maps`` (feature-map
+maths), ``names`` (names carried by a ``state_dict``) and ``parts``.
 """
 
 from __future__ import annotations

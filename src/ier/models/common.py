@@ -1,97 +1,52 @@
-"""Reusable model parts: output type, image normaliser, audio front end, the DSOL AV head and a
+"""The model interface and the parts of the two-tower network: ``AVModel`` (the base class of
+every method's model, which checks ``localize``'s inputs), the image normaliser, the audio front
+end, the visual backbone's features from pixels or the feature cache, the DSOL AV head and the
 two-tower base class (visual + audio encoders + AV head) that IEr and the baselines build on.
+
+The output type and decision cues are ``ier.models.output``, the feature-map maths
+``ier.models.maps``, the names carried by a ``state_dict`` ``ier.models.names``; this module
+re-exports them.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ier.audio import LogMel
 from ier.models.backbones import build_audio_backbone, build_visual_backbone
 from ier.models.config import FrontendConfig, ModelConfig
+from ier.models.maps import (  # noqa: F401  (re-exported)
+    COSINE_EPS,
+    cosine_map,
+    gate_by_objectness,
+    global_avg_pool,
+    global_max_pool,
+    objectness,
+    prototype_cosine_map,
+)
+from ier.models.names import (  # noqa: F401  (re-exported)
+    names_from_bytes,
+    names_to_bytes,
+    resize_names_buffer,
+)
+from ier.models.output import (  # noqa: F401  (re-exported)
+    AUDIBLE_FLOOR_DBFS,
+    AUDIBLE_FULL_DBFS,
+    DECISION_CUES,
+    LOG_FLOOR_PROB,
+    LocalizationOutput,
+    audibility,
+)
 
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-COSINE_EPS = 1e-8
 IMAGE_RANGE_SLACK = 1e-3  # images within [0, 1] up to this (resampling overshoot)
-
-
-@dataclass(frozen=True)
-class LocalizationOutput:
-    """What ``model.localize`` returns.
-
-    Attributes:
-        maps: (B, C, h, w) float in [0, 1], one map per entry of ``model.classes``, at the model's
-            feature resolution (the evaluator resizes bilinearly).
-        scores: (B, C) float in [0, 1], confidence that the class is sounding and visible.
-        cues: optional (B, C, len(DECISION_CUES)) float, the evidence that the class is sounding
-            on screen, one entry per name in ``DECISION_CUES``; ``ier.presence`` turns it into a
-            calibrated probability. None for models that do not give it.
-    """
-
-    maps: torch.Tensor
-    scores: torch.Tensor
-    cues: torch.Tensor | None = None
-
-
-DECISION_CUES = ("log_audio_prob", "visual_peak", "class_peak", "audible")
-"""The per-class evidence a model may return with its maps (``LocalizationOutput.cues``):
-log of the audio's probability of the category (the AII's softmax, summed over the category's
-clusters); the peak of the category's visual map (is it visible?); the peak of its class map
-(visible where the sound matches?), i.e. ``scores``; and whether the audio window is audible at
-all (``audibility``). docs/localize.md "Calibrated presence"."""
-
-LOG_FLOOR_PROB = 1e-4  # floor of log_audio_prob
-AUDIBLE_FLOOR_DBFS = -60.0  # audibility 0 at and below this RMS level (dB full scale)
-AUDIBLE_FULL_DBFS = -30.0  # audibility 1 at and above this level
-
-
-def audibility(waves: torch.Tensor) -> torch.Tensor:
-    """(B, n) waves in [-1, 1] -> (B,) in [0, 1]: the RMS level mapped linearly from
-    ``AUDIBLE_FLOOR_DBFS`` (0) to ``AUDIBLE_FULL_DBFS`` (1) and clamped. A silence detector
-    that ignores how loud an audible recording is: absolute levels depend on the microphone and
-    the mix, so a cue that rose with loudness would darken quiet recordings."""
-    rms = waves.float().pow(2).mean(dim=1).sqrt().clamp_min(1e-12)
-    level = 20.0 * rms.log10()
-    span = AUDIBLE_FULL_DBFS - AUDIBLE_FLOOR_DBFS
-    return ((level - AUDIBLE_FLOOR_DBFS) / span).clamp(0.0, 1.0)
-
-
-# --- names carried by a state_dict ---------------------------------------------------------------
-
-
-def names_to_bytes(names: Sequence[str], *, device: torch.device | str = "cpu") -> torch.Tensor:
-    """JSON-encode names into a uint8 (n_bytes,) tensor, a buffer that a ``state_dict`` carries."""
-    encoded = json.dumps(list(names)).encode("utf-8")
-    return torch.tensor(list(encoded), dtype=torch.uint8, device=device)
-
-
-def names_from_bytes(buffer: torch.Tensor) -> tuple[str, ...]:
-    """Inverse of ``names_to_bytes``; an empty buffer gives ()."""
-    if not buffer.numel():
-        return ()
-    return tuple(json.loads(bytes(buffer.tolist()).decode("utf-8")))
-
-
-def resize_names_buffer(
-    module: nn.Module, name: str, state_dict: Mapping[str, torch.Tensor], prefix: str
-) -> None:
-    """Give ``module``'s names buffer the stored length, so that the strict copy of
-    ``load_state_dict`` fits (call first thing in ``_load_from_state_dict``)."""
-    key = prefix + name
-    if key in state_dict:
-        device = getattr(module, name).device
-        setattr(module, name, torch.zeros_like(state_dict[key], device=device))
 
 
 class ImageNormalizer(nn.Module):
@@ -179,42 +134,6 @@ def backbone_dtype(backbone: nn.Module) -> torch.dtype:
     return next(backbone.parameters()).dtype
 
 
-def global_max_pool(maps: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) -> (B, C) spatial maximum."""
-    return maps.flatten(2).amax(dim=2)
-
-
-def global_avg_pool(maps: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) -> (B, C) spatial mean."""
-    return maps.flatten(2).mean(dim=2)
-
-
-def cosine_map(visual: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """Per-position cosine between a feature map and one or K vectors per sample.
-
-    Args:
-        visual: (B, D, h, w) feature map.
-        vectors: (B, D) one vector per sample, or (B, K, D) K vectors per sample.
-
-    Returns:
-        (B, 1, h, w) for (B, D) vectors, (B, K, h, w) for (B, K, D); values in [-1, 1].
-    """
-    v = F.normalize(visual, dim=1, eps=COSINE_EPS)
-    u = F.normalize(vectors, dim=-1, eps=COSINE_EPS)
-    if vectors.ndim == 2:
-        return torch.einsum("bdhw,bd->bhw", v, u).unsqueeze(1)
-    if vectors.ndim == 3:
-        return torch.einsum("bdhw,bkd->bkhw", v, u)
-    raise ValueError(f"vectors must be (B, D) or (B, K, D), got shape {tuple(vectors.shape)}")
-
-
-def prototype_cosine_map(visual: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
-    """Cosine of each position with each of K shared prototypes: (B,D,h,w), (K,D) -> (B,K,h,w)."""
-    v = F.normalize(visual, dim=1, eps=COSINE_EPS)
-    p = F.normalize(prototypes, dim=-1, eps=COSINE_EPS)
-    return torch.einsum("bdhw,kd->bkhw", v, p)
-
-
 class AVHead(nn.Module):
     """DSOL's audio-visual head (method.md §2.2): project, cosine, learnable scale/bias, sigmoid.
 
@@ -277,25 +196,6 @@ class AVHead(nn.Module):
     def forward(self, fv: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
         """AV map: fv (B, D, h, w), fa (B, D) or (B, K, D) -> (B, 1 or K, h, w) in (0, 1)."""
         return self.activate(cosine_map(fv, fa))
-
-
-def objectness(features: torch.Tensor) -> torch.Tensor:
-    """Visual objectness O: (B, C, h, w) backbone map -> (B, 1, h, w) in [0, 1].
-
-    The mean absolute activation over channels, min-max normalised per image (EZ-VSL's
-    object-guided localization prior). A constant map gives zeros.
-    """
-    energy = features.abs().mean(dim=1, keepdim=True)
-    low = energy.flatten(1).amin(dim=1)[:, None, None, None]
-    high = energy.flatten(1).amax(dim=1)[:, None, None, None]
-    return (energy - low) / (high - low).clamp_min(COSINE_EPS)
-
-
-def gate_by_objectness(maps: torch.Tensor, prior: torch.Tensor, weight: float) -> torch.Tensor:
-    """maps (B, C, h, w) in [0, 1] times (1 - weight) + weight * prior (B, 1, h, w); same range."""
-    if weight == 0.0:
-        return maps
-    return maps * ((1.0 - weight) + weight * prior)
 
 
 def check_localize_inputs(visual: torch.Tensor, waves: torch.Tensor) -> None:

@@ -14,13 +14,11 @@ from ier.models.common import (
     ImageNormalizer,
     audio_input,
     backbone_features,
-    global_max_pool,
-    names_from_bytes,
-    names_to_bytes,
-    resize_names_buffer,
     visual_backbone,
 )
 from ier.models.config import ModelConfig
+from ier.models.maps import global_max_pool
+from ier.models.names import names_from_bytes, names_to_bytes, resize_names_buffer
 
 
 class EncoderPair(nn.Module):

@@ -16,22 +16,18 @@ from torch import nn
 
 from ier.clustering import attended_object_features, object_features
 from ier.models import register_model
-from ier.models.common import (
+from ier.models.common import TwoTowerModel
+from ier.models.config import ModelConfig
+from ier.models.maps import (
     COSINE_EPS,
-    LOG_FLOOR_PROB,
-    LocalizationOutput,
-    TwoTowerModel,
-    audibility,
     cosine_map,
     gate_by_objectness,
     global_avg_pool,
     global_max_pool,
-    names_from_bytes,
-    names_to_bytes,
     prototype_cosine_map,
-    resize_names_buffer,
 )
-from ier.models.config import ModelConfig
+from ier.models.names import names_from_bytes, names_to_bytes, resize_names_buffer
+from ier.models.output import LOG_FLOOR_PROB, LocalizationOutput, audibility
 
 logger = logging.getLogger(__name__)
 
