@@ -16,8 +16,9 @@ from ier.bench.plan import metric
 from ier.data.datasets import list_splits, split_manifest
 from ier.data.decode import DecodeSpec, decode_sample
 from ier.data.manifest import read_manifest
+from ier.overlay_labels import _font
 from ier.predictions import load_predictions
-from ier.viz import PALETTE, _font, blend, upsample_maps
+from ier.viz import PALETTE, blend, upsample_maps
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ier import viz
+from ier import overlay_labels, viz
 from ier.localization.html import render_report
 from ier.localization.results import LocalizationResult, WindowRecord, localization_document
 from ier.localization.schema import dumps_document
@@ -129,7 +129,7 @@ class OutputSinks:
     def _layer(self, record: WindowRecord, maps: np.ndarray) -> np.ndarray:
         shown = [item.state == "sounding-on-screen" for item in record.classes]
         layer = viz.heat_layer(maps, shown, self.colors, width=self.width, height=self.height)
-        return viz.annotate_layer(
+        return overlay_labels.annotate_layer(
             layer, record.classes, self.colors, time_seconds=record.time_seconds
         )
 
