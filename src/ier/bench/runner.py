@@ -431,7 +431,9 @@ def run_side_by_side(
         for _, _, worker, _ in running.values():
             worker.shutdown()
     if failures or pending:
-        waiting = ", ".join(run_dir_name(run, seed) for seed, run in pending)
+        table = {(seed, run.name): i for i, (seed, run) in enumerate(tasks)}
+        waiting = ", ".join(run_dir_name(run, seed) for seed, run in
+                            sorted(pending, key=lambda t: table[(t[0], t[1].name)]))  # fmt: skip
         raise BenchRunError(
             "bench runs failed: " + "; ".join(failures)
             + (f"; not started (they start from a failed run): {waiting}" if waiting else "")
