@@ -624,8 +624,9 @@ class PresenceModel(ColourToneModel):
         out = super().localize(images, waves)
         heard = self._heard(waves)
         audible = audibility(waves)[:, None].expand_as(heard)
+        av_peak = out.scores.amax(dim=1, keepdim=True).expand_as(heard)  # not in its presence
         cues = torch.stack([heard.clamp_min(1e-4).log(), self._visual_presence(images),
-                            out.scores, audible], dim=2)  # fmt: skip
+                            out.scores, audible, av_peak], dim=2)  # fmt: skip
         return LocalizationOutput(out.maps, out.scores, cues)
 
 

@@ -36,7 +36,7 @@ def test_ier_localize_returns_the_named_decision_cues(ier_model) -> None:
     out = ier_model.localize(images, waves)
     assert ier_model.provides_decision_cues
     assert out.cues is not None and out.cues.shape == (3, 3, len(DECISION_CUES))
-    log_q, visual, class_peak, audible = out.cues.unbind(2)
+    log_q, visual, class_peak, audible, av_peak = out.cues.unbind(2)
     # the audio's category probabilities are a distribution over the categories (all mapped)
     assert torch.allclose(log_q.exp().sum(1), torch.ones(3), atol=1e-5)
     assert torch.equal(class_peak, out.scores)  # the class map's peak is the score
@@ -46,6 +46,10 @@ def test_ier_localize_returns_the_named_decision_cues(ier_model) -> None:
     assert torch.allclose(again[:, :, 1], visual)
     # 0.1-sd noise is -20 dBFS: fully audible; digital silence is not
     assert torch.equal(audible, torch.tensor([[1.0] * 3, [1.0] * 3, [0.0] * 3]))
+    # the class-agnostic AV map's peak: the stage-1 score of the clip, the same for every class
+    stage1 = ier_model(images, waves)["score"]
+    assert torch.allclose(av_peak, stage1[:, None].expand(-1, 3), atol=1e-6)
+    assert not torch.allclose(again[:, 0, 4], av_peak[:, 0])  # it depends on the audio
 
 
 def test_audibility_is_a_silence_detector_not_a_loudness_meter() -> None:
@@ -110,13 +114,21 @@ def test_fit_presence_rejects_bad_input() -> None:
 
 
 def test_presence_probability_agrees_in_numpy_and_torch_and_checks_the_cue_names() -> None:
-    presence = {"cues": list(DECISION_CUES), "weights": [0.5, 2.0, 1.0, -0.5], "bias": -1.0}
-    cues = np.random.default_rng(0).normal(size=(5, 3, 4))
-    expected = 1 / (1 + np.exp(-(cues @ np.array([0.5, 2.0, 1.0, -0.5]) - 1.0)))
+    n = len(DECISION_CUES)
+    weights = [0.5, 2.0, 1.0, -0.5, 1.5][:n]
+    presence = {"cues": list(DECISION_CUES), "weights": weights, "bias": -1.0}
+    cues = np.random.default_rng(0).normal(size=(5, 3, n))
+    expected = 1 / (1 + np.exp(-(cues @ np.array(weights) - 1.0)))
     assert np.allclose(presence_probability(cues, presence), expected)
     assert np.allclose(presence_probability(torch.from_numpy(cues), presence).numpy(), expected)
     with pytest.raises(ConfigError, match="recalibrate"):
         presence_probability(cues, {**presence, "cues": ["something", "else"]})
+    # a presence fitted on some of the cues (an older version's), in its own order, reads those
+    older = {"cues": ["class_peak", "log_audio_prob"], "weights": [2.0, -1.0], "bias": 0.5}
+    picked = cues[..., [DECISION_CUES.index("class_peak"), DECISION_CUES.index("log_audio_prob")]]
+    expected = 1 / (1 + np.exp(-(picked @ np.array([2.0, -1.0]) + 0.5)))
+    assert np.allclose(presence_probability(cues, older), expected)
+    assert np.allclose(presence_probability(torch.from_numpy(cues), older).numpy(), expected)
 
 
 def test_presence_alone_decides_sounding_on_screen() -> None:
@@ -132,7 +144,7 @@ def test_presence_alone_decides_sounding_on_screen() -> None:
 
 
 def test_the_presence_threshold_is_the_default_only_for_models_that_give_cues(ier_model) -> None:
-    presence = {"cues": list(DECISION_CUES), "weights": [0, 1, 0, 0], "bias": 0.0, "tau": 0.7,
+    presence = {"cues": list(DECISION_CUES), "weights": [0, 1, 0, 0, 0], "bias": 0.0, "tau": 0.7,
                 "budget": 0.1, "splits": ["val/wild", "val/negative"]}  # fmt: skip
     ier_model.calibration = {"tau": 0.3, "presence": presence}
     try:
@@ -162,5 +174,13 @@ def test_a_presence_fitted_on_other_cues_is_ignored_with_advice(ier_model, caplo
             assert presence_calibration(ier_model) is None
             assert calibration_threshold(ier_model)[0] == 0.3
         assert "--store-calibration" in caplog.text
+    finally:
+        del ier_model.calibration
+    # the four cues of the bundles calibrated before `av_peak` was added are all still given
+    older = {**stale, "cues": ["log_audio_prob", "visual_peak", "class_peak", "audible"]}
+    ier_model.calibration = {"tau": 0.3, "presence": older}
+    try:
+        assert presence_calibration(ier_model) is older
+        assert calibration_threshold(ier_model)[0] == 0.7
     finally:
         del ier_model.calibration

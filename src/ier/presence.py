@@ -4,11 +4,12 @@ evidence a model returns with its maps (``LocalizationOutput.cues``, named ``DEC
 A model's own scores (the peak of a class map) separate sounding from silent scenes only weakly
 on held-out recordings and images (docs/results.md, "A calibrated decision"). The cues each carry
 part of the answer: the audio's probability of the category (is it heard?), the peak of its
-visual map (is it visible?), the peak of its class map (is it visible where the sound matches?)
-and the loudness of the window (is anything audible?). ``fit_presence`` combines them with a
+visual map (is it visible?), the peak of its class map (is it visible where the sound matches?),
+whether the window is audible at all, and the peak of the class-agnostic audio-visual map (does
+the sound match anything on screen?). ``fit_presence`` combines them with a
 logistic regression fitted on the validation splits (``ier.evaluate.CALIBRATION_SPLITS``, built
 from training material, never the test splits) and picks the decision threshold there, like
-``ier.evaluate.calibrate_tau`` does for the map threshold. Five numbers, shared by every class,
+``ier.evaluate.calibrate_tau`` does for the map threshold. Six numbers, shared by every class,
 are fitted: the model itself is not changed. The result is stored in the checkpoint's
 ``calibration`` metadata (``calibration["presence"]``), where ``ier localize`` reads it.
 """
@@ -52,19 +53,30 @@ def sounding_targets(dataset: AVDataset, classes: Sequence[str]) -> np.ndarray:
     return y
 
 
+def presence_usable(presence: Mapping[str, Any]) -> bool:
+    """Whether this version gives every cue a stored presence was fitted on (a presence fitted
+    before a cue was added stays usable; one naming a cue this version lacks does not)."""
+    names = list(presence.get("cues") or [])
+    return bool(names) and set(names) <= set(DECISION_CUES)
+
+
 def presence_probability(cues: np.ndarray | torch.Tensor, presence: Mapping[str, Any]):
-    """sigmoid(w . cues + b) over the last axis of ``cues`` (numpy or torch, same type back)."""
-    if list(presence["cues"]) != list(DECISION_CUES):
+    """sigmoid(w . cues + b), with ``cues`` (..., len(DECISION_CUES)) as a model gives them and
+    ``w`` the weights of the cues the presence names, in its order (numpy or torch, same type
+    back)."""
+    if not presence_usable(presence):
         raise ConfigError(
-            f"presence calibration uses cues {presence['cues']}, this version gives "
+            f"presence calibration uses cues {presence.get('cues')}, this version gives "
             f"{list(DECISION_CUES)}: recalibrate with `ier evaluate --checkpoint CKPT --data DIR "
             "--store-calibration`"
         )
+    columns = [DECISION_CUES.index(name) for name in presence["cues"]]
     weights, bias = presence["weights"], float(presence["bias"])
     if isinstance(cues, torch.Tensor):
         w = torch.tensor(weights, dtype=cues.dtype, device=cues.device)
-        return torch.sigmoid(cues @ w + bias)
-    return 1.0 / (1.0 + np.exp(-(np.asarray(cues) @ np.asarray(weights) + bias)))
+        return torch.sigmoid(cues[..., columns] @ w + bias)
+    picked = np.asarray(cues)[..., columns]
+    return 1.0 / (1.0 + np.exp(-(picked @ np.asarray(weights) + bias)))
 
 
 def budget_threshold(clip_max: np.ndarray, budget: float) -> float:

@@ -14,7 +14,7 @@ from ier.devices import usable_cores
 from ier.errors import ConfigError
 from ier.localization.schema import OUTPUT_NAMES, SCHEMA_NAME, SCHEMA_VERSION, STATES
 from ier.models.output import DECISION_CUES
-from ier.presence import has_cues
+from ier.presence import has_cues, presence_usable
 from ier.video import VideoInfo
 
 logger = logging.getLogger(__name__)
@@ -66,13 +66,13 @@ DEFAULT_THRESHOLD = 0.5
 def presence_calibration(model: object) -> dict[str, Any] | None:
     """The model's calibrated presence (``ier.presence``) when its checkpoint stores one and the
     model gives the decision cues it needs, else None. A presence fitted on other cues than this
-    version's ``DECISION_CUES`` is ignored, with a warning that says how to recalibrate; the map
-    threshold then decides."""
+    version's ``DECISION_CUES`` give (``ier.presence.presence_usable``) is ignored, with a
+    warning that says how to recalibrate; the map threshold then decides."""
     calibration = getattr(model, "calibration", None) or {}
     presence = calibration.get("presence")
     if not (isinstance(presence, dict) and has_cues(model)):
         return None
-    if list(presence.get("cues") or []) != list(DECISION_CUES):
+    if not presence_usable(presence):
         if id(presence) not in _WARNED:
             _WARNED.add(id(presence))
             logger.warning(

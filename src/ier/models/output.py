@@ -29,12 +29,15 @@ class LocalizationOutput:
     cues: torch.Tensor | None = None
 
 
-DECISION_CUES = ("log_audio_prob", "visual_peak", "class_peak", "audible")
+DECISION_CUES = ("log_audio_prob", "visual_peak", "class_peak", "audible", "av_peak")
 """The per-class evidence a model may return with its maps (``LocalizationOutput.cues``):
 log of the audio's probability of the category (the AII's softmax, summed over the category's
 clusters); the peak of the category's visual map (is it visible?); the peak of its class map
-(visible where the sound matches?), i.e. ``scores``; and whether the audio window is audible at
-all (``audibility``). docs/localize.md "Calibrated presence"."""
+(visible where the sound matches?), i.e. ``scores``; whether the audio window is audible at
+all (``audibility``); and the peak of the class-agnostic audio-visual map (does the sound match
+anything on screen? the same for every class). docs/localize.md "Calibrated presence". A stored
+presence names the cues it was fitted on (``ier.presence.presence_probability`` picks them), so
+adding a cue here leaves older calibrations valid."""
 
 LOG_FLOOR_PROB = 1e-4  # floor of log_audio_prob
 AUDIBLE_FLOOR_DBFS = -60.0  # audibility 0 at and below this RMS level (dB full scale)

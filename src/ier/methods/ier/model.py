@@ -303,19 +303,26 @@ class IERModel(TwoTowerModel):
         if sharpen > 0:
             sharpened = torch.softmax(sharpen * cluster_maps, dim=1)
             maps = self._to_categories(gate_by_objectness(sharpened, prior, weight))
-        cues = self._decision_cues(referred, scores, waves)
+        av_peak = global_max_pool(self.av_map(fv, fa))[:, 0]
+        cues = self._decision_cues(referred, scores, waves, av_peak)
         return LocalizationOutput(maps=maps, scores=scores, cues=cues)
 
     def _decision_cues(
-        self, referred: dict[str, torch.Tensor], scores: torch.Tensor, waves: torch.Tensor
+        self,
+        referred: dict[str, torch.Tensor],
+        scores: torch.Tensor,
+        waves: torch.Tensor,
+        av_peak: torch.Tensor,
     ) -> torch.Tensor:
-        """``DECISION_CUES`` per category: (B, C, 4) from the Referrer's outputs, the category
-        scores (B, C) and the waves (B, n)."""
+        """``DECISION_CUES`` per category: (B, C, 5) from the Referrer's outputs, the category
+        scores (B, C), the waves (B, n) and the stage-1 AV map's peak (B,)."""
         p_a = torch.softmax(referred["scores"] / self.config.ier.tau_a, dim=1)  # (B, K)
         log_q = (p_a @ self._category_assignment(p_a.dtype)).clamp_min(LOG_FLOOR_PROB).log()
         visual = global_max_pool(self._to_categories(referred["visual_maps"]))
         audible = audibility(waves).to(scores.dtype)
-        return torch.stack([log_q, visual, scores, audible[:, None].expand_as(scores)], dim=2)
+        per_clip = torch.stack([audible, av_peak.to(scores.dtype)], dim=1)  # (B, 2)
+        per_clip = per_clip[:, None, :].expand(-1, scores.shape[1], -1)
+        return torch.cat([torch.stack([log_q, visual, scores], dim=2), per_clip], dim=2)
 
     def _category_assignment(self, dtype: torch.dtype) -> torch.Tensor:
         """(K, C) one-hot cluster -> category matrix from ``cluster_to_class`` (-1: zero row)."""
