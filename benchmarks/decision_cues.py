@@ -16,19 +16,22 @@ the same false-positive budget (``PRESENCE_BUDGET`` of the ``val/negative`` clip
 drawn when its ``class_peak`` (the map rule of ``ier localize`` without a presence), or its
 presence, reaches the threshold chosen on validation. Per test split: the fraction of clips with
 something drawn (``marked``) and with a drawn class's map peak inside a sounding object of that
-class (``hit``; ``ier.presence.presence_metrics``).
+class (``hit``; ``ier.presence.presence_metrics``). A presence fitted without ``av_peak`` (the
+cue added last) is scored beside it, so what that cue adds is measured on the same model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ier.bench.plan import provenance
 from ier.data.datasets import AVDataset, load_eval_split, read_classes
 from ier.inference import predict_with_cues
 from ier.localization import load_model
@@ -76,16 +79,20 @@ def run(data: Path, model_name: str, fit: bool) -> dict[str, Any]:
                              [round(float(v), 1) for v in spread]}  # fmt: skip
     out: dict[str, Any] = {"model": model_name, "cues": list(DECISION_CUES), "auroc": {},
                            "levels": levels}  # fmt: skip
-    presence = None
+    presence = older = None
     if fit:
         positives, negatives = found["val/wild"], found["val/negative"][0]
         presence = fit_presence(positives, negatives, splits=["val/wild", "val/negative"])
-        out["presence"] = presence
+        without = [c for c in DECISION_CUES if c != "av_peak"]
+        older = fit_presence(positives, negatives, splits=["val/wild", "val/negative"],
+                             cues=without)  # fmt: skip
+        out["presence"], out["presence_without_av_peak"] = presence, older
         peak = DECISION_CUES.index("class_peak")
         rules = {
             "class_peak": (lambda c: c[..., peak], budget_threshold(negatives[..., peak].max(1),
                                                               PRESENCE_BUDGET)),
             "presence": (lambda c: presence_probability(c, presence), presence["tau"]),
+            "presence_without_av_peak": (lambda c: presence_probability(c, older), older["tau"]),
         }  # fmt: skip
         out["rules_at_budget"] = {"budget": PRESENCE_BUDGET}
         for rule, (score, tau) in rules.items():
@@ -99,9 +106,26 @@ def run(data: Path, model_name: str, fit: bool) -> dict[str, Any]:
         targets = np.concatenate([found[p][1] for p in parts])
         row = {name: roc_auc(cues[..., i][targets], cues[..., i][~targets])
                for i, name in enumerate(DECISION_CUES)}  # fmt: skip
+        any_sounding = targets.any(axis=1)  # clip level: does any class sound on screen?
+        if any_sounding.any() and not any_sounding.all():
+            top = cues.max(axis=1)  # each cue's highest value over the classes (C -> 1)
+            row["clip"] = {name: roc_auc(top[any_sounding, i], top[~any_sounding, i])
+                           for i, name in enumerate(DECISION_CUES)}  # fmt: skip
+            audible = cues[:, 0, DECISION_CUES.index("audible")] > 0
+            keep = any_sounding | audible  # against the negatives that are not digital silence
+            row["clip_vs_audible_negatives"] = {
+                name: roc_auc(top[any_sounding, i], top[~any_sounding & keep, i])
+                for i, name in enumerate(DECISION_CUES)}  # fmt: skip
         if presence is not None:
-            p = presence_probability(cues, presence)
-            row["presence"] = roc_auc(p[targets], p[~targets])
+            for name, fitted in (("presence", presence), ("presence_without_av_peak", older)):
+                p = presence_probability(cues, fitted)
+                row[name] = roc_auc(p[targets], p[~targets])
+            # clip level: does any class sound on screen? (the overlay's gate)
+            p = presence_probability(cues, presence).max(axis=1)
+            q = presence_probability(cues, older).max(axis=1)
+            if any_sounding.any() and not any_sounding.all():
+                row["clip_presence"] = roc_auc(p[any_sounding], p[~any_sounding])
+                row["clip_presence_without_av_peak"] = roc_auc(q[any_sounding], q[~any_sounding])
         out["auroc"][group] = row
     return out
 
@@ -115,18 +139,31 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     out = run(args.data, args.model, args.fit)
-    names = [*DECISION_CUES, *(["presence"] if args.fit else [])]
+    names = [*DECISION_CUES, *(["presence", "presence_without_av_peak"] if args.fit else [])]
     print(f"ROC AUC (%) of each cue for 'the class sounds on screen', model {args.model}")
     print("| pairs | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for group, row in out["auroc"].items():
         print(f"| {group} | " + " | ".join(f"{100 * row[n]:.1f}" for n in names) + " |")
+    print("Clip level (any class sounds on screen; each cue's highest value over the classes), "
+          "ROC AUC (%) against all clips without / against the audible ones:")  # fmt: skip
+    print("| clips | " + " | ".join(DECISION_CUES) + " |")
+    print("|---|" + "---|" * len(DECISION_CUES))
+    for group, row in out["auroc"].items():
+        if "clip" in row:
+            print(f"| {group} | " + " | ".join(
+                f"{100 * row['clip'][n]:.1f} / {100 * row['clip_vs_audible_negatives'][n]:.1f}"
+                for n in DECISION_CUES) + " |")  # fmt: skip
+    if args.fit:
+        print("clip level (any class sounds on screen), presence / without av_peak: " + ", ".join(
+            f"{g} {100 * r['clip_presence']:.1f} / {100 * r['clip_presence_without_av_peak']:.1f}"
+            for g, r in out["auroc"].items() if "clip_presence" in r))  # fmt: skip
     if args.fit:
         print(f"At the same budget ({100 * PRESENCE_BUDGET:g} % of val/negative clips marked), "
               "% of test clips marked / with a labelled hit:")  # fmt: skip
         print("| rule | wild | duet | synthetic | negative (marked) |")
         print("|---|---|---|---|---|")
-        for rule in ("class_peak", "presence"):
+        for rule in ("class_peak", "presence_without_av_peak", "presence"):
             r = out["rules_at_budget"][rule]
             cells = [f"{100 * r[s]['presence_marked']:.1f} / {100 * r[s]['presence_hit']:.1f}"
                      for s in ("test/wild", "test/duet", "test/synthetic")]  # fmt: skip
@@ -134,6 +171,7 @@ def main() -> None:
                   + f" | {100 * r['test/negative']['presence_marked']:.1f} |")
     out["seconds"] = round(time.time() - started, 1)
     if args.json:
+        out["provenance"] = {**provenance(), "command": " ".join(["python", *sys.argv])}
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 
 

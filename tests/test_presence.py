@@ -72,8 +72,8 @@ def test_a_model_without_prototypes_gives_no_cues() -> None:
 
 
 def _synthetic_cues(n: int, rng: np.random.Generator, *, sounding: bool) -> tuple:
-    """(cues (n, 3, 4), targets (n, 3)): class 0 sounds in every clip with sound; only the second
-    cue (visual peak) tells it, shifted by +2 for the sounding class."""
+    """(cues (n, 3, len(DECISION_CUES)), targets (n, 3)): class 0 sounds in every clip with
+    sound; only the second cue (visual peak) tells it, shifted by +2 for the sounding class."""
     cues = rng.normal(size=(n, 3, len(DECISION_CUES)))
     targets = np.zeros((n, 3), bool)
     if sounding:
@@ -99,6 +99,14 @@ def test_fit_presence_learns_the_informative_cue_and_keeps_the_budget() -> None:
     positive_max = presence_probability(positives[0], presence).max(axis=1)
     assert presence["val_marked"] == pytest.approx((positive_max >= presence["tau"]).mean())
     assert presence["val_marked"] > 0.5
+    # fitted on a subset of the cues: it names and weighs those only, and without the
+    # informative cue it cannot tell the sounding class
+    subset = ["class_peak", "log_audio_prob"]
+    blind = fit_presence(positives, negatives, budget=0.1, cues=subset)
+    assert blind["cues"] == subset and len(blind["weights"]) == 2
+    assert blind["val_auroc"] < 0.6
+    seeing = fit_presence(positives, negatives, budget=0.1, cues=["visual_peak"])
+    assert seeing["val_auroc"] > 0.9 and len(seeing["weights"]) == 1
 
 
 def test_fit_presence_rejects_bad_input() -> None:
@@ -111,6 +119,9 @@ def test_fit_presence_rejects_bad_input() -> None:
         fit_presence(positives, negatives[:, :, :2])
     with pytest.raises(ConfigError, match="sounding objects and negatives"):
         fit_presence((positives[0], np.zeros_like(positives[1])), negatives)
+    for cues in ([], ["visual_peak", "visual_peak"], ["loudness"]):
+        with pytest.raises(ConfigError, match="presence cues"):
+            fit_presence(positives, negatives, cues=cues)
 
 
 def test_presence_probability_agrees_in_numpy_and_torch_and_checks_the_cue_names() -> None:

@@ -92,6 +92,7 @@ def fit_presence(
     *,
     budget: float = PRESENCE_BUDGET,
     splits: Sequence[str] = (),
+    cues: Sequence[str] = DECISION_CUES,
 ) -> dict[str, Any]:
     """Fit the presence model and its threshold on validation clips.
 
@@ -102,6 +103,7 @@ def fit_presence(
             every pair is a negative example.
         budget: Largest fraction of negative clips allowed to light up at the threshold.
         splits: Names of the splits, recorded with the result.
+        cues: The ``DECISION_CUES`` to fit on (default all; a subset measures what a cue adds).
 
     Returns:
         JSON-able ``{"cues", "weights", "bias", "tau", "budget", "splits", "val_auroc",
@@ -112,28 +114,34 @@ def fit_presence(
 
     from ier.metrics import roc_auc
 
-    cues, targets = positives
+    names = list(cues)
+    values, targets = positives
     if not 0.0 < budget < 1.0:
         raise ConfigError(f"presence budget must be in (0, 1), got {budget}")
-    if cues.shape[:2] != targets.shape or cues.shape[2:] != negatives.shape[2:]:
+    if values.shape[:2] != targets.shape or values.shape[2:] != negatives.shape[2:]:
         raise ConfigError(
-            f"cue shapes disagree: positives {cues.shape} with targets {targets.shape}, "
+            f"cue shapes disagree: positives {values.shape} with targets {targets.shape}, "
             f"negatives {negatives.shape}"
         )
     if not targets.any() or len(negatives) == 0:
         raise ConfigError("presence calibration needs clips with sounding objects and negatives")
-    n_cues = cues.shape[2]
-    x = np.concatenate([cues.reshape(-1, n_cues), negatives.reshape(-1, n_cues)])
+    if not names or not set(names) <= set(DECISION_CUES) or len(set(names)) != len(names):
+        raise ConfigError(f"presence cues must be distinct names from {list(DECISION_CUES)}, "
+                          f"got {names}")  # fmt: skip
+    columns = [DECISION_CUES.index(name) for name in names]
+    n_cues = len(columns)
+    x = np.concatenate([values[..., columns].reshape(-1, n_cues),
+                        negatives[..., columns].reshape(-1, n_cues)])  # fmt: skip
     y = np.concatenate(
         [targets.reshape(-1), np.zeros(negatives.shape[0] * negatives.shape[1], bool)]
     )
     fit = LogisticRegression(C=REGULARISATION, max_iter=5000).fit(x, y)
     presence: dict[str, Any] = {
-        "cues": list(DECISION_CUES),
+        "cues": names,
         "weights": [float(w) for w in fit.coef_[0]],
         "bias": float(fit.intercept_[0]),
     }
-    p_pos, p_neg = presence_probability(cues, presence), presence_probability(negatives, presence)
+    p_pos, p_neg = presence_probability(values, presence), presence_probability(negatives, presence)
     clip_max = p_neg.max(axis=1)
     tau = budget_threshold(clip_max, budget)
     presence.update(
