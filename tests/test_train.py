@@ -25,6 +25,7 @@ from ier.errors import CheckpointError, ConfigError
 from ier.evaluate import evaluate
 from ier.methods import preset
 from ier.methods.ier.tasks import MixSchedule, curriculum, mix_waves
+from ier.models.output import DECISION_CUES
 from ier.predictions import Predictions, load_predictions
 from ier.protocol import EvalSettings
 from ier.tasks import create_task, list_tasks
@@ -77,7 +78,9 @@ def test_tiny_ier_trains_end_to_end_on_the_small_benchmark(
                                                           / "manifest.jsonl"))  # fmt: skip
     assert "silent_fp@cal" in result.metrics["test/wild"]
     presence = calibration["presence"]  # IEr's calibrated presence, fitted on the same splits
-    assert presence["splits"] == ["val/wild", "val/negative"] and len(presence["weights"]) == 4
+    assert presence["splits"] == ["val/wild", "val/negative"]
+    assert presence["cues"] == list(DECISION_CUES)  # every cue IEr gives, one weight each
+    assert len(presence["weights"]) == len(DECISION_CUES)
     assert presence["val_negative_fp"] <= presence["budget"] and 0 <= presence["tau"] <= 1
     assert 0 <= result.metrics["test/wild"]["presence_hit@cal"] <= 1
     assert 0 <= result.metrics["test/negative"]["presence_marked@cal"] <= 1
