@@ -46,6 +46,7 @@ from ier.metrics import roc_auc
 from ier.models.common import DECISION_CUES
 from ier.presence import (
     PRESENCE_BUDGET,
+    REGULARISATION,
     budget_threshold,
     fit_presence,
     presence_metrics,
@@ -69,7 +70,7 @@ def fit_gate(wild: tuple[np.ndarray, np.ndarray], negative: np.ndarray) -> tuple
 
     x = np.concatenate([gate_features(wild[0]), gate_features(negative)])
     y = np.r_[wild[1].any(axis=1), np.zeros(len(negative), bool)]
-    gate = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    gate = LogisticRegression(C=REGULARISATION, max_iter=5000).fit(x, y)
     tau = budget_threshold(gate.predict_proba(gate_features(negative))[:, 1], PRESENCE_BUDGET)
     return gate, tau
 

@@ -36,6 +36,7 @@ from ier.bench.plan import provenance
 from ier.data.manifest import read_manifest
 from ier.localization import load_model, localize
 from ier.localization.results import sounding_evidence
+from ier.presence import budget_threshold as presence_budget_threshold
 
 _BUDGETS = (0.10, 0.20)
 
@@ -88,10 +89,12 @@ def counts_at(clips: list[list[list[Row]]], tau: float | None) -> dict[str, int]
 
 
 def budget_threshold(clips: list[list[list[Row]]], budget: float) -> float:
-    """The lowest threshold that marks at most ``budget`` of these windows."""
-    top = np.sort([max(r[0] for r in row) for clip in clips for row in clip])[::-1]
-    allowed = int(np.floor(budget * len(top)))
-    return float(np.nextafter(top[allowed], np.inf)) if allowed < len(top) else 0.0
+    """The lowest threshold that marks at most ``budget`` of these windows
+    (``ier.presence.budget_threshold`` over each window's highest evidence; 0 for a budget of 1)."""
+    if budget >= 1.0:
+        return 0.0
+    window_max = np.array([max(r[0] for r in row) for clip in clips for row in clip])
+    return presence_budget_threshold(window_max, budget)
 
 
 def run(data: Path, model: str, splits: list[str]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ provenance a bench records. The runner (``ier.bench.runner``) and the tables
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -206,6 +207,36 @@ def plan_runs(config: BenchConfig) -> list[BenchRun]:
     if config.ablations and "ier" in chosen:
         runs.extend(IER_ABLATIONS)
     return runs
+
+
+def start_order(
+    pending: list[tuple[int, BenchRun]],
+    tasks: list[tuple[int, BenchRun]],
+    done: dict[tuple[int, str], dict[str, Any]],
+) -> list[tuple[int, BenchRun]]:
+    """The order in which ``run_side_by_side`` starts ``pending`` runs: seeds in the order of
+    ``tasks``; within a seed, first the runs that others start from (``shared_from``), then the
+    longest first. A run's expected length is its mean train + eval seconds at the seeds in
+    ``done``; a run that no seed has timed yet gets its ``TYPICAL_SECONDS`` (from the `cpu` bench),
+    scaled by the median ratio of timed to typical seconds of the runs timed so far (so a faster
+    preset or machine keeps the proportions). Runs with neither keep the order of ``tasks``. A
+    long run started last leaves the other cores idle at the end (Sound of Pixels in the `cpu`
+    bench, docs/results.md)."""
+    seed_order = {seed: i for i, seed in enumerate(dict.fromkeys(seed for seed, _ in tasks))}
+    providers = {(seed, run.shared_from) for seed, run in pending if run.shared_from}
+    seconds: dict[str, list[float]] = {}
+    for (_, name), record in done.items():
+        spent = record.get("train_seconds", 0.0) + record.get("eval_seconds", 0.0)
+        seconds.setdefault(name, []).append(float(spent))
+    expected = {name: sum(v) / len(v) for name, v in seconds.items()}
+    ratios = [spent / TYPICAL_SECONDS[name] for name, spent in expected.items()
+              if TYPICAL_SECONDS.get(name)]  # fmt: skip
+    scale = statistics.median(ratios) if ratios else 1.0
+    for name, typical in TYPICAL_SECONDS.items():
+        expected.setdefault(name, typical * scale)
+    return sorted(pending, key=lambda t: (
+        seed_order[t[0]], (t[0], t[1].name) not in providers, -expected.get(t[1].name, 0.0),
+    ))  # fmt: skip  # stable: runs without an expected length keep the order of ``tasks``
 
 
 def run_dir_name(run: BenchRun | str, seed: int) -> str:

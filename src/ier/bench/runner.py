@@ -28,12 +28,12 @@ from ier.bench.plan import (
     BENCH_PLANS,
     LAYOUT,
     RECORD_FILE,
-    TYPICAL_SECONDS,
     BenchConfig,
     BenchRun,
     plan_runs,
     provenance,
     run_dir_name,
+    start_order,
 )
 from ier.bench.tables import write_reports
 from ier.checkpoint import load_model
@@ -312,36 +312,6 @@ def _run_in_worker(
     return run_one(run, config, data_dir, run_dir, seed=seed, progress=False)
 
 
-def start_order(
-    pending: list[tuple[int, BenchRun]],
-    tasks: list[tuple[int, BenchRun]],
-    done: dict[tuple[int, str], dict[str, Any]],
-) -> list[tuple[int, BenchRun]]:
-    """The order in which ``run_side_by_side`` starts ``pending`` runs: seeds in the order of
-    ``tasks``; within a seed, first the runs that others start from (``shared_from``), then the
-    longest first. A run's expected length is its mean train + eval seconds at the seeds in
-    ``done``; a run that no seed has timed yet gets its ``TYPICAL_SECONDS`` (from the `cpu` bench),
-    scaled by the median ratio of timed to typical seconds of the runs timed so far (so a faster
-    preset or machine keeps the proportions). Runs with neither keep the order of ``tasks``. A
-    long run started last leaves the other cores idle at the end (Sound of Pixels in the `cpu`
-    bench, docs/results.md)."""
-    seed_order = {seed: i for i, seed in enumerate(dict.fromkeys(seed for seed, _ in tasks))}
-    providers = {(seed, run.shared_from) for seed, run in pending if run.shared_from}
-    seconds: dict[str, list[float]] = {}
-    for (_, name), record in done.items():
-        spent = record.get("train_seconds", 0.0) + record.get("eval_seconds", 0.0)
-        seconds.setdefault(name, []).append(float(spent))
-    expected = {name: sum(v) / len(v) for name, v in seconds.items()}
-    ratios = [spent / TYPICAL_SECONDS[name] for name, spent in expected.items()
-              if TYPICAL_SECONDS.get(name)]  # fmt: skip
-    scale = float(np.median(ratios)) if ratios else 1.0
-    for name, typical in TYPICAL_SECONDS.items():
-        expected.setdefault(name, typical * scale)
-    return sorted(pending, key=lambda t: (
-        seed_order[t[0]], (t[0], t[1].name) not in providers, -expected.get(t[1].name, 0.0),
-    ))  # fmt: skip  # stable: runs without an expected length keep the order of ``tasks``
-
-
 def run_side_by_side(
     tasks: list[tuple[int, BenchRun]], config: BenchConfig, data_dir: Path, runs_dir: Path
 ) -> list[dict[str, Any]]:
@@ -431,9 +401,8 @@ def run_side_by_side(
         for _, _, worker, _ in running.values():
             worker.shutdown()
     if failures or pending:
-        table = {(seed, run.name): i for i, (seed, run) in enumerate(tasks)}
-        waiting = ", ".join(run_dir_name(run, seed) for seed, run in
-                            sorted(pending, key=lambda t: table[(t[0], t[1].name)]))  # fmt: skip
+        waiting = ", ".join(run_dir_name(run, seed) for seed, run in tasks
+                            if (seed, run) in pending)  # fmt: skip  # in table order
         raise BenchRunError(
             "bench runs failed: " + "; ".join(failures)
             + (f"; not started (they start from a failed run): {waiting}" if waiting else "")
