@@ -195,3 +195,63 @@ def test_a_negative_seed_fails_before_anything_is_written(tmp_path, capsys):
     assert main(["scenes", "build", str(out), "--preset", "small", "--seed", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--seed" in err and "Traceback" not in err and not out.exists()
+
+
+def _asset_sides() -> dict[str, set[str]]:
+    """Every catalog asset -> the hold-out sides it is used on ({"train"}, {"test"} or both: a
+    recording whose time ranges are split)."""
+    sides: dict[str, set[str]] = {}
+
+    def add(side: str, ids) -> None:
+        for asset in ids:
+            sides.setdefault(asset, set()).add(side)
+
+    for side in ("train", "test"):
+        for c in catalog.CLASSES:
+            add(side, [a.asset for a in getattr(c, f"{side}_audio")])
+            add(side, getattr(c, f"{side}_images"))
+        for pool in (*catalog.offscreen_pools(), *catalog.NOISES):
+            add(side, [a.asset for a in getattr(pool, side)])
+        add(side, catalog.backgrounds()[side])
+        add(side, catalog.distractors()[side])
+    return sides
+
+
+def test_diagnostic_splits_hold_out_one_modality(small_benchmark, tmp_path):
+    from ier.scenes.recipes import audio_side, image_side
+
+    out = build.build_diagnostic_splits(small_benchmark, tmp_path / "diag", count=6,
+                                        progress=False)  # fmt: skip
+    info = json.loads((out / "benchmark.json").read_text())
+    assert info["complete"] and info["preset"] == "diagnostic:small"
+    assert info["classes"] == list(catalog.class_names())
+    sides = _asset_sides()
+    for split, (kind, side) in build.DIAGNOSTIC_SPLITS.items():
+        _, records = load_benchmark(out)
+        assert len(records[split]) == 6 and {r["split"] for r in records[split]} == {kind}
+        exclusive = {"audio": 0, "image": 0}
+        for r in records[split]:
+            for src in r["sources"]:
+                asset = src["asset"]
+                if asset.startswith(("soundfont:", "generated:")):
+                    assert not asset.startswith("soundfont:") or audio_side(side) == "train"
+                    continue
+                modality = "audio" if src["role"] in ("object", "offscreen", "noise") else "image"
+                want = audio_side(side) if modality == "audio" else image_side(side)
+                assert want in sides[asset], (split, asset)
+                exclusive[modality] += sides[asset] == {want}
+        assert exclusive["audio"] and exclusive["image"], split  # the check is not vacuous
+    # the benchmark's own splits are untouched, and a second build resumes, never mixes
+    assert check_benchmark(small_benchmark) == []
+    assert build.build_diagnostic_splits(small_benchmark, out, count=6, progress=False) == out
+    with pytest.raises(ConfigError, match="holds a benchmark built with"):
+        build.build_diagnostic_splits(small_benchmark, small_benchmark, count=6, progress=False)
+
+
+def test_unknown_asset_side_is_refused():
+    from ier.scenes.recipes import RECIPES, audio_side, image_side
+
+    assert (audio_side("test-images"), image_side("test-images")) == ("train", "test")
+    assert (audio_side("test-audio"), image_side("test-audio")) == ("test", "train")
+    with pytest.raises(ValueError, match="unknown asset side 'val'"):
+        RECIPES["wild"](np.random.default_rng(0), 0, "val")

@@ -44,6 +44,18 @@ SPLITS: dict[str, tuple[str, str]] = {
 composed from training assets (never the held-out test recordings or images): they calibrate
 decision thresholds without touching the test splits."""
 
+DIAGNOSTIC_SPLITS: dict[str, tuple[str, str]] = {
+    "diag/wild-test-images": ("wild", "test-images"),
+    "diag/wild-test-audio": ("wild", "test-audio"),
+    "diag/negative-test-images": ("negative", "test-images"),
+    "diag/negative-test-audio": ("negative", "test-audio"),
+}
+"""Evaluation-only splits that hold out one modality (``ier.scenes.recipes.SIDES``): wild and
+negative scenes of held-out images with training recordings, and the reverse. They are in no
+preset and never in a benchmark's own folder: ``build_diagnostic_splits`` writes them beside it,
+so the benchmark, its checks and its caches stay as they are."""
+_ALL_SPLITS = {**SPLITS, **DIAGNOSTIC_SPLITS}
+
 _TEST_SPLITS = [s for s in SPLITS if s.startswith("test/")]
 _VAL_SPLITS = [s for s in SPLITS if s.startswith("val/")]
 PRESETS: dict[str, dict[str, int]] = {
@@ -108,7 +120,7 @@ def _build_one(task: tuple[str, int, str, BuildSettings]) -> dict[str, Any]:
             return json.loads(record_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             logger.warning("re-rendering %s: unreadable record", cid)
-    kind, side = SPLITS[split]
+    kind, side = _ALL_SPLITS[split]
     rng = clip_rng(settings.seed, split, index)
     plan = RECIPES[kind](rng, index, side)
     frames, audio, record = render_clip(plan, rng, settings.fmt, clip_id=cid, video=video)
@@ -163,7 +175,7 @@ def _info(settings: BuildSettings, counts: dict[str, int], *, complete: bool) ->
         "classes": list(catalog.class_names()),
         "offscreen_classes": [p.name for p in catalog.offscreen_pools()],
         "noise_kinds": [p.name for p in catalog.NOISES],
-        "splits": {s: {"kind": SPLITS[s][0], "count": counts[s]} for s in counts},
+        "splits": {s: {"kind": _ALL_SPLITS[s][0], "count": counts[s]} for s in counts},
         "asset_versions": assets.package_versions(DEBIAN_PACKAGES),
         "complete": complete,
     }
@@ -233,11 +245,49 @@ def build_benchmark(
         raise ConfigError(f"--seed must be an integer >= 0, got {seed!r}")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
-    out = Path(out_dir)
     settings = BuildSettings(preset, int(seed), int(size), ClipFormat(size=int(size)))
+    return _build(Path(out_dir), settings, PRESETS[preset], workers, progress)
+
+
+def build_diagnostic_splits(
+    benchmark: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    count: int = 256,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Build (or finish building) ``DIAGNOSTIC_SPLITS`` for a built benchmark, in a folder of their
+    own, with the benchmark's seed and frame size and ``count`` clips each.
+
+    ``OUT/benchmark.json`` names the benchmark it belongs to (preset ``diagnostic:<preset>``) and
+    the classes, so ``ier.data.datasets.read_classes`` and ``ier localize`` read it as usual.
+
+    Raises:
+        ConfigError: ``benchmark`` holds no complete build, ``count`` or ``workers`` below 1, or
+            ``out_dir`` holds another build.
+    """
+    info_path = Path(benchmark) / BENCHMARK_FILE
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{info_path}: no readable benchmark there ({err})") from err
+    if not info.get("complete"):
+        raise ConfigError(f"{benchmark} holds an unfinished build; finish it with ier scenes build")
+    if count < 1 or workers < 1:
+        raise ConfigError(f"count and workers must be >= 1, got {count} and {workers}")
+    size = int(info["size"])
+    settings = BuildSettings(f"diagnostic:{info['preset']}", int(info["seed"]), size,
+                             ClipFormat(size=size))  # fmt: skip
+    return _build(Path(out_dir), settings, dict.fromkeys(DIAGNOSTIC_SPLITS, int(count)),
+                  workers, progress)  # fmt: skip
+
+
+def _build(
+    out: Path, settings: BuildSettings, counts: dict[str, int], workers: int, progress: bool
+) -> Path:
     _check_existing(out, settings)
     assets.require_sources(REQUIRED_SOURCES)
-    counts = PRESETS[preset]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / BENCHMARK_FILE, _info(settings, counts, complete=False), indent=None)
     started = time.perf_counter()

@@ -14,6 +14,34 @@ from ier.scenes import catalog
 
 GM_TRAIN_PROBABILITY = 0.35  # share of instrument sources that are soundfont melodies (train only)
 
+SIDES: dict[str, tuple[str, str]] = {
+    "train": ("train", "train"),
+    "test": ("test", "test"),
+    "test-images": ("train", "test"),
+    "test-audio": ("test", "train"),
+}
+"""Asset side of a split -> (side of its recordings, side of its images). ``train`` and ``test``
+are the benchmark's; the mixed sides compose diagnostic splits (``ier.scenes.build.
+DIAGNOSTIC_SPLITS``) that hold out one modality only: ``test-images`` hears training recordings
+(and soundfont melodies) beside held-out photos, backgrounds and distractors, ``test-audio`` the
+reverse. They tell which modality's held-out assets a model fails on."""
+
+
+def audio_side(side: str) -> str:
+    """``train`` or ``test``: where the recordings of a split with asset side ``side`` come from."""
+    return _sides(side)[0]
+
+
+def image_side(side: str) -> str:
+    """``train`` or ``test``: where the images (objects, backgrounds, distractors) come from."""
+    return _sides(side)[1]
+
+
+def _sides(side: str) -> tuple[str, str]:
+    if side not in SIDES:
+        raise ValueError(f"unknown asset side {side!r}; choose one of {', '.join(SIDES)}")
+    return SIDES[side]
+
 
 @dataclass(frozen=True)
 class SoundChoice:
@@ -74,24 +102,24 @@ def class_sound(
     rng: np.random.Generator, cls: catalog.SoundClass, side: str, gain_db: float
 ) -> SoundChoice:
     """A sound of an on-screen class: a held-out-side recording, or (train) a soundfont melody."""
-    if side == "train" and cls.gm_program is not None and rng.random() < GM_TRAIN_PROBABILITY:
+    if audio_side(side) == "train" and cls.gm_program is not None and rng.random() < GM_TRAIN_PROBABILITY:
         bank, program = cls.gm_program
         seed = int(rng.integers(0, 2**31 - 1))
         return SoundChoice(
             cls.name, f"soundfont:{bank}:{program}", 0.0, 0.0, gain_db, "object", render_seed=seed
         )
-    items = cls.train_audio if side == "train" else cls.test_audio
+    items = cls.train_audio if audio_side(side) == "train" else cls.test_audio
     return _recording(rng, items, cls.name, "object", gain_db)
 
 
 def _class_image(rng: np.random.Generator, cls: catalog.SoundClass, side: str) -> str:
-    return _pick(rng, cls.train_images if side == "train" else cls.test_images)
+    return _pick(rng, cls.train_images if image_side(side) == "train" else cls.test_images)
 
 
 def _background(rng: np.random.Generator, side: str) -> str:
     if rng.random() < 0.25:
         return "generated:gradient"
-    return _pick(rng, catalog.backgrounds()[side])
+    return _pick(rng, catalog.backgrounds()[image_side(side)])
 
 
 def _sounding(
@@ -110,7 +138,7 @@ def _silent(
     out = []
     for _ in range(count):
         if rng.random() < 0.5:
-            image = _pick(rng, catalog.distractors()[side])
+            image = _pick(rng, catalog.distractors()[image_side(side)])
             label = catalog.distractor_label(image)
             if label in exclude:
                 continue
@@ -127,7 +155,8 @@ def _offscreen(rng: np.random.Generator, count: int, side: str, gain_range: tupl
     pools = list(catalog.offscreen_pools())
     order = rng.permutation(len(pools))[:count]
     return [
-        _recording(rng, pools[i].train if side == "train" else pools[i].test, pools[i].name,
+        _recording(rng, pools[i].train if audio_side(side) == "train" else pools[i].test,
+                   pools[i].name,
                    "offscreen", float(rng.uniform(*gain_range)))
         for i in order
     ]  # fmt: skip
@@ -135,7 +164,8 @@ def _offscreen(rng: np.random.Generator, count: int, side: str, gain_range: tupl
 
 def _noise(rng: np.random.Generator, side: str) -> SoundChoice:
     pool = _pick(rng, catalog.NOISES)
-    return _recording(rng, pool.train if side == "train" else pool.test, pool.name, "noise", 0.0)
+    items = pool.train if audio_side(side) == "train" else pool.test
+    return _recording(rng, items, pool.name, "noise", 0.0)
 
 
 def _distinct_classes(rng: np.random.Generator, count: int, first: int | None = None):
