@@ -239,6 +239,32 @@ def test_overlay_sweep_counts_equal_overlay_counts_at_every_threshold() -> None:
     assert sweep.budget_threshold([rows], 1.0) == 0.0
 
 
+def test_heldout_sides_summary(monkeypatch) -> None:
+    """benchmarks/heldout_sides.py: per condition, the window AUROC of the highest evidence (wild
+    against no-sound windows), the counts at the stored threshold and at the threshold marking 10 %
+    of the condition's own no-sound windows, and the oracle decision."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "heldout_sides", Path(__file__).parents[1] / "benchmarks/heldout_sides.py")
+    sides = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sides)
+    # rows: (evidence, labelled hit, any-label hit, the class sounds); one class per window
+    wild = [[[(0.9, True, True, True)], [(0.4, False, True, True)]],
+            [[(0.3, True, True, True)], [(0.8, False, False, False)]]]
+    negative = [[[(e, False, False, False)] for e in (0.1, 0.2, 0.35, 0.5, 0.05)],
+                [[(e, False, False, False)] for e in (0.0, 0.15, 0.25, 0.3, 0.45)]]
+    out = sides.summarise(wild, negative, stored=0.6)
+    # wild maxima 0.9, 0.4, 0.3, 0.8 against ten no-sound maxima: 10 + 8 + 6.5 (a tie) + 10 of 40 pairs
+    assert out["window_auroc"] == pytest.approx(34.5 / 40)
+    assert out["wild_at_stored"]["marked"] == 2 and out["wild_at_stored"]["hit"] == 1
+    assert out["negative_at_stored"]["marked"] == 0
+    assert 0.45 < out["own_budget_threshold"] <= 0.5  # marks 1 of the 10 no-sound windows
+    assert out["wild_at_own_budget"]["hit"] == 1 and out["wild_at_own_budget"]["marked"] == 2
+    assert out["wild_oracle_decision"]["hit"] == 2 and out["wild_oracle_decision"]["marked"] == 3
+
+
 def test_imagenet_pointing_known_values() -> None:
     """benchmarks/imagenet_pointing.py: a category's map is log-sum of its ImageNet classes'
     probabilities per cell; a hit is its peak inside the sounding object's box; the
