@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   tuxpaint-stamps-default gcompris-qt-data openttd-opensfx lincity-ng-data
-  sound-theme-freedesktop fluidsynth fluid-soundfont-gm librsvg2-2 chromium
+  sound-theme-freedesktop fluidsynth fluid-soundfont-gm librsvg2-2 chromium openclipart-png
 )
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -255,3 +255,43 @@ def test_unknown_asset_side_is_refused():
     assert (audio_side("test-audio"), image_side("test-audio")) == ("test", "train")
     with pytest.raises(ValueError, match="unknown asset side 'val'"):
         RECIPES["wild"](np.random.default_rng(0), 0, "val")
+
+
+def test_extra_training_images_keep_the_test_clips(small_benchmark, tiny_preset, tmp_path):
+    """--extra-train-images openclipart: training objects also come from the drawings, the test
+    splits are the build's without them record for record, and the two never mix in a folder."""
+    from ier.scenes.recipes import with_extra_images
+
+    assert with_extra_images("train", "openclipart") == "train+openclipart"
+    assert with_extra_images("test", "openclipart") == "test"
+    assert with_extra_images("train", None) == "train"
+    with pytest.raises(ValueError, match="unknown extra image source"):
+        with_extra_images("train", "emoji")
+    every = {c: set(catalog.EXTRA_TRAIN_IMAGES["openclipart"][c]) for c in catalog.class_names()}
+    assert all(every.values()) and all(assets.exists(a) for ids in every.values() for a in ids)
+    counts = dict.fromkeys(SPLITS, 2)
+    counts["train/solo"] = 32  # 2 clips per class: most draw an extra image
+    build.PRESETS[tiny_preset] = counts  # the fixture restores PRESETS
+    out = build_benchmark(tmp_path / "x", preset=tiny_preset, progress=False,
+                          extra_train_images="openclipart")  # fmt: skip
+    info = json.loads((out / "benchmark.json").read_text())
+    assert info["extra_train_images"] == "openclipart"
+    _, extended = load_benchmark(out)
+    _, small = load_benchmark(small_benchmark)
+    for split in SPLITS:
+        if split.startswith("test/"):
+            assert extended[split] == small[split][:2], split
+    images = [s["asset"] for r in extended["train/solo"] for s in r["sources"]
+              if s["role"] == "image"]  # fmt: skip
+    drawn = [a for a in images if a.startswith(catalog.OPENCLIPART)]
+    assert len(images) == 32 and 8 <= len(drawn) < 32  # about 2 in 3 from the drawings
+    for record in extended["train/solo"]:
+        label = record["objects"][0]["label"]
+        image = next(s["asset"] for s in record["sources"] if s["role"] == "image")
+        assert image in every[label] or image in catalog.CLASSES[
+            catalog.class_names().index(label)].train_images  # fmt: skip
+    assert check_benchmark(out) == []
+    with pytest.raises(ConfigError, match="extra_train_images"):
+        build_benchmark(out, preset=tiny_preset, progress=False)
+    with pytest.raises(ConfigError, match="unknown extra training image source"):
+        build_benchmark(tmp_path / "y", preset=tiny_preset, extra_train_images="emoji")

@@ -12,6 +12,7 @@ def _build(args: argparse.Namespace) -> int:
     out = build_benchmark(
         args.out_dir, preset=args.preset, seed=args.seed, size=args.size,
         workers=args.workers, progress=not args.quiet,
+        extra_train_images=args.extra_train_images,
     )  # fmt: skip
     info = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))
     counts = ", ".join(f"{s} {v['count']}" for s, v in info["splits"].items())
@@ -62,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--size", type=int, default=224, help="frame side in pixels")
     build.add_argument("--workers", type=int, default=1, help="parallel processes")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument("--extra-train-images", choices=("openclipart",), default=None,
+                       help="also draw training objects from these drawings (apt package "
+                            "openclipart-png); the test splits are unchanged")  # fmt: skip
     build.set_defaults(handler=_build)
     check = sub.add_parser(
         "check", help="validate a build (boxes, provenance, train/test disjoint)"

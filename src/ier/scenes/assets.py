@@ -74,6 +74,8 @@ SOURCES: dict[str, Source] = {
                "MIT", "Fluid R3 General MIDI soundfont (sampled instruments), via fluidsynth"),
         Source("sklearn", _sklearn_images(), "scikit-learn (PyPI)", "CC-BY-2.0",
                "scikit-learn sample photos china.jpg and flower.jpg"),
+        Source("openclipart", Path("/usr/share/openclipart/png"), "openclipart-png",
+               "Public Domain", "Open Clip Art Library drawings (optional extra training images)"),
     )
 }  # fmt: skip
 

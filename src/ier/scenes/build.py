@@ -20,7 +20,7 @@ from ier.errors import ConfigError
 from ier.files import atomic_write_json
 from ier.scenes import assets, catalog
 from ier.scenes.mp4 import write_clip
-from ier.scenes.recipes import RECIPES
+from ier.scenes.recipes import RECIPES, with_extra_images
 from ier.scenes.render import ClipFormat, render_clip
 
 logger = logging.getLogger(__name__)
@@ -93,9 +93,13 @@ class BuildSettings:
     seed: int
     size: int
     fmt: ClipFormat
+    extra_train_images: str | None = None  # a key of catalog.EXTRA_TRAIN_IMAGES
 
     def identity(self) -> dict[str, Any]:
-        return {"preset": self.preset, "seed": self.seed, "size": self.size}
+        out: dict[str, Any] = {"preset": self.preset, "seed": self.seed, "size": self.size}
+        if self.extra_train_images is not None:  # builds without extras keep their identity
+            out["extra_train_images"] = self.extra_train_images
+        return out
 
 
 def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -121,6 +125,7 @@ def _build_one(task: tuple[str, int, str, BuildSettings]) -> dict[str, Any]:
         except (OSError, json.JSONDecodeError):
             logger.warning("re-rendering %s: unreadable record", cid)
     kind, side = _ALL_SPLITS[split]
+    side = with_extra_images(side, settings.extra_train_images)
     rng = clip_rng(settings.seed, split, index)
     plan = RECIPES[kind](rng, index, side)
     frames, audio, record = render_clip(plan, rng, settings.fmt, clip_id=cid, video=video)
@@ -155,7 +160,10 @@ def _check_existing(out_dir: Path, settings: BuildSettings) -> None:
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"{info_path} is unreadable ({err}); build into a new folder") from err
     theirs = {k: info.get(k) for k in settings.identity()}
-    if theirs != settings.identity():
+    if theirs != settings.identity() or info.get("extra_train_images") != (
+        settings.extra_train_images
+    ):
+        theirs["extra_train_images"] = info.get("extra_train_images")
         raise ConfigError(
             f"{out_dir} holds a benchmark built with {theirs}, not {settings.identity()}; "
             "use another folder (builds with different settings are never mixed)"
@@ -214,6 +222,7 @@ def build_benchmark(
     size: int = 224,
     workers: int = 1,
     progress: bool = True,
+    extra_train_images: str | None = None,
 ) -> Path:
     """Build (or finish building) the built-in benchmark in ``out_dir``.
 
@@ -227,13 +236,16 @@ def build_benchmark(
         size: frame side in pixels.
         workers: processes rendering clips in parallel.
         progress: show a tqdm progress bar.
+        extra_train_images: a source of ``catalog.EXTRA_TRAIN_IMAGES`` (``openclipart``) whose
+            drawings join each class's training images (train and val splits); the test splits
+            stay those of the build without it, clip for clip.
 
     Returns:
         ``out_dir`` as a Path.
 
     Raises:
-        ConfigError: unknown preset, bad size, seed or workers (checked before anything is
-            written), or a folder holding another build.
+        ConfigError: unknown preset or extra image source, bad size, seed or workers (checked
+            before anything is written), or a folder holding another build.
         AssetError: a required asset source is not installed (names the package).
     """
 
@@ -245,7 +257,11 @@ def build_benchmark(
         raise ConfigError(f"--seed must be an integer >= 0, got {seed!r}")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
-    settings = BuildSettings(preset, int(seed), int(size), ClipFormat(size=int(size)))
+    if extra_train_images is not None and extra_train_images not in catalog.EXTRA_TRAIN_IMAGES:
+        raise ConfigError(f"unknown extra training image source {extra_train_images!r}; choose "
+                          f"one of {', '.join(catalog.EXTRA_TRAIN_IMAGES)}")  # fmt: skip
+    settings = BuildSettings(preset, int(seed), int(size), ClipFormat(size=int(size)),
+                             extra_train_images)  # fmt: skip
     return _build(Path(out_dir), settings, PRESETS[preset], workers, progress)
 
 
@@ -278,7 +294,7 @@ def build_diagnostic_splits(
         raise ConfigError(f"count and workers must be >= 1, got {count} and {workers}")
     size = int(info["size"])
     settings = BuildSettings(f"diagnostic:{info['preset']}", int(info["seed"]), size,
-                             ClipFormat(size=size))  # fmt: skip
+                             ClipFormat(size=size), info.get("extra_train_images"))  # fmt: skip
     return _build(Path(out_dir), settings, dict.fromkeys(DIAGNOSTIC_SPLITS, int(count)),
                   workers, progress)  # fmt: skip
 
@@ -287,7 +303,8 @@ def _build(
     out: Path, settings: BuildSettings, counts: dict[str, int], workers: int, progress: bool
 ) -> Path:
     _check_existing(out, settings)
-    assets.require_sources(REQUIRED_SOURCES)
+    extra = [settings.extra_train_images] if settings.extra_train_images else []
+    assets.require_sources([*REQUIRED_SOURCES, *extra])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / BENCHMARK_FILE, _info(settings, counts, complete=False), indent=None)
     started = time.perf_counter()

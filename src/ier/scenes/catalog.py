@@ -292,6 +292,52 @@ def distractor_label(asset_id: str) -> str:
     return _stamp_label(Path(asset_id.partition(":")[2]))
 
 
+OPENCLIPART = "openclipart:"
+_CLIP = {"music": "recreation/music/", "birds": "animals/birds/", "mammals": "animals/mammals/"}
+EXTRA_TRAIN_IMAGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "openclipart": {
+        name: tuple(OPENCLIPART + _CLIP[folder] + file for folder, file in items)
+        for name, items in {
+            "violin": [("music", "violin_colour_ganson.png"), ("music", "violin_ganson.png")],
+            "cello": [("music", "cello_ganson.png")],
+            "guitar": [("music", "guitar_ganson.png"), ("music", "guitar_jarno_vasamaa1.png"),
+                       ("music", "guitar_profile_philippe__01.png")],
+            "trumpet": [("music", "trumpet_b_flat_colour_ganso.png"),
+                        ("music", "trumpet_pocket_colour_ganso.png"),
+                        ("music", "trumpet_b_flat__ganson.png")],
+            "drum": [("music", "drums_jarno_vasamaa_.png"), ("music", "africandrum_benji_park1.png")],
+            "dog": [("mammals", "dogs/beagle_copper_ganson.png"),
+                    ("mammals", "dogs/black_lab_ganson.png"),
+                    ("mammals", "dogs/bobi_architetto_francesc_01.png")],
+            "cat": [("mammals", "housecats/gatto_cat_architetto_fra_01.png"),
+                    ("mammals", "housecats/kitten_gerald_g._01.png"),
+                    ("mammals", "cartoon_cat_gerald_g._01.png")],
+            "chicken": [("birds", "gallo_di_profilo_archite_01.png")],
+            "cow": [("mammals", "vacca_pezzata_rossa_val_01.png"), ("mammals", "bull_utrescu_.png")],
+            "sheep": [("mammals", "sheep-md-v0.1.png"), ("mammals", "pecora_architetto_france_01.png"),
+                      ("mammals", "dall_sheep_ram_ganson.png")],
+            "horse": [("mammals", "horses/horse_2_konstantin_r._01.png"),
+                      ("mammals", "horses/cavallo_architetto_franc_01.png")],
+            "duck": [("birds", "duck_yellow_kurt_cagle_.png"), ("birds", "jonathon_s_duck_01.png")],
+            "pig": [("mammals", "a_simple_pig_01.png"), ("mammals", "pig_marcelo_caiafa1.png")],
+            "owl": [("birds", "owl_on_branch_ganson.png"),
+                    ("birds", "gufo_civetta_architetto__01.png")],
+            "lion": [("mammals", "big_cats/leone_01_architetto_fran_01.png"),
+                     ("mammals", "big_cats/leone_02_architetto_fran_01.png"),
+                     ("mammals", "big_cats/leone_architetto_frances_01.png")],
+            "tiger": [("mammals", "big_cats/color_tiger_susan_park_01.png"),
+                      ("mammals", "big_cats/tiger_graig_ryan_smith_-_01.png"),
+                      ("mammals", "big_cats/tigre01_architetto_franc_01.png")],
+        }.items()
+    },
+}
+"""Optional extra *training* images per class and per source (``ier scenes build
+--extra-train-images openclipart``): Open Clip Art drawings (Public Domain, the
+``openclipart-png`` package), chosen by hand, never used by a test split. A build with them
+draws each training object's image from the class's own training images and these alike; its
+test clips are byte for byte those of the build without them (``ier.scenes.recipes``)."""
+
+
 def all_audio_ids() -> list[str]:
     """Every recording the benchmark may use (for availability checks and NOTICE)."""
     ids = []
