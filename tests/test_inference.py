@@ -256,7 +256,8 @@ def test_heldout_sides_summary(monkeypatch) -> None:
     negative = [[[(e, False, False, False)] for e in (0.1, 0.2, 0.35, 0.5, 0.05)],
                 [[(e, False, False, False)] for e in (0.0, 0.15, 0.25, 0.3, 0.45)]]
     out = sides.summarise(wild, negative, stored=0.6)
-    # wild maxima 0.9, 0.4, 0.3, 0.8 against ten no-sound maxima: 10 + 8 + 6.5 (a tie) + 10 of 40 pairs
+    # wild maxima 0.9, 0.4, 0.3, 0.8 against ten no-sound maxima:
+    # 10 + 8 + 6.5 (a tie) + 10 of 40 pairs
     assert out["window_auroc"] == pytest.approx(34.5 / 40)
     assert out["wild_at_stored"]["marked"] == 2 and out["wild_at_stored"]["hit"] == 1
     assert out["negative_at_stored"]["marked"] == 0

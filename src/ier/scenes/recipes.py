@@ -103,7 +103,8 @@ def class_sound(
     rng: np.random.Generator, cls: catalog.SoundClass, side: str, gain_db: float
 ) -> SoundChoice:
     """A sound of an on-screen class: a held-out-side recording, or (train) a soundfont melody."""
-    if audio_side(side) == "train" and cls.gm_program is not None and rng.random() < GM_TRAIN_PROBABILITY:
+    melodies = audio_side(side) == "train" and cls.gm_program is not None
+    if melodies and rng.random() < GM_TRAIN_PROBABILITY:
         bank, program = cls.gm_program
         seed = int(rng.integers(0, 2**31 - 1))
         return SoundChoice(
