@@ -229,7 +229,10 @@ def main() -> None:
     parser.add_argument("--diag", type=Path, required=True,
                         help="folder of the one-modality splits (built there when missing)")
     parser.add_argument("--model", default="ier-wild-small", help="bundled name or checkpoint")
-    parser.add_argument("--clips", type=int, default=256, help="clips of each split")
+    parser.add_argument("--clips", type=int, default=256,
+                        help="clips of each one-modality split to build, and the first clips of "
+                             "every split that the windows are counted on (--presence scores "
+                             "whole splits; its JSON gives their sizes)")  # fmt: skip
     parser.add_argument("--presence", action="store_true",
                         help="also score the presence clip by clip (module docstring)")
     parser.add_argument("--json", type=Path, help="also write the figures here")

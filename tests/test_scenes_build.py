@@ -241,8 +241,9 @@ def test_diagnostic_splits_hold_out_one_modality(small_benchmark, tmp_path):
                 assert want in sides[asset], (split, asset)
                 exclusive[modality] += sides[asset] == {want}
         assert exclusive["audio"] and exclusive["image"], split  # the check is not vacuous
-    # the benchmark's own splits are untouched, and a second build resumes, never mixes
-    assert check_benchmark(small_benchmark) == []
+    # the folder passes the checks, the benchmark's own splits are untouched, and a second
+    # build resumes, never mixes
+    assert check_benchmark(out) == [] and check_benchmark(small_benchmark) == []
     assert build.build_diagnostic_splits(small_benchmark, out, count=6, progress=False) == out
     with pytest.raises(ConfigError, match="holds a benchmark built with"):
         build.build_diagnostic_splits(small_benchmark, small_benchmark, count=6, progress=False)

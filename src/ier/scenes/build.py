@@ -184,7 +184,9 @@ def _info(settings: BuildSettings, counts: dict[str, int], *, complete: bool) ->
         "offscreen_classes": [p.name for p in catalog.offscreen_pools()],
         "noise_kinds": [p.name for p in catalog.NOISES],
         "splits": {s: {"kind": _ALL_SPLITS[s][0], "count": counts[s]} for s in counts},
-        "asset_versions": assets.package_versions(DEBIAN_PACKAGES),
+        "asset_versions": assets.package_versions(
+            DEBIAN_PACKAGES + (("openclipart-png",) if settings.extra_train_images else ())
+        ),
         "complete": complete,
     }
 
@@ -276,8 +278,10 @@ def build_diagnostic_splits(
     """Build (or finish building) ``DIAGNOSTIC_SPLITS`` for a built benchmark, in a folder of their
     own, with the benchmark's seed and frame size and ``count`` clips each.
 
-    ``OUT/benchmark.json`` names the benchmark it belongs to (preset ``diagnostic:<preset>``) and
-    the classes, so ``ier.data.datasets.read_classes`` and ``ier localize`` read it as usual.
+    ``OUT/benchmark.json`` records preset ``diagnostic:<preset>``, the benchmark's seed and size
+    (and its ``extra_train_images``, which the ``test-audio`` splits' training images then
+    include) and the classes, so ``ier.data.datasets.read_classes`` and ``ier localize`` read it as
+    usual.
 
     Raises:
         ConfigError: ``benchmark`` holds no complete build, ``count`` or ``workers`` below 1, or

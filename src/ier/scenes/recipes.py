@@ -38,7 +38,10 @@ def image_side(side: str) -> str:
 
 
 def _sides(side: str) -> tuple[str, str]:
-    side = side.partition("+")[0]  # "train+openclipart": training images plus extra ones
+    side, _, extra = side.partition("+")  # "train+openclipart": training images plus extra ones
+    if extra and extra not in catalog.EXTRA_TRAIN_IMAGES:
+        raise ValueError(f"unknown extra image source {extra!r}; choose one of "
+                         f"{', '.join(catalog.EXTRA_TRAIN_IMAGES)}")  # fmt: skip
     if side not in SIDES:
         raise ValueError(f"unknown asset side {side!r}; choose one of {', '.join(SIDES)}")
     return SIDES[side]
@@ -117,14 +120,15 @@ def class_sound(
 def _class_image(rng: np.random.Generator, cls: catalog.SoundClass, side: str) -> str:
     if image_side(side) == "test":
         return _pick(rng, cls.test_images)
-    extra = catalog.EXTRA_TRAIN_IMAGES[_extra(side)][cls.name] if _extra(side) else ()
-    return _pick(rng, (*cls.train_images, *extra))  # one draw either way: the stream is kept
+    extra = catalog.EXTRA_TRAIN_IMAGES[_extra(side)].get(cls.name, ()) if _extra(side) else ()
+    return _pick(rng, (*cls.train_images, *extra))  # one draw either way, as without extras
 
 
 def with_extra_images(side: str, source: str | None) -> str:
     """The asset side of a split in a build whose training images are extended with
-    ``catalog.EXTRA_TRAIN_IMAGES[source]`` (``train`` -> ``train+<source>``; other sides and
-    ``source`` None are returned as they are)."""
+    ``catalog.EXTRA_TRAIN_IMAGES[source]``: a side whose images are training images gets
+    ``+<source>`` (``train`` -> ``train+openclipart``, and so does the diagnostic ``test-audio``);
+    sides with held-out images, and any side when ``source`` is None, are returned as they are."""
     if source is None or image_side(side) != "train":
         return side
     if source not in catalog.EXTRA_TRAIN_IMAGES:

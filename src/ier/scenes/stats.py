@@ -12,7 +12,7 @@ import numpy as np
 from ier.audio import SAMPLE_RATE
 from ier.errors import DatasetError
 from ier.scenes import assets, catalog
-from ier.scenes.build import BENCHMARK_FILE, SPLITS
+from ier.scenes.build import BENCHMARK_FILE, DIAGNOSTIC_SPLITS, SPLITS
 
 _RANGE_EPS = 1e-3  # seconds; ranges touching within this are not an overlap
 
@@ -120,7 +120,7 @@ def check_benchmark(root: str | Path) -> list[str]:
     if not info.get("complete"):
         problems.append(f"{root}: the build is not complete (run `ier scenes build` again)")
     for split, split_records in records.items():
-        kind = SPLITS.get(split, (None,))[0]
+        kind = {**SPLITS, **DIAGNOSTIC_SPLITS}.get(split, (None,))[0]
         if len(split_records) != info["splits"][split]["count"]:
             problems.append(
                 f"{split}: {len(split_records)} records, expected {info['splits'][split]['count']}"
