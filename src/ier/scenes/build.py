@@ -96,10 +96,9 @@ class BuildSettings:
     extra_train_images: str | None = None  # a key of catalog.EXTRA_TRAIN_IMAGES
 
     def identity(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"preset": self.preset, "seed": self.seed, "size": self.size}
-        if self.extra_train_images is not None:  # builds without extras keep their identity
-            out["extra_train_images"] = self.extra_train_images
-        return out
+        # a benchmark.json written before extra_train_images existed lacks the key: None, as here
+        return {"preset": self.preset, "seed": self.seed, "size": self.size,
+                "extra_train_images": self.extra_train_images}  # fmt: skip
 
 
 def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -160,10 +159,7 @@ def _check_existing(out_dir: Path, settings: BuildSettings) -> None:
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"{info_path} is unreadable ({err}); build into a new folder") from err
     theirs = {k: info.get(k) for k in settings.identity()}
-    if theirs != settings.identity() or info.get("extra_train_images") != (
-        settings.extra_train_images
-    ):
-        theirs["extra_train_images"] = info.get("extra_train_images")
+    if theirs != settings.identity():
         raise ConfigError(
             f"{out_dir} holds a benchmark built with {theirs}, not {settings.identity()}; "
             "use another folder (builds with different settings are never mixed)"

@@ -131,10 +131,9 @@ def with_extra_images(side: str, source: str | None) -> str:
     sides with held-out images, and any side when ``source`` is None, are returned as they are."""
     if source is None or image_side(side) != "train":
         return side
-    if source not in catalog.EXTRA_TRAIN_IMAGES:
-        raise ValueError(f"unknown extra image source {source!r}; choose one of "
-                         f"{', '.join(catalog.EXTRA_TRAIN_IMAGES)}")  # fmt: skip
-    return f"{side}+{source}"
+    extended = f"{side}+{source}"
+    _sides(extended)  # refuses an unknown source
+    return extended
 
 
 def _extra(side: str) -> str | None:
