@@ -163,14 +163,14 @@ def presence_part(data: Path, diag: Path, model_name: str) -> dict[str, Any]:
     for name, features in VARIANTS.items():
         rules[name] = scored(*fit_variant(features, val, found["val/negative"][0]))
     sources = {}
-    test_wild, test_negative = found["test/wild"], found["test/negative"][0]
+    _, wild_maps, wild_dataset = found["test/wild"]
+    wild_p = presence_probability(found["test/wild"][0], stored)
+    negative_max = presence_probability(found["test/negative"][0], stored).max(axis=1)
     for name, (_, _, negative) in CONDITIONS.items():
         clip_max = presence_probability(found[negative][0], stored).max(axis=1)
         for budget in (0.05, DIAGNOSTIC_BUDGET):
             tau = clip_budget_threshold(clip_max, budget)
-            at = presence_metrics(presence_probability(test_wild[0], stored), test_wild[1],
-                                  test_wild[2], model.classes, tau)  # fmt: skip
-            negative_max = presence_probability(test_negative, stored).max(axis=1)
+            at = presence_metrics(wild_p, wild_maps, wild_dataset, model.classes, tau)
             sources[f"{name} no-sound clips, {budget:.0%}"] = {
                 "tau": tau, "test/wild marked": at["presence_marked"],
                 "test/wild hit": at["presence_hit"],
