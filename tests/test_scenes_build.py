@@ -226,8 +226,8 @@ def test_diagnostic_splits_hold_out_one_modality(small_benchmark, tmp_path):
     assert info["complete"] and info["preset"] == "diagnostic:small"
     assert info["classes"] == list(catalog.class_names())
     sides = _asset_sides()
+    _, records = load_benchmark(out)
     for split, (kind, side) in build.DIAGNOSTIC_SPLITS.items():
-        _, records = load_benchmark(out)
         assert len(records[split]) == 6 and {r["split"] for r in records[split]} == {kind}
         exclusive = {"audio": 0, "image": 0}
         for r in records[split]:
